@@ -1,0 +1,41 @@
+"""Shared fixtures: the real data beside the project, and tiny random ViTs."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+DATA_DIR = Path(
+    os.environ.get(
+        "SKLEARN_ARB_DATA", Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+    )
+).resolve()
+DEIT_WEIGHTS = DATA_DIR / "weights" / "deit_tiny_patch16_224.pth"
+IMAGENETTE_DIR = DATA_DIR / "imagenette"
+LUNG_CT_DIR = DATA_DIR / "iqothnccd"
+
+
+def _require(path: Path, what: str) -> Path:
+    if not path.exists():
+        pytest.skip(
+            f"{what} not found at {path}; set SKLEARN_ARB_DATA to the shared data folder"
+        )
+    return path
+
+
+@pytest.fixture(scope="session")
+def deit_weights() -> Path:
+    """Path of the real DeiT-Tiny/16 state_dict (skips where absent)."""
+    return _require(DEIT_WEIGHTS, "DeiT-Tiny weights")
+
+
+@pytest.fixture(scope="session")
+def imagenette_paths() -> list[Path]:
+    """The 200 Imagenette JPEGs, sorted (skips where absent)."""
+    return sorted(_require(IMAGENETTE_DIR, "Imagenette images").glob("*/*.JPEG"))
+
+
+@pytest.fixture(scope="session")
+def lung_ct_paths() -> list[Path]:
+    """The 30 lung CT slices, sorted (skips where absent)."""
+    return sorted(_require(LUNG_CT_DIR, "Lung CT images").glob("*/*.jpg"))
