@@ -1,0 +1,27 @@
+"""How well regularisation works on the noise simulation, and scorers for search.
+
+Metric functions take maps with one row per image, token maps (n_images, n_tokens)
+or pixel maps (n_images, height, width), and boolean ROI masks of the same shape,
+and return one value per image.
+"""
+
+from ._roi import (
+    mean_in_roi,
+    mean_percentile_in_roi,
+    nonzero_percentage_in_roi,
+    select_by_roi_z,
+)
+from ._sensitivity import sensitivity, specificity
+from ._suppression import suppression_factor
+from ._uniformity import pvalue_srmsd
+
+__all__ = [
+    "mean_in_roi",
+    "mean_percentile_in_roi",
+    "nonzero_percentage_in_roi",
+    "pvalue_srmsd",
+    "select_by_roi_z",
+    "sensitivity",
+    "specificity",
+    "suppression_factor",
+]
