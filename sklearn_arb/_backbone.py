@@ -1,0 +1,230 @@
+"""ViT backbones: a timm name or a ready module; hub or local-checkpoint weights."""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+
+import timm
+import torch
+from timm.layers import Attention, resample_abs_pos_embed
+from timm.models.vision_transformer import Block, VisionTransformer
+from torch import nn
+
+__all__ = ["load_checkpoint", "load_vit", "validate_vit"]
+
+# DINO and similar training checkpoints nest the weights under one of these keys;
+# the teacher is the network DINO evaluates.
+_NESTED_KEYS = ("teacher", "model", "state_dict", "student", "model_ema")
+_WRAPPER_PREFIXES = ("module.", "backbone.", "_orig_mod.")
+# The classifier (or DINO projection head) never runs: ARB needs the attention only.
+_HEAD_PREFIXES = ("head.", "head_dist.", "fc_norm.")
+
+
+def _read_checkpoint_file(path: Path) -> dict:
+    if not path.is_file():
+        raise FileNotFoundError(f"Checkpoint file {str(path)!r} does not exist.")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(str(path), device="cpu")
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated/garbled files fail in many ways
+        raise ValueError(
+            f"Could not read checkpoint {str(path)!r}: the file is corrupt or not a "
+            f"PyTorch/safetensors checkpoint ({type(exc).__name__}: {exc}). "
+            f"Re-download it, or save weights with torch.save(model.state_dict(), "
+            f"path) or safetensors.torch.save_file."
+        ) from None
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Read a checkpoint file into a flat timm-style state_dict, safely.
+
+    Plain state_dicts (``.pth``/``.pt``, read with ``torch.load(weights_only=True)``),
+    safetensors files, and training checkpoints that nest the weights (the DINO
+    release format: ``{"teacher": ..., "student": ...}``; the teacher is used) are
+    accepted; ``module.``/``backbone.`` prefixes are stripped and classifier or
+    projection-head weights dropped.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The checkpoint file.
+
+    Returns
+    -------
+    state_dict : dict of str to Tensor
+
+    Examples
+    --------
+    >>> import tempfile, torch
+    >>> from sklearn_arb._backbone import load_checkpoint
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     torch.save({"teacher": {"module.backbone.cls_token": torch.zeros(1)}},
+    ...                f"{tmp}/dino.pth")
+    ...     sorted(load_checkpoint(f"{tmp}/dino.pth"))
+    ['cls_token']
+    """
+    path = Path(path)
+    checkpoint = _read_checkpoint_file(path)
+    while isinstance(checkpoint, dict) and not any(
+        isinstance(v, torch.Tensor) for v in checkpoint.values()
+    ):
+        nested = next(
+            (k for k in _NESTED_KEYS if isinstance(checkpoint.get(k), dict)), None
+        )
+        if nested is None:
+            break
+        checkpoint = checkpoint[nested]
+    if not isinstance(checkpoint, dict) or not checkpoint:
+        raise ValueError(
+            f"Checkpoint {str(path)!r} holds no weights (expected a state_dict, or a "
+            f"dict with one under {', '.join(_NESTED_KEYS)})."
+        )
+    state_dict = {}
+    for key, value in checkpoint.items():
+        if not isinstance(value, torch.Tensor):
+            continue
+        while key.startswith(_WRAPPER_PREFIXES):
+            key = key.split(".", 1)[1]
+        if not key.startswith(_HEAD_PREFIXES):
+            state_dict[key] = value
+    return state_dict
+
+
+def _resample_pos_embed(state_dict: dict, model: VisionTransformer) -> dict:
+    """Interpolate a checkpoint's position embeddings to the model's grid."""
+    pos_embed = state_dict.get("pos_embed")
+    if pos_embed is None or pos_embed.shape == model.pos_embed.shape:
+        return state_dict
+    num_prefix = 0 if model.no_embed_class else model.num_prefix_tokens
+    state_dict = dict(state_dict)
+    state_dict["pos_embed"] = resample_abs_pos_embed(
+        pos_embed, new_size=model.patch_embed.grid_size, num_prefix_tokens=num_prefix
+    )
+    return state_dict
+
+
+def _load_state_dict(model: nn.Module, state_dict: dict, source: str) -> None:
+    """strict loading (head excepted), with an error that names the keys."""
+    expected = {
+        k: v for k, v in model.state_dict().items() if not k.startswith(_HEAD_PREFIXES)
+    }
+    missing = sorted(set(expected) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(expected))
+    mismatched = sorted(
+        f"{k}: checkpoint {tuple(state_dict[k].shape)} vs model {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state_dict and state_dict[k].shape != v.shape
+    )
+    problems = []
+    for label, keys in (
+        ("missing keys", missing),
+        ("unexpected keys", unexpected),
+        ("shape mismatches", mismatched),
+    ):
+        if keys:
+            shown = ", ".join(keys[:5]) + (", ..." if len(keys) > 5 else "")
+            problems.append(f"{len(keys)} {label} ({shown})")
+    if problems:
+        raise ValueError(
+            f"Checkpoint {source} does not fit the model: {'; '.join(problems)}. Check "
+            f"that the model name matches the checkpoint's architecture."
+        )
+    model.load_state_dict(state_dict, strict=False)
+
+
+def validate_vit(model: nn.Module) -> None:
+    """Raise TypeError unless ``model`` is a timm ViT whose attention ARB can read."""
+    blocks = getattr(model, "blocks", None)
+    if not isinstance(model, VisionTransformer) or blocks is None or len(blocks) == 0:
+        raise TypeError(
+            f"model must be a timm VisionTransformer (e.g. timm.create_model("
+            f"'deit_tiny_patch16_224')); got {type(model).__name__}."
+        )
+    for index, block in enumerate(blocks):
+        attn = getattr(block, "attn", None)
+        if (
+            not isinstance(block, Block)
+            or not isinstance(attn, Attention)
+            or attn.gate is not None
+        ):
+            raise TypeError(
+                f"Block {index} of the model is a {type(block).__name__} with "
+                f"{type(attn).__name__} attention; the extractor reads pre-norm timm "
+                f"Blocks with standard (ungated) Attention, as in ViT, DeiT, DINO and "
+                f"DINOv2."
+            )
+    if getattr(model, "cls_token", None) is None:
+        raise TypeError("The model has no CLS token, whose attention ARB reads.")
+
+
+def load_vit(
+    model: str | nn.Module,
+    pretrained: bool = False,
+    checkpoint_path: str | os.PathLike | None = None,
+    image_size: int | tuple[int, int] | None = None,
+) -> nn.Module:
+    """Build a timm Vision Transformer for attention extraction, in eval mode.
+
+    Parameters
+    ----------
+    model : str or torch.nn.Module
+        A timm model name (``"vit_small_patch8_224.dino"``,
+        ``"deit_tiny_patch16_224"``, ``"vit_small_patch14_reg4_dinov2"``, ...)
+        or a timm ``VisionTransformer``. A module is deep-copied, never
+        modified.
+    pretrained : bool, default=False
+        Download the hub weights of a named model (needs internet).
+    checkpoint_path : str or path-like, default=None
+        A local checkpoint (see :func:`load_checkpoint`) loaded into a named
+        model, or into a copy of a given module.
+    image_size : int or (int, int), default=None
+        The input size the model will see; position embeddings are interpolated
+        to its patch grid. ``None`` keeps the model's own size.
+
+    Returns
+    -------
+    model : torch.nn.Module
+        The ViT (classifier head removed for named models), in eval mode, on CPU
+        for named models.
+
+    Examples
+    --------
+    >>> from sklearn_arb._backbone import load_vit
+    >>> vit = load_vit("vit_tiny_patch16_224", image_size=64)
+    >>> vit.patch_embed.grid_size, vit.pos_embed.shape[1]
+    ((4, 4), 17)
+    """
+    if isinstance(model, str):
+        kwargs = {"num_classes": 0}
+        if image_size is not None:
+            kwargs["img_size"] = image_size
+        try:
+            vit = timm.create_model(model, pretrained=pretrained, **kwargs)
+        except RuntimeError as exc:
+            if "Unknown model" in str(exc):
+                raise ValueError(
+                    f"{model!r} is not a timm model name; see timm.list_models("
+                    f"'vit_*') or pass a torch.nn.Module."
+                ) from None
+            raise
+        source = f"{model!r}"
+    elif isinstance(model, nn.Module):
+        vit = copy.deepcopy(model)
+        source = type(model).__name__
+        if image_size is not None and hasattr(vit, "set_input_size"):
+            vit.set_input_size(img_size=image_size)
+    else:
+        raise TypeError(
+            f"model must be a timm model name or a torch.nn.Module; got "
+            f"{type(model).__name__}."
+        )
+    validate_vit(vit)
+    if checkpoint_path is not None:
+        state_dict = _resample_pos_embed(load_checkpoint(checkpoint_path), vit)
+        _load_state_dict(vit, state_dict, f"{str(checkpoint_path)!r} for {source}")
+    return vit.eval()

@@ -1,0 +1,167 @@
+"""Bootstrap inputs without systematic structure, drawn in torch on the model's device.
+
+Every sampler takes one normalised image ``(C, H, W)`` and returns ``n_bootstrap``
+images ``(B, C, H, W)`` on the same device, drawn with the given
+``torch.Generator``. Randomness is per image (one seed each), so an image's
+bootstrap samples do not depend on the batch it is processed in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+
+__all__ = ["BOOTSTRAP_KINDS", "draw_bootstrap"]
+
+
+def _moments_dims(moments: str) -> tuple[int, ...]:
+    # "channel": one value per channel; "global": one value over all channels.
+    return (1, 2) if moments == "channel" else (0, 1, 2)
+
+
+def normal_bootstrap(
+    image: torch.Tensor,
+    n_bootstrap: int,
+    generator: torch.Generator,
+    *,
+    width: float = 1.0,
+    moments: str = "channel",
+    patch_size: int | None = None,
+) -> torch.Tensor:
+    """Pixels i.i.d. N(mean, (width * std)^2) of the image (per channel or global)."""
+    dims = _moments_dims(moments)
+    mean = image.mean(dim=dims, keepdim=True)
+    std = image.std(dim=dims, keepdim=True, correction=0)
+    noise = torch.randn(
+        (n_bootstrap, *image.shape),
+        generator=generator,
+        device=image.device,
+        dtype=image.dtype,
+    )
+    return mean + (width * std) * noise
+
+
+def uniform_bootstrap(
+    image: torch.Tensor,
+    n_bootstrap: int,
+    generator: torch.Generator,
+    *,
+    width: float = 1.0,
+    moments: str = "channel",
+    patch_size: int | None = None,
+) -> torch.Tensor:
+    """Pixels i.i.d. uniform on [min, max] of the image, half-range scaled by width."""
+    dims = _moments_dims(moments)
+    low = image.amin(dim=dims, keepdim=True)
+    high = image.amax(dim=dims, keepdim=True)
+    centre, half_range = (low + high) / 2, width * (high - low) / 2
+    unit = torch.rand(
+        (n_bootstrap, *image.shape),
+        generator=generator,
+        device=image.device,
+        dtype=image.dtype,
+    )
+    return centre + half_range * (2 * unit - 1)
+
+
+def pixel_bootstrap(
+    image: torch.Tensor,
+    n_bootstrap: int,
+    generator: torch.Generator,
+    *,
+    width: float = 1.0,
+    moments: str = "channel",
+    patch_size: int | None = None,
+) -> torch.Tensor:
+    """Whole pixels (channel vectors) drawn with replacement from the image."""
+    n_channels, height, width_px = image.shape
+    n_pixels = height * width_px
+    index = torch.randint(
+        n_pixels, (n_bootstrap * n_pixels,), generator=generator, device=image.device
+    )
+    drawn = image.reshape(n_channels, n_pixels)[:, index]
+    return drawn.reshape(n_channels, n_bootstrap, height, width_px).transpose(0, 1)
+
+
+def patch_bootstrap(
+    image: torch.Tensor,
+    n_bootstrap: int,
+    generator: torch.Generator,
+    *,
+    width: float = 1.0,
+    moments: str = "channel",
+    patch_size: int | None = None,
+) -> torch.Tensor:
+    """The image's patches (the model's patch size) in a random order."""
+    n_channels, height, width_px = image.shape
+    rows, cols = height // patch_size, width_px // patch_size
+    patches = (
+        image.reshape(n_channels, rows, patch_size, cols, patch_size)
+        .permute(1, 3, 0, 2, 4)
+        .reshape(rows * cols, n_channels, patch_size, patch_size)
+    )
+    order = torch.rand(
+        (n_bootstrap, rows * cols), generator=generator, device=image.device
+    ).argsort(dim=1)
+    shuffled = patches[order]  # (B, rows * cols, C, p, p)
+    return (
+        shuffled.reshape(n_bootstrap, rows, cols, n_channels, patch_size, patch_size)
+        .permute(0, 3, 1, 4, 2, 5)
+        .reshape(n_bootstrap, n_channels, height, width_px)
+    )
+
+
+BOOTSTRAP_KINDS: dict[str, Callable[..., torch.Tensor]] = {
+    "normal": normal_bootstrap,
+    "pixel": pixel_bootstrap,
+    "uniform": uniform_bootstrap,
+    "patch": patch_bootstrap,
+}
+
+
+def draw_bootstrap(
+    images: torch.Tensor,
+    n_bootstrap: int,
+    kind: str,
+    seeds: Sequence[int],
+    *,
+    width: float = 1.0,
+    moments: str = "channel",
+    patch_size: int | None = None,
+) -> torch.Tensor:
+    """Bootstrap samples of a batch of normalised images.
+
+    Parameters
+    ----------
+    images : Tensor of shape (n, C, H, W)
+        Normalised images, on the device the samples are drawn on.
+    n_bootstrap : int
+        B, samples per image.
+    kind : {"normal", "pixel", "uniform", "patch"}
+        Sampler, see ``BOOTSTRAP_KINDS``.
+    seeds : sequence of int, length n
+        One seed per image; image i's samples depend on ``seeds[i]`` alone.
+    width, moments, patch_size
+        Passed to the sampler.
+
+    Returns
+    -------
+    Tensor of shape (n, B, C, H, W)
+    """
+    sampler = BOOTSTRAP_KINDS[kind]
+    generator = torch.Generator(device=images.device)
+    samples = []
+    for image, seed in zip(images, seeds, strict=True):
+        generator.manual_seed(int(seed))
+        samples.append(
+            sampler(
+                image,
+                n_bootstrap,
+                generator,
+                width=width,
+                moments=moments,
+                patch_size=patch_size,
+            )
+        )
+    return torch.stack(samples)
