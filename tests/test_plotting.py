@@ -1,0 +1,264 @@
+"""Tests of sklearn_arb.plotting: the artists carry the data they were given."""
+
+import doctest
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+
+from sklearn_arb import plotting
+from sklearn_arb.plotting import (
+    _curves,
+    _histograms,
+    _overlay,
+    _suppression,
+    plot_attention_overlay,
+    plot_attention_panel,
+    plot_lfdr_histogram,
+    plot_pvalue_histogram,
+    plot_sensitivity_specificity,
+    plot_statistics,
+    plot_suppression_factors,
+    plot_z_histogram,
+)
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+def _heights(bars) -> np.ndarray:
+    return np.array([bar.get_height() for bar in bars])
+
+
+@pytest.mark.parametrize("module", [_curves, _histograms, _overlay, _suppression])
+def test_docstring_examples_run(module):
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0
+
+
+def test_overlay_extent_matches_image_and_grid_is_row_major():
+    image = np.random.default_rng(0).random((32, 48, 3))
+    scores = np.arange(1.0, 7.0)
+    result = plot_attention_overlay(image, scores, patch_size=16)
+    assert result.attention.get_extent() == result.image.get_extent()
+    assert result.image.get_extent() == [-0.5, 47.5, 31.5, -0.5]
+    np.testing.assert_array_equal(result.attention.get_array(), [[1, 2, 3], [4, 5, 6]])
+    # Same picture from the grid itself, or from an explicit grid_shape.
+    grid = plot_attention_overlay(image, scores.reshape(2, 3))
+    np.testing.assert_array_equal(grid.attention.get_array(), [[1, 2, 3], [4, 5, 6]])
+    shaped = plot_attention_overlay(image, scores, grid_shape=(2, 3))
+    np.testing.assert_array_equal(shaped.attention.get_array(), [[1, 2, 3], [4, 5, 6]])
+
+
+def test_overlay_extent_follows_an_image_of_another_size():
+    # The map of a 224 px model input drawn over the original 427 x 640 image.
+    image = np.zeros((427, 640), dtype=np.uint8)
+    result = plot_attention_overlay(image, np.ones(196), grid_shape=(14, 14))
+    assert result.attention.get_extent() == [-0.5, 639.5, 426.5, -0.5]
+    assert result.image.get_cmap().name == "gray"
+    assert result.image.get_clim() == (0, 255)
+
+
+def test_overlay_hides_zeros_and_keeps_the_colour_scale():
+    image = np.ones((2, 2, 3))
+    result = plot_attention_overlay(
+        image, [0.0, 0.2, 0.0, 0.4], grid_shape=(2, 2), vmax=0.8
+    )
+    shown = result.attention.get_array()
+    np.testing.assert_array_equal(shown.mask, [[True, False], [True, False]])
+    assert result.attention.get_clim() == (0.0, 0.8)
+    visible = plot_attention_overlay(
+        image, [0.0, 0.2, 0.0, 0.4], grid_shape=(2, 2), hide_zeros=False
+    )
+    assert not np.ma.is_masked(visible.attention.get_array())
+    assert visible.attention.get_clim() == (0.0, 0.4)
+
+
+def test_overlay_does_not_modify_inputs():
+    image = np.random.default_rng(1).random((16, 16))
+    scores = np.array([0.0, 1.0, 2.0, 3.0])
+    image_copy, scores_copy = image.copy(), scores.copy()
+    plot_attention_overlay(image, scores, patch_size=8)
+    np.testing.assert_array_equal(image, image_copy)
+    np.testing.assert_array_equal(scores, scores_copy)
+
+
+def test_overlay_draws_on_the_given_axes():
+    _, ax = plt.subplots()
+    result = plot_attention_overlay(np.zeros((4, 4)), np.ones(4), patch_size=2, ax=ax)
+    assert result.ax is ax
+    assert result.attention in ax.get_images()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"attention": np.ones(4)}, "grid_shape"),
+        ({"attention": np.ones(4), "patch_size": 3}, "does not divide"),
+        ({"attention": np.ones(5), "grid_shape": (2, 2)}, "5 tokens"),
+        ({"attention": np.ones((1, 2, 2))}, "token vector"),
+        ({"attention": [np.nan, 1, 1, 1], "grid_shape": (2, 2)}, "NaN"),
+        ({"attention": np.ones(4), "grid_shape": (2, 2), "ax": "axes"}, "Axes"),
+    ],
+)
+def test_overlay_bad_input_names_the_problem(kwargs, message):
+    with pytest.raises((ValueError, TypeError), match=message):
+        plot_attention_overlay(np.zeros((8, 8, 3)), **kwargs)
+
+
+def test_overlay_rejects_a_batch_of_images():
+    with pytest.raises(ValueError, match="one image"):
+        plot_attention_overlay(np.zeros((2, 8, 8, 3)), np.ones(4), grid_shape=(2, 2))
+
+
+def test_panel_shares_one_colour_scale_and_reports_non_zero_share():
+    scores = np.array([0.1, 0.4, 0.2, 0.3])
+    kept = np.where(scores > 0.25, scores, 0.0)
+    result = plot_attention_panel(
+        np.zeros((8, 8, 3)), {"attention": scores, "p": kept}, patch_size=4
+    )
+    assert len(result.axes) == 3
+    assert result.axes[0].get_images() == [result.image]
+    for overlay in result.overlays.values():
+        assert overlay.attention.get_clim() == (0.0, 0.4)
+    assert result.overlays["attention"].ax.get_title() == "attention\n100% non-zero"
+    assert result.overlays["p"].ax.get_title() == "p\n50% non-zero"
+    np.testing.assert_array_equal(
+        result.overlays["p"].attention.get_array().filled(0), kept.reshape(2, 2)
+    )
+
+
+def test_panel_needs_one_axes_per_map_plus_the_image():
+    _, axes = plt.subplots(1, 2)
+    with pytest.raises(ValueError, match="3 are needed"):
+        plot_attention_panel(
+            np.zeros((4, 4)),
+            {"a": np.ones(4), "b": np.ones(4)},
+            patch_size=2,
+            axes=axes,
+        )
+
+
+def test_z_histogram_bars_are_densities_on_shared_edges():
+    rng = np.random.default_rng(0)
+    z, null_z = rng.normal(1.0, 1.0, 200), rng.normal(0.0, 1.0, 600)
+    result = plot_z_histogram(z, null_z, bins=25, z_threshold=0.5)
+    edges = np.histogram_bin_edges(np.concatenate([z, null_z]), bins=25)
+    np.testing.assert_allclose(result.bin_edges, edges)
+    np.testing.assert_allclose(
+        _heights(result.observed), np.histogram(z, edges, density=True)[0]
+    )
+    np.testing.assert_allclose(
+        _heights(result.null), np.histogram(null_z, edges, density=True)[0]
+    )
+    assert result.threshold.get_xdata()[0] == 0.5
+
+
+def test_pvalue_and_lfdr_histograms_count_tokens_on_unit_bins():
+    values = np.array([0.01, 0.02, 0.5, 0.51, 0.99, 1.0])
+    p_result = plot_pvalue_histogram(values, alpha=0.05, bins=4)
+    np.testing.assert_array_equal(_heights(p_result.bars), [2, 0, 2, 2])
+    assert p_result.threshold.get_label() == "\N{GREEK SMALL LETTER ALPHA} = 0.05"
+    lfdr_result = plot_lfdr_histogram(values.reshape(2, 3), bins=2)
+    np.testing.assert_array_equal(_heights(lfdr_result.bars), [2, 4])
+    assert lfdr_result.threshold is None
+
+
+def test_unit_histograms_reject_values_outside_zero_one():
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        plot_pvalue_histogram([0.5, 1.5])
+    with pytest.raises(ValueError, match="empty"):
+        plot_lfdr_histogram([])
+
+
+def test_plot_statistics_draws_all_three_from_a_bunch():
+    rng = np.random.default_rng(0)
+    stats = {
+        "z": rng.normal(size=49),
+        "null_z": rng.normal(size=98),
+        "pvalues": rng.random(49),
+        "lfdr": rng.random(49),
+    }
+    result = plot_statistics(stats, alpha=0.1, gamma=0.3)
+    assert sum(_heights(result.pvalues.bars)) == 49
+    assert result.lfdr.threshold.get_xdata()[0] == 0.3
+    assert len({result.z.ax, result.pvalues.ax, result.lfdr.ax}) == 3
+    with pytest.raises(KeyError, match="lfdr"):
+        plot_statistics({k: v for k, v in stats.items() if k != "lfdr"})
+
+
+def test_suppression_bars_heights_and_error_bars_equal_inputs():
+    factors = np.array([[0.1, 0.2, 0.3], [0.4, 0.05, 0.15]])
+    errors = factors / 10
+    result = plot_suppression_factors(
+        factors,
+        errors,
+        class_names=["tench", "church"],
+        method_names=["p", "lfdr", "pi0"],
+    )
+    assert len(result.bars) == 3
+    for j, bars in enumerate(result.bars):
+        np.testing.assert_allclose(_heights(bars), factors[:, j])
+        assert bars.get_label() == ["p", "lfdr", "pi0"][j]
+        segments = bars.errorbar.lines[2][0].get_segments()
+        lengths = [segment[1, 1] - segment[0, 1] for segment in segments]
+        np.testing.assert_allclose(lengths, 2 * errors[:, j])
+    labels = [tick.get_text() for tick in result.ax.get_xticklabels()]
+    assert labels == ["tench", "church"]
+    # Bars of one class sit side by side around the class tick, never overlapping.
+    centres = np.array(
+        [[bar.get_x() + bar.get_width() / 2 for bar in bars] for bars in result.bars]
+    )
+    np.testing.assert_allclose(centres.mean(axis=0), [0, 1], atol=1e-12)
+    assert np.all(np.diff(centres, axis=0) >= result.bars[0][0].get_width() - 1e-12)
+
+
+def test_suppression_bars_single_method_and_shape_errors():
+    result = plot_suppression_factors([0.2, 0.3])
+    np.testing.assert_allclose(_heights(result.bars[0]), [0.2, 0.3])
+    with pytest.raises(ValueError, match="one error per factor"):
+        plot_suppression_factors([[0.1, 0.2]], [0.1])
+    with pytest.raises(ValueError, match="class_names"):
+        plot_suppression_factors([0.1, 0.2], class_names=["only one"])
+
+
+def test_sensitivity_specificity_curves_median_and_chance_line():
+    sens = np.array([[0.2, 0.6, 0.9], [0.1, 0.5, 0.8], [0.3, 0.4, 1.0]])
+    spec = np.array([[0.99, 0.9, 0.6], [0.98, 0.85, 0.5], [0.9, 0.8, 0.7]])
+    result = plot_sensitivity_specificity(
+        sens, spec, labels=["a", "b", "a"], points=(sens[:, 1], spec[:, 1])
+    )
+    for i, line in enumerate(result.curves):
+        np.testing.assert_array_equal(line.get_xdata(), sens[i])
+        np.testing.assert_array_equal(line.get_ydata(), spec[i])
+    assert result.curves[0].get_color() == result.curves[2].get_color()
+    assert result.curves[0].get_color() != result.curves[1].get_color()
+    legend = [text.get_text() for text in result.ax.get_legend().get_texts()]
+    assert legend[:2] == ["a", "b"]
+    np.testing.assert_allclose(result.median.get_xdata(), np.median(sens, axis=0))
+    np.testing.assert_allclose(result.median.get_ydata(), np.median(spec, axis=0))
+    chance_x, chance_y = result.chance.get_data()
+    np.testing.assert_allclose(np.asarray(chance_x) + np.asarray(chance_y), 1.0)
+    np.testing.assert_allclose(
+        result.points.get_offsets(), np.column_stack([sens[:, 1], spec[:, 1]])
+    )
+
+
+def test_sensitivity_specificity_shape_mismatch():
+    with pytest.raises(ValueError, match="same shape"):
+        plot_sensitivity_specificity(np.ones((2, 3)), np.ones((2, 4)))
+    with pytest.raises(ValueError, match="labels"):
+        plot_sensitivity_specificity(np.ones((2, 3)), np.ones((2, 3)), labels=["a"])
+
+
+def test_public_names_are_exported():
+    assert sorted(plotting.__all__) == sorted(
+        name for name in dir(plotting) if name.startswith("plot_")
+    )
