@@ -28,7 +28,9 @@ def test_square_roi_is_a_square_inside_and_only_roi_changes(float_images):
 
 
 def test_roi_noise_follows_each_channels_mean_and_std(float_images):
-    noisy, pixel_masks = make_noise_simulation(float_images, size=60, random_state=1)
+    noisy, pixel_masks = make_noise_simulation(
+        float_images, size=60, clip=False, random_state=1
+    )
     roi_pixels = noisy[0][pixel_masks[0]]  # 3600 x 3
     np.testing.assert_allclose(
         roi_pixels.mean(axis=0), float_images[0].mean(axis=(0, 1)), atol=0.01
@@ -46,6 +48,14 @@ def test_square_position_is_uniform_over_all_valid_corners():
     _, pixel_masks = make_noise_simulation(images, size=8, random_state=0)
     corners = {tuple(np.argwhere(mask)[0]) for mask in pixel_masks}
     assert corners == {(r, c) for r in range(3) for c in range(3)}
+
+
+def test_noise_is_clipped_to_the_unit_range_unless_asked_not_to(float_images):
+    wide = float_images * 4 - 1.5  # channel spreads reach far outside [0, 1]
+    clipped, masks = make_noise_simulation(np.clip(wide, 0, 1), size=40, random_state=0)
+    assert clipped.min() >= 0 and clipped.max() <= 1
+    raw, masks = make_noise_simulation(wide, size=40, clip=False, random_state=0)
+    assert raw[masks].min() < 0 and raw[masks].max() > 1
 
 
 def test_uint8_and_grey_input():
