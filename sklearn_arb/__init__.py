@@ -6,6 +6,16 @@ bootstrap inputs, and ``BootstrapAttentionRegularizer`` learns from those the nu
 distribution of attention scores and zeroes the scores that are not significant.
 """
 
+from ._extractor import AttentionExtractor
+from ._images import load_images
+from ._maps import tokens_to_grid, upsample_map
+
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+__all__ = [
+    "AttentionExtractor",
+    "__version__",
+    "load_images",
+    "tokens_to_grid",
+    "upsample_map",
+]

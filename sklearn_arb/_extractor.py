@@ -1,0 +1,452 @@
+"""AttentionExtractor: images to CLS attention maps and their bootstrap nulls."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Sequence
+from numbers import Integral, Real
+from pathlib import Path
+from typing import Any, ClassVar
+
+import joblib
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted, check_memory
+from timm.data import resolve_data_config
+from torch import nn
+
+from ._attention import _block_index, cls_attention
+from ._backbone import load_vit
+from ._bootstrap import BOOTSTRAP_KINDS, draw_bootstrap
+from ._images import _size_pair, load_images
+
+__all__ = ["AttentionExtractor"]
+
+_PRECISIONS = {
+    "float32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "float16": torch.float16,
+}
+# Activation memory per token and embedding dimension for one image, in bytes:
+# about 20 float32 buffers of (N, D) alive at once in a block (qkv, MLP hidden).
+_BYTES_PER_TOKEN_DIM = 80
+_CPU_BATCH_BYTES = 1 << 30
+
+
+def _resolve_device(device: str | torch.device) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(
+            f"device={device!r} is not a torch device; use 'auto', 'cpu' or 'cuda'."
+        ) from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            f"device={device!r} but CUDA is not available; use device='auto' or 'cpu'."
+        )
+    return resolved
+
+
+def _weights_identity(
+    model: str | nn.Module,
+    pretrained: bool,
+    checkpoint_path: str | os.PathLike | None,
+    fitted_model: nn.Module,
+) -> str:
+    """A cheap key for the weights that produced the maps (for the transform cache)."""
+    if isinstance(model, str) and checkpoint_path is not None:
+        path = Path(checkpoint_path).resolve()
+        stat = path.stat()
+        return f"{model}|{path}|{stat.st_mtime_ns}|{stat.st_size}"
+    if isinstance(model, str) and pretrained:
+        return f"{model}|hub"
+    # A passed module, or random weights: hash the weights themselves.
+    state = {k: v.detach().cpu().numpy() for k, v in fitted_model.state_dict().items()}
+    return joblib.hash(state)
+
+
+def _extract_maps(
+    images: np.ndarray, settings: dict[str, Any], extractor: AttentionExtractor
+) -> np.ndarray:
+    """The transform's computation; ``settings`` is the cache key with ``images``."""
+    return extractor._compute_maps(images)
+
+
+class AttentionExtractor(TransformerMixin, BaseEstimator):
+    """Last-block CLS attention maps of a ViT, with the maps of bootstrap inputs.
+
+    For each image, the CLS token's softmax attention to the patch tokens (the
+    ARB paper's observed scores), followed by the same maps for ``n_bootstrap``
+    structureless bootstrap images drawn from it: the input of
+    :class:`~sklearn_arb.BootstrapAttentionRegularizer`. Only the CLS row of the
+    read block is computed (O(N) in the number of tokens); the blocks before it
+    use the fused attention kernel, and observed and bootstrap images share
+    batches on the model's device.
+
+    Parameters
+    ----------
+    model : str or torch.nn.Module, default="deit_tiny_patch16_224"
+        A timm ViT name (``"vit_small_patch8_224.dino"``, the paper's model;
+        ``"vit_small_patch14_reg4_dinov2"``, ...) or a timm ``VisionTransformer``
+        (deep-copied at fit, never modified).
+    pretrained : bool, default=False
+        Load the hub weights of a named model (needs internet).
+    checkpoint_path : str or path-like, default=None
+        Local weights: a state_dict ``.pth``/``.pt``, ``.safetensors``, or a DINO
+        training checkpoint (teacher weights used). Position embeddings are
+        interpolated to ``image_size``.
+    image_size : int or (int, int), default=224
+        Images are resized (bilinear, anti-aliased) to this size, which the
+        model's patch size must divide. ``None``: the model's own input size.
+    n_bootstrap : int, default=1
+        B, bootstrap images per image (0: observed maps only).
+    bootstrap : {"normal", "pixel", "uniform", "patch"}, default="normal"
+        ``normal``: pixels i.i.d. N(mean, (w std)^2) of the normalised image;
+        ``pixel``: pixels drawn with replacement; ``uniform``: pixels i.i.d.
+        uniform on [min, max] (half-range scaled by w); ``patch``: the image's
+        patches shuffled at the model's patch size.
+    bootstrap_width : float, default=1.0
+        w, the spread factor of ``normal`` and ``uniform``.
+    bootstrap_moments : {"channel", "global"}, default="channel"
+        Mean/std (or min/max) per channel, or over all channels.
+    head : "mean" or int, default="mean"
+        Average the heads' attention or read one head.
+    layer : int, default=-1
+        The block whose attention is read (-1: the last).
+    device : str or torch.device, default="auto"
+        ``"auto"``: CUDA when available, else CPU.
+    batch_size : int, default=None
+        Images (observed and bootstrap together) per forward pass; ``None``
+        sizes it to the device memory (about 1 GiB of activations on CPU, half
+        the free memory on GPU). It does not change the maps beyond float
+        rounding.
+    precision : {"float32", "bfloat16", "float16"}, default="float32"
+        Reduced precision runs the blocks under autocast on GPU only (the
+        softmax stays float32); on CPU it raises a ValueError at fit.
+    memory : None, str or joblib.Memory, default=None
+        Cache of ``transform`` outputs, keyed on the loaded images, every
+        parameter that changes the output and the weights' identity (name,
+        checkpoint path, modification time and size; a hash of the weights for a
+        passed module or random weights). Only used with an int
+        ``random_state``, for which the output is a function of these.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the bootstrap: one seed per image (drawn from ``random_state``
+        in image order), used by a ``torch.Generator`` on the model's device, so
+        an int gives identical outputs on the same device type whatever the
+        batch size. CPU and CUDA generators give different (equally valid)
+        draws, and GPU kernels may differ from CPU in the last bits.
+
+    Attributes
+    ----------
+    model_ : torch.nn.Module
+        The ViT in eval mode on ``device_``.
+    device_ : torch.device
+        The device used.
+    image_size_ : (int, int)
+        Input (height, width).
+    patch_size_ : int
+        The model's patch size.
+    grid_shape_ : (int, int)
+        (rows, cols) of the patch grid.
+    n_tokens_ : int
+        P = rows * cols, patch tokens per map.
+    n_prefix_tokens_ : int
+        Prefix tokens excluded from the maps (CLS, registers, distillation).
+    mean_, std_ : tuple of float
+        The model's normalisation (from its ``pretrained_cfg``).
+
+    See Also
+    --------
+    BootstrapAttentionRegularizer : Thresholds the maps with the bootstrap null.
+    make_arb_pipeline : Extractor and regularizer in one Pipeline.
+
+    Notes
+    -----
+    Output layout: ``(n_images, (1 + B) * P)`` float64,
+    ``[observed P | bootstrap 1 P | ... | bootstrap B P]``, tokens in row-major
+    grid order; values are softmax attention weights (> 0), and an observed block
+    sums to the CLS attention mass on the patches (< 1).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from timm.models.vision_transformer import VisionTransformer
+    >>> from sklearn_arb import AttentionExtractor
+    >>> vit = VisionTransformer(img_size=32, patch_size=8, embed_dim=32, depth=2,
+    ...                         num_heads=2)
+    >>> images = np.random.default_rng(0).random((3, 40, 40, 3))
+    >>> extractor = AttentionExtractor(vit, image_size=32, n_bootstrap=2,
+    ...                                random_state=0).fit(images)
+    >>> maps = extractor.transform(images)
+    >>> maps.shape, extractor.grid_shape_
+    ((3, 48), (4, 4))
+    >>> extractor.get_feature_names_out()[[0, 16]].tolist()
+    ['observed_t0', 'bootstrap1_t0']
+    """
+
+    _parameter_constraints: ClassVar[dict] = {
+        "model": [str, nn.Module],
+        "pretrained": ["boolean"],
+        "checkpoint_path": [str, os.PathLike, None],
+        "image_size": [Interval(Integral, 1, None, closed="left"), tuple, list, None],
+        "n_bootstrap": [Interval(Integral, 0, None, closed="left")],
+        "bootstrap": [StrOptions(set(BOOTSTRAP_KINDS))],
+        "bootstrap_width": [Interval(Real, 0, None, closed="neither")],
+        "bootstrap_moments": [StrOptions({"channel", "global"})],
+        "head": [StrOptions({"mean"}), Interval(Integral, 0, None, closed="left")],
+        "layer": [Integral],
+        "device": [str, torch.device],
+        "batch_size": [Interval(Integral, 1, None, closed="left"), None],
+        "precision": [StrOptions(set(_PRECISIONS))],
+        "memory": [None, str, HasMethods(["cache"])],
+        "random_state": ["random_state"],
+    }
+
+    def __init__(
+        self,
+        model: str | nn.Module = "deit_tiny_patch16_224",
+        *,
+        pretrained: bool = False,
+        checkpoint_path: str | os.PathLike | None = None,
+        image_size: int | Sequence[int] | None = 224,
+        n_bootstrap: int = 1,
+        bootstrap: str = "normal",
+        bootstrap_width: float = 1.0,
+        bootstrap_moments: str = "channel",
+        head: str | int = "mean",
+        layer: int = -1,
+        device: str | torch.device = "auto",
+        batch_size: int | None = None,
+        precision: str = "float32",
+        memory: Any = None,
+        random_state: Any = None,
+    ) -> None:
+        self.model = model
+        self.pretrained = pretrained
+        self.checkpoint_path = checkpoint_path
+        self.image_size = image_size
+        self.n_bootstrap = n_bootstrap
+        self.bootstrap = bootstrap
+        self.bootstrap_width = bootstrap_width
+        self.bootstrap_moments = bootstrap_moments
+        self.head = head
+        self.layer = layer
+        self.device = device
+        self.batch_size = batch_size
+        self.precision = precision
+        self.memory = memory
+        self.random_state = random_state
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X: Any = None, y: Any = None) -> AttentionExtractor:
+        """Build the model; the images are not read.
+
+        Parameters
+        ----------
+        X : images, default=None
+            Ignored (any input :func:`~sklearn_arb.load_images` accepts);
+            present for the scikit-learn API.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self : AttentionExtractor
+            The fitted extractor.
+        """
+        device = _resolve_device(self.device)
+        if self.precision != "float32" and device.type != "cuda":
+            raise ValueError(
+                f"precision={self.precision!r} runs on GPU only (reduced precision on "
+                f"CPU is slower, not faster); use precision='float32' on {device}."
+            )
+        size = None if self.image_size is None else _size_pair(self.image_size)
+        vit = load_vit(
+            self.model,
+            pretrained=self.pretrained,
+            checkpoint_path=self.checkpoint_path,
+            image_size=size,
+        )
+        patch_h, patch_w = vit.patch_embed.patch_size
+        if patch_h != patch_w:
+            raise ValueError(
+                f"The model's patches are {patch_h}x{patch_w}; only square patches "
+                f"are supported."
+            )
+        image_size = size if size is not None else tuple(vit.patch_embed.img_size)
+        if image_size[0] % patch_h or image_size[1] % patch_h:
+            fits = [(s // patch_h) * patch_h or patch_h for s in image_size]
+            raise ValueError(
+                f"image_size={image_size} is not divisible by the model's patch size "
+                f"{patch_h}; use a multiple of {patch_h}, e.g. image_size={fits}."
+            )
+        if self.head != "mean" and self.head >= vit.blocks[0].attn.num_heads:
+            raise ValueError(
+                f"head={self.head} but the model has {vit.blocks[0].attn.num_heads} "
+                f"heads; use 'mean' or 0..{vit.blocks[0].attn.num_heads - 1}."
+            )
+        _block_index(vit, self.layer)
+        data_config = resolve_data_config(model=vit)
+        self.model_ = vit.to(device)
+        self.device_ = device
+        self.image_size_ = tuple(int(s) for s in image_size)
+        self.patch_size_ = int(patch_h)
+        self.grid_shape_ = (image_size[0] // patch_h, image_size[1] // patch_h)
+        self.n_tokens_ = self.grid_shape_[0] * self.grid_shape_[1]
+        self.n_prefix_tokens_ = int(vit.num_prefix_tokens)
+        self.mean_ = tuple(float(m) for m in data_config["mean"])
+        self.std_ = tuple(float(s) for s in data_config["std"])
+        self.memory_ = check_memory(self.memory)
+        self.weights_id_ = (
+            None
+            if self.memory is None
+            else _weights_identity(
+                self.model, self.pretrained, self.checkpoint_path, vit
+            )
+        )
+        return self
+
+    def transform(self, X: Any) -> np.ndarray:
+        """Attention maps of the images and of their bootstrap samples.
+
+        Parameters
+        ----------
+        X : array of shape (n, H, W) or (n, H, W, C), list, or path
+            uint8 (0-255) or float (0-1) images, or a list of arrays / PIL
+            images / file paths of any size, or a folder
+            (see :func:`~sklearn_arb.load_images`). Never modified.
+
+        Returns
+        -------
+        maps : ndarray of shape (n, (1 + n_bootstrap) * n_tokens_)
+            float64, ``[observed | bootstrap 1 | ... | bootstrap B]``.
+        """
+        check_is_fitted(self, "model_")
+        images = load_images(X, image_size=self.image_size_)
+        flat = images.reshape(len(images), -1)
+        constant = np.flatnonzero(flat.max(axis=1) == flat.min(axis=1))
+        if constant.size and self.n_bootstrap:
+            warnings.warn(
+                f"Images {constant[:10].tolist()} are constant: their bootstrap "
+                f"samples equal them, so their null maps carry no information.",
+                UserWarning,
+                stacklevel=2,
+            )
+        if self.memory is None or not isinstance(self.random_state, Integral):
+            return self._compute_maps(images)
+        settings = {
+            "weights": self.weights_id_,
+            "layer": _block_index(self.model_, self.layer),
+            "device_type": self.device_.type,
+            "image_size": self.image_size_,
+            **{
+                name: getattr(self, name)
+                for name in (
+                    "n_bootstrap",
+                    "bootstrap",
+                    "bootstrap_width",
+                    "bootstrap_moments",
+                    "head",
+                    "precision",
+                    "random_state",
+                )
+            },
+        }
+        cached = self.memory_.cache(_extract_maps, ignore=["extractor"])
+        return cached(images, settings, self)
+
+    def _batch_size(self) -> int:
+        if self.batch_size is not None:
+            return self.batch_size
+        n_tokens = self.n_tokens_ + self.n_prefix_tokens_
+        per_image = n_tokens * self.model_.embed_dim * _BYTES_PER_TOKEN_DIM
+        if self.device_.type == "cuda":
+            budget = torch.cuda.mem_get_info(self.device_)[0] // 2
+        else:
+            budget = _CPU_BATCH_BYTES
+        return int(np.clip(budget // per_image, 1, 256))
+
+    def _compute_maps(self, images: np.ndarray) -> np.ndarray:
+        n_images = len(images)
+        n_samples = 1 + self.n_bootstrap
+        seeds = check_random_state(self.random_state).randint(
+            0, np.iinfo(np.int32).max, size=n_images
+        )
+        batch_size = self._batch_size()
+        images_per_chunk = max(1, batch_size // n_samples)
+        mean = torch.tensor(self.mean_, device=self.device_).view(1, 3, 1, 1)
+        std = torch.tensor(self.std_, device=self.device_).view(1, 3, 1, 1)
+        autocast = torch.autocast(
+            device_type=self.device_.type,
+            dtype=_PRECISIONS[self.precision],
+            enabled=self.precision != "float32",
+        )
+        maps = np.empty((n_images, n_samples * self.n_tokens_), dtype=np.float64)
+        with torch.inference_mode(), autocast:
+            for start in range(0, n_images, images_per_chunk):
+                stop = min(start + images_per_chunk, n_images)
+                chunk = torch.from_numpy(images[start:stop]).to(self.device_)
+                observed = (chunk.permute(0, 3, 1, 2) - mean) / std
+                inputs = observed[:, None]
+                if self.n_bootstrap:
+                    samples = draw_bootstrap(
+                        observed,
+                        self.n_bootstrap,
+                        self.bootstrap,
+                        seeds[start:stop],
+                        width=self.bootstrap_width,
+                        moments=self.bootstrap_moments,
+                        patch_size=self.patch_size_,
+                    )
+                    inputs = torch.cat([inputs, samples], dim=1)
+                inputs = inputs.flatten(0, 1).contiguous()
+                chunk_maps = torch.cat(
+                    [
+                        cls_attention(self.model_, batch, self.layer, self.head)
+                        for batch in inputs.split(batch_size)
+                    ]
+                )
+                maps[start:stop] = (
+                    chunk_maps.reshape(stop - start, -1).double().cpu().numpy()
+                )
+        if not np.isfinite(maps).all():
+            raise ValueError(
+                "The model produced non-finite attention (overflow); use "
+                "precision='float32' or check the checkpoint's weights."
+            )
+        return maps
+
+    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
+        """Names of the output columns: ``observed_t<k>``, ``bootstrap<b>_t<k>``.
+
+        Parameters
+        ----------
+        input_features : None
+            Ignored (the inputs are images).
+
+        Returns
+        -------
+        feature_names_out : ndarray of str objects, shape ((1 + B) * n_tokens_,)
+        """
+        check_is_fitted(self, "model_")
+        blocks = ["observed"] + [
+            f"bootstrap{b}" for b in range(1, self.n_bootstrap + 1)
+        ]
+        return np.asarray(
+            [f"{block}_t{t}" for block in blocks for t in range(self.n_tokens_)],
+            dtype=object,
+        )
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        # Image input, as sklearn.feature_extraction.image.PatchExtractor declares.
+        tags.input_tags.two_d_array = False
+        tags.input_tags.three_d_array = True
+        tags.non_deterministic = self.random_state is None
+        return tags
