@@ -102,7 +102,7 @@ def test_overlay_draws_on_the_given_axes():
     [
         ({"attention": np.ones(4)}, "grid_shape"),
         ({"attention": np.ones(4), "patch_size": 3}, "does not divide"),
-        ({"attention": np.ones(5), "grid_shape": (2, 2)}, "5 tokens"),
+        ({"attention": np.ones(5), "grid_shape": (2, 2)}, "do not fit"),
         ({"attention": np.ones((1, 2, 2))}, "token vector"),
         ({"attention": [np.nan, 1, 1, 1], "grid_shape": (2, 2)}, "NaN"),
         ({"attention": np.ones(4), "grid_shape": (2, 2), "ax": "axes"}, "Axes"),

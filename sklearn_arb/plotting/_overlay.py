@@ -10,6 +10,7 @@ from matplotlib.image import AxesImage
 from numpy.typing import ArrayLike
 from sklearn.utils import Bunch
 
+from .._maps import tokens_to_grid
 from ._axes import finite_values, get_axes
 
 
@@ -65,13 +66,7 @@ def _attention_grid(
                     f"{image_shape}; pass grid_shape=(rows, cols) instead"
                 )
             grid_shape = (image_shape[0] // patch_size, image_shape[1] // patch_size)
-        n_cells = int(np.prod(grid_shape))
-        if n_cells != values.size:
-            raise ValueError(
-                f"attention has {values.size} tokens but grid_shape "
-                f"{tuple(grid_shape)} holds {n_cells}; pass the grid the map came from"
-            )
-        grid = values.reshape(grid_shape)
+        grid = tokens_to_grid(values, grid_shape)
     else:
         raise ValueError(
             f"attention must be a token vector (P,) or a grid (rows, cols), got shape "
