@@ -374,7 +374,8 @@ def main() -> None:
     summary = [
         f"data: {args.data} ({len(paths)} images), noise: {args.noise}, ROI "
         f"{roi_side}x{roi_side} px at {args.image_size} px, model {args.model}, "
-        f"alpha={args.alpha}, gamma={args.gamma}, p-values {args.pvalue}, seed={args.seed}",
+        f"alpha={args.alpha}, gamma={args.gamma}, p-values {args.pvalue}, "
+        f"seed={args.seed}",
         f"selected (|mean z in ROI| <= 1): {int(selected.sum())} of {len(paths)}",
     ]
     for subset_name, subset in (
