@@ -9,8 +9,8 @@ from scipy.optimize import brentq
 
 from ._validation import as_finite_2d
 
-# R's seq(0.05, 0.95, 0.05), computed the way R computes it (from + k * by).
-STOREY_LAMBDAS = 0.05 + 0.05 * np.arange(19)
+# R's seq(0.05, 0.95, 0.05) as R computes it: pmin(from + k * by, to).
+STOREY_LAMBDAS = np.minimum(0.05 + 0.05 * np.arange(19), 0.95)
 
 Pi0Method = Literal["smoother", "bootstrap"]
 
