@@ -9,11 +9,13 @@ distribution of attention scores and zeroes the scores that are not significant.
 from ._extractor import AttentionExtractor
 from ._images import load_images
 from ._maps import tokens_to_grid, upsample_map
+from ._regularizer import BootstrapAttentionRegularizer
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AttentionExtractor",
+    "BootstrapAttentionRegularizer",
     "__version__",
     "load_images",
     "tokens_to_grid",
