@@ -1,0 +1,326 @@
+"""Tests of BootstrapAttentionRegularizer and the thresholds."""
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose, assert_array_equal
+from sklearn.base import clone
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from sklearn_arb import BootstrapAttentionRegularizer
+from sklearn_arb._thresholds import (
+    keep_most_significant,
+    regularize_scores,
+    resolve_threshold,
+    significance_mask,
+)
+from sklearn_arb.stats import empirical_pvalues, log_scores, null_moments, z_scores
+
+# Width of the fixed X each scikit-learn check feeds. A width that is not a multiple
+# of 1 + n_bootstrap cannot be split into [observed | bootstrap 1 | ...]; fit must
+# raise then, so such a check cannot apply to that layout. Each check below passes
+# on one of the layouts tested (n_bootstrap 1, 2 or 4).
+CHECK_DATA_WIDTH = {
+    "check_dict_unchanged": 3,
+    "check_dont_overwrite_parameters": 3,
+    "check_dtype_object": 10,
+    "check_estimators_dtypes": 5,
+    "check_estimators_fit_returns_self": 2,
+    "check_estimators_nan_inf": 3,
+    "check_estimators_overwrite_params": 2,
+    "check_estimators_pickle": 3,
+    "check_f_contiguous_array_estimator": 3,
+    "check_fit2d_1sample": 10,
+    "check_fit2d_predict1d": 3,
+    "check_fit_check_is_fitted": 2,
+    "check_fit_idempotent": 2,
+    "check_fit_score_takes_y": 3,
+    "check_methods_sample_order_invariance": 3,
+    "check_methods_subset_invariance": 3,
+    "check_n_features_in": 2,
+    "check_n_features_in_after_fitting": 4,
+    "check_pipeline_consistency": 3,
+    "check_positive_only_tag_during_fit": 4,
+    "check_readonly_memmap_input": 2,
+    "check_transformer_data_not_an_array": 3,
+    "check_transformer_general": 3,
+    "check_transformer_preserve_dtypes": 3,
+}
+
+
+def _layout_mismatches(estimator: BootstrapAttentionRegularizer) -> dict[str, str]:
+    n_maps = 1 + estimator.n_bootstrap
+    return {
+        check: (
+            f"the check's X has {width} columns, not a multiple of 1 + n_bootstrap = "
+            f"{n_maps}: the [observed | bootstrap] layout cannot be split and fit "
+            "rightly raises; the check runs on another n_bootstrap here"
+        )
+        for check, width in CHECK_DATA_WIDTH.items()
+        if width % n_maps
+    }
+
+
+@parametrize_with_checks(
+    [
+        BootstrapAttentionRegularizer(),
+        BootstrapAttentionRegularizer(
+            n_bootstrap=2,
+            null="per_image",
+            method="lfdr",
+            lfdr_null="bootstrap",
+            pvalue="reference",
+            pi0="bootstrap",
+            soft=True,
+        ),
+        BootstrapAttentionRegularizer(
+            n_bootstrap=4, method="pi0", z_threshold="median", lfdr_null="bootstrap"
+        ),
+    ],
+    expected_failed_checks=_layout_mismatches,
+)
+def test_sklearn_compatible(estimator, check):
+    check(estimator)
+
+
+def _maps(n_images=3, n_tokens=64, n_bootstrap=1, n_signal=6, seed=0):
+    """Log-normal attention maps; the first n_signal tokens strongly attended."""
+    rng = np.random.default_rng(seed)
+    maps = rng.lognormal(-5.0, 0.6, size=(n_images, (1 + n_bootstrap) * n_tokens))
+    maps[:, :n_signal] *= 30.0
+    return maps
+
+
+ALL_OPTIONS = [
+    {"method": "z"},
+    {"method": "p"},
+    {"method": "p", "pvalue": "reference", "alpha": "median"},
+    {"method": "p", "alpha": 0.3, "threshold_kind": "quantile"},
+    {"method": "lfdr", "lfdr_null": "bootstrap", "pi0": "bootstrap"},
+    {"method": "lfdr", "gamma": "median", "soft": True},
+    {"method": "pi0"},
+    {"method": "pi0", "pi0": 0.75, "z_threshold": "median"},
+]
+
+
+# ----------------------------------------------------------------- the layout
+
+
+@pytest.mark.parametrize("n_bootstrap", [1, 3])
+def test_width_not_divisible_raises_naming_width_n_bootstrap_and_layout(n_bootstrap):
+    X = np.ones((2, 7))
+    with pytest.raises(ValueError, match=r"7 feature\(s\).*1 \+ n_bootstrap") as err:
+        BootstrapAttentionRegularizer(n_bootstrap=n_bootstrap).fit(X)
+    assert "[observed P | bootstrap 1 P" in str(err.value)
+
+
+def test_non_finite_input_raises():
+    X = _maps()
+    arb = BootstrapAttentionRegularizer().fit(X)
+    X_bad = X.copy()
+    X_bad[0, 3] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        arb.transform(X_bad)
+
+
+@pytest.mark.parametrize("n_bootstrap", [1, 3])
+def test_statistics_follow_the_design_equations(n_bootstrap):
+    X = _maps(n_bootstrap=n_bootstrap)
+    n_tokens = 64
+    arb = BootstrapAttentionRegularizer(n_bootstrap=n_bootstrap, null="per_image")
+    stats = arb.fit(X).compute_statistics(X)
+    logs = np.log(X)
+    mean = logs[:, n_tokens:].mean(axis=1, keepdims=True)
+    std = logs[:, n_tokens:].std(axis=1, keepdims=True)
+    assert_allclose(stats.z, (logs[:, :n_tokens] - mean) / std)
+    assert_allclose(stats.null_z, (logs[:, n_tokens:] - mean) / std)
+    assert stats.null_z.shape == (3, n_bootstrap * n_tokens)
+    assert_allclose(stats.pvalues, empirical_pvalues(stats.z, stats.null_z))
+    expected = np.where((stats.z >= 0) & (stats.pvalues <= 0.05), X[:, :n_tokens], 0.0)
+    assert_array_equal(stats.regularized, expected)
+    assert_array_equal(arb.transform(X), expected)
+    assert (stats.regularized[:, :6] > 0).all()  # the strong tokens survive
+
+
+def test_pooled_null_is_learned_from_the_training_images():
+    X_train, X_test = _maps(seed=1), _maps(n_images=2, seed=2)
+    arb = BootstrapAttentionRegularizer().fit(X_train)
+    null_logs = np.log(X_train[:, 64:])
+    assert_allclose(arb.null_mean_, null_logs.mean())
+    assert_allclose(arb.null_std_, null_logs.std())
+    assert_allclose(
+        arb.null_z_sorted_,
+        np.sort((null_logs.ravel() - null_logs.mean()) / null_logs.std()),
+    )
+    stats = arb.compute_statistics(X_test)
+    assert_allclose(stats.z, (np.log(X_test[:, :64]) - arb.null_mean_) / arb.null_std_)
+    # the test rows' own bootstrap maps are not the null
+    X_other_null = X_test.copy()
+    X_other_null[:, 64:] *= 3.0
+    assert_array_equal(arb.transform(X_other_null), arb.transform(X_test))
+
+
+@pytest.mark.parametrize("options", ALL_OPTIONS)
+def test_single_image_pooled_equals_per_image(options):
+    X = _maps(n_images=1, n_tokens=100)
+    pooled = BootstrapAttentionRegularizer(null="pooled", **options).fit(X)
+    per_image = BootstrapAttentionRegularizer(null="per_image", **options).fit(X)
+    pooled_stats = pooled.compute_statistics(X)
+    per_image_stats = per_image.compute_statistics(X)
+    for name in ("z", "pvalues", "pi0", "lfdr", "keep_mask", "regularized"):
+        assert_allclose(pooled_stats[name], per_image_stats[name], rtol=1e-12)
+    assert_array_equal(pooled.transform(X), per_image.transform(X))
+
+
+# ----------------------------------------------------------------- invariances
+
+
+@pytest.mark.parametrize("options", ALL_OPTIONS)
+@pytest.mark.parametrize("null", ["pooled", "per_image"])
+def test_invariances(options, null):
+    X = _maps(n_images=4, n_tokens=81, n_bootstrap=2)
+    X_before = X.copy()
+    arb = BootstrapAttentionRegularizer(n_bootstrap=2, null=null, **options)
+    masks = arb.fit(X).compute_statistics(X).keep_mask
+    assert_array_equal(X, X_before)  # input never modified
+    # scaling every score by a constant changes no mask
+    for factor in (8.0, 1e-3):
+        scaled = clone(arb).fit(factor * X).compute_statistics(factor * X)
+        assert_array_equal(scaled.keep_mask, masks)
+    # permuting the tokens (the same permutation in every map) permutes the output
+    order = np.random.default_rng(0).permutation(81)
+    columns = np.concatenate([order + block * 81 for block in range(3)])
+    permuted = clone(arb).fit(X[:, columns]).transform(X[:, columns])
+    assert_allclose(permuted, arb.transform(X)[:, order], rtol=1e-12)
+
+
+def test_float32_input_keeps_dtype_and_is_not_modified():
+    X = _maps().astype(np.float32)
+    X_before = X.copy()
+    maps = BootstrapAttentionRegularizer(soft=True).fit(X).transform(X)
+    assert maps.dtype == np.float32
+    assert_array_equal(X, X_before)
+
+
+def test_zero_and_negative_scores_follow_the_floor_rule():
+    X = _maps(n_images=2)
+    X[0, 10] = 0.0
+    X[1, 70] = -1.0
+    stats = BootstrapAttentionRegularizer(null="per_image").fit(X).compute_statistics(X)
+    assert all(np.isfinite(stats[k]).all() for k in ("z", "pvalues", "lfdr", "pi0"))
+    # a zero counts as the least attended token of its image
+    assert stats.z[0, 10] == stats.z[0].min()
+    assert stats.regularized[0, 10] == 0.0
+
+
+def test_constant_null_and_constant_maps_give_no_nan():
+    X = np.full((2, 20), 0.01)
+    X[0, :10] = np.linspace(0.005, 0.05, 10)
+    for null in ("pooled", "per_image"):
+        stats = (
+            BootstrapAttentionRegularizer(null=null, method="lfdr")
+            .fit(X)
+            .compute_statistics(X)
+        )
+        for name in ("z", "null_z", "pvalues", "lfdr", "pi0", "regularized"):
+            assert np.isfinite(stats[name]).all(), name
+
+
+def test_soft_shrinks_kept_scores_by_one_minus_lfdr():
+    X = _maps()
+    stats = (
+        BootstrapAttentionRegularizer(method="lfdr", soft=True)
+        .fit(X)
+        .compute_statistics(X)
+    )
+    expected = np.where(stats.keep_mask, X[:, :64] * (1 - stats.lfdr), 0.0)
+    assert_allclose(stats.regularized, expected)
+
+
+def test_pi0_method_keeps_the_most_significant_fraction():
+    X = _maps(n_tokens=100)
+    arb = BootstrapAttentionRegularizer(method="pi0", pi0=0.9, z_threshold=-np.inf)
+    stats = arb.fit(X).compute_statistics(X)
+    for row in range(3):
+        kept_p = stats.pvalues[row, stats.keep_mask[row]]
+        dropped_p = stats.pvalues[row, ~stats.keep_mask[row]]
+        assert kept_p.max() < dropped_p.min()  # the most significant ones
+        assert stats.keep_mask[row].sum() >= 10  # floor(0.1 * 100), ties kept
+
+
+# ----------------------------------------------------------------- names, output
+
+
+def test_feature_names_out_are_the_observed_block():
+    X = _maps(n_tokens=4)
+    arb = BootstrapAttentionRegularizer().fit(X)
+    assert_array_equal(arb.get_feature_names_out(), [f"x{i}" for i in range(4)])
+    names = [f"observed_t{i}" for i in range(4)] + [
+        f"bootstrap1_t{i}" for i in range(4)
+    ]
+    assert_array_equal(arb.get_feature_names_out(names), names[:4])
+
+
+def test_set_output_pandas():
+    pd = pytest.importorskip("pandas", reason="pandas is not installed")
+    X = _maps(n_tokens=4)
+    names = [f"observed_t{i}" for i in range(4)] + [
+        f"bootstrap1_t{i}" for i in range(4)
+    ]
+    frame = pd.DataFrame(X, columns=names)
+    arb = BootstrapAttentionRegularizer().set_output(transform="pandas")
+    out = arb.fit(frame).transform(frame)
+    assert list(out.columns) == names[:4]
+    assert_allclose(out.to_numpy(), arb.set_output(transform="default").transform(X))
+
+
+# ----------------------------------------------------------------- thresholds
+
+
+def test_threshold_hand_computed():
+    z = np.array([[2.0, 1.5, 0.5, -0.5, 3.0]])
+    p = np.array([[0.01, 0.2, 0.04, 0.01, 0.05]])
+    lfdr = np.array([[0.1, 0.5, 0.3, 0.0, 0.2]])
+    assert_array_equal(
+        significance_mask(z, method="z"), [[True, True, True, False, True]]
+    )
+    assert_array_equal(
+        significance_mask(z, method="p", pvalues=p, alpha=0.05),
+        [[True, False, True, False, True]],
+    )
+    assert_array_equal(
+        significance_mask(z, method="lfdr", lfdr=lfdr, gamma=0.2, z_threshold=1.0),
+        [[True, False, False, False, True]],
+    )
+    # median of p is 0.04: keep p <= 0.04
+    assert_array_equal(
+        significance_mask(z, method="p", pvalues=p, alpha="median"),
+        [[True, False, True, False, False]],
+    )
+    assert_allclose(resolve_threshold(0.25, p, "quantile"), [[0.01]])
+    assert_allclose(resolve_threshold("median", z), [[1.5]])
+
+
+def test_keep_most_significant_ties_and_extremes():
+    p = np.array([[0.3, 0.01, 0.01, 0.5], [0.3, 0.01, 0.01, 0.5]])
+    # pi0 = 0.75: k = 1, but the tie at 0.01 is kept together
+    assert_array_equal(
+        keep_most_significant(p, np.array([0.75, 1.0])),
+        [[False, True, True, False], [False, False, False, False]],
+    )
+    assert keep_most_significant(p, np.array([0.0, 0.0])).all()
+
+
+def test_regularize_scores_keeps_values_and_zeroes_the_rest():
+    scores = np.array([[0.4, -0.1, 0.2]])
+    keep = np.array([[True, False, True]])
+    out = regularize_scores(scores, keep)
+    assert_array_equal(out, [[0.4, 0.0, 0.2]])
+    assert not np.signbit(out).any()
+
+
+def test_statistics_helpers_agree_with_the_regularizer_pooled():
+    X = _maps()
+    arb = BootstrapAttentionRegularizer().fit(X)
+    logs = log_scores(X)
+    mean, std = null_moments(logs[:, 64:], pooled=True)
+    assert_allclose(arb.compute_statistics(X).z, z_scores(logs[:, :64], mean, std))
