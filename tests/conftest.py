@@ -39,3 +39,17 @@ def imagenette_paths() -> list[Path]:
 def lung_ct_paths() -> list[Path]:
     """The 30 lung CT slices, sorted (skips where absent)."""
     return sorted(_require(LUNG_CT_DIR, "Lung CT images").glob("*/*.jpg"))
+
+
+@pytest.fixture
+def make_tiny_vit():
+    """Factory of tiny random timm ViTs (32 px, patch 8, 2 blocks), in eval mode."""
+    import torch
+    from timm.models.vision_transformer import VisionTransformer
+
+    def make(seed: int = 0, **kwargs):
+        torch.manual_seed(seed)
+        params = dict(img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2)
+        return VisionTransformer(**{**params, **kwargs}).eval()
+
+    return make

@@ -1,0 +1,141 @@
+"""Model loading: checkpoint formats, safe loading errors, position-embed resizing."""
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from sklearn_arb._attention import cls_attention
+from sklearn_arb._backbone import load_checkpoint, load_vit
+
+
+def _maps(vit, images):
+    with torch.inference_mode():
+        return cls_attention(vit, images)
+
+
+@pytest.fixture
+def images():
+    return torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+
+
+def _save_formats(state, tmp_path):
+    paths = {"pth": tmp_path / "plain.pth", "safetensors": tmp_path / "w.safetensors"}
+    torch.save(state, paths["pth"])
+    save_file({k: v.contiguous() for k, v in state.items()}, paths["safetensors"])
+    dino = {
+        "teacher": {f"backbone.{k}": v for k, v in state.items()},
+        "student": {
+            f"module.backbone.{k}": torch.zeros_like(v) for k, v in state.items()
+        },
+        "epoch": 100,
+    }
+    dino["teacher"]["head.mlp.0.weight"] = torch.zeros(4, 4)  # DINO projection head
+    paths["dino"] = tmp_path / "dino.pth"
+    torch.save(dino, paths["dino"])
+    return paths
+
+
+def test_checkpoint_formats_load_identically(make_tiny_vit, images, tmp_path):
+    source = make_tiny_vit(seed=0)
+    paths = _save_formats(source.state_dict(), tmp_path)
+    expected = _maps(source, images)
+    target = make_tiny_vit(seed=1)
+    assert not torch.allclose(_maps(target, images), expected)
+    for path in paths.values():
+        loaded = load_vit(target, checkpoint_path=path)
+        torch.testing.assert_close(_maps(loaded, images), expected, rtol=0, atol=0)
+    # the passed module itself was not modified
+    assert not torch.allclose(_maps(target, images), expected)
+
+
+def test_dino_teacher_chosen_and_prefixes_stripped(make_tiny_vit, tmp_path):
+    paths = _save_formats(make_tiny_vit().state_dict(), tmp_path)
+    state = load_checkpoint(paths["dino"])
+    assert "cls_token" in state and not any(k.startswith("head") for k in state)
+    assert state["cls_token"].abs().sum() > 0  # the teacher, not the zero student
+
+
+def test_bad_checkpoints(make_tiny_vit, tmp_path):
+    vit = make_tiny_vit()
+    corrupt = tmp_path / "corrupt.pth"
+    torch.save(vit.state_dict(), corrupt)
+    corrupt.write_bytes(corrupt.read_bytes()[:200])
+    with pytest.raises(ValueError, match="corrupt"):
+        load_vit(vit, checkpoint_path=corrupt)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_vit(vit, checkpoint_path=tmp_path / "nope.pth")
+
+    missing = tmp_path / "missing.pth"
+    torch.save(
+        {k: v for k, v in vit.state_dict().items() if "blocks.1" not in k}, missing
+    )
+    with pytest.raises(ValueError, match=r"missing keys.*blocks\.1"):
+        load_vit(vit, checkpoint_path=missing)
+
+    wider = tmp_path / "wider.pth"
+    torch.save(make_tiny_vit(embed_dim=64).state_dict(), wider)
+    with pytest.raises(ValueError, match="shape mismatches"):
+        load_vit(vit, checkpoint_path=wider)
+
+    extra = tmp_path / "extra.pth"
+    torch.save({**vit.state_dict(), "blocks.9.attn.qkv.weight": torch.zeros(1)}, extra)
+    with pytest.raises(ValueError, match=r"unexpected keys.*blocks\.9"):
+        load_vit(vit, checkpoint_path=extra)
+
+    pickled = tmp_path / "pickled.pth"
+    torch.save({"model": vit}, pickled)  # a whole module: refused by weights_only
+    with pytest.raises(ValueError, match="corrupt or not"):
+        load_vit(vit, checkpoint_path=pickled)
+
+
+def test_model_type_errors():
+    with pytest.raises(ValueError, match="not a timm model name"):
+        load_vit("no_such_vit_model")
+    with pytest.raises(TypeError, match="VisionTransformer"):
+        load_vit(torch.nn.Linear(2, 2))
+    with pytest.raises(TypeError, match=r"model name or a torch\.nn\.Module"):
+        load_vit(3)
+
+
+def test_register_and_distilled_prefix_tokens(make_tiny_vit):
+    from timm.models.deit import VisionTransformerDistilled
+
+    # DINOv2-style registers (no class embedding in pos_embed) and DeiT distillation
+    reg = load_vit(make_tiny_vit(reg_tokens=4, no_embed_class=True), image_size=48)
+    distilled = load_vit(
+        VisionTransformerDistilled(
+            img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2
+        ),
+        image_size=48,
+    )
+    assert reg.num_prefix_tokens == 5 and distilled.num_prefix_tokens == 2
+    with torch.inference_mode():
+        for vit in (reg, distilled):
+            assert cls_attention(vit, torch.randn(1, 3, 48, 48)).shape == (1, 36)
+
+
+def test_deit_checkpoint_at_448_interpolates_pos_embed(deit_weights, imagenette_paths):
+    from sklearn_arb import load_images
+
+    vit = load_vit(
+        "deit_tiny_patch16_224", checkpoint_path=deit_weights, image_size=448
+    )
+    assert vit.pos_embed.shape == (1, 1 + 28 * 28, 192)
+    native = load_vit("deit_tiny_patch16_224", checkpoint_path=deit_weights)
+    # the interpolated grid agrees with bicubic resampling of the 14x14 grid
+    grid = native.pos_embed[:, 1:].reshape(1, 14, 14, 192).permute(0, 3, 1, 2)
+    resampled = torch.nn.functional.interpolate(
+        grid, size=(28, 28), mode="bicubic", antialias=True, align_corners=False
+    )
+    torch.testing.assert_close(
+        vit.pos_embed[:, 1:], resampled.permute(0, 2, 3, 1).reshape(1, 784, 192)
+    )
+    images = torch.from_numpy(load_images(imagenette_paths[:1], 448)).permute(
+        0, 3, 1, 2
+    )
+    images = (
+        images - torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    ) / torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    maps = _maps(vit, images)
+    assert maps.shape == (1, 784) and np.isfinite(maps.numpy()).all()

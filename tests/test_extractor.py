@@ -1,0 +1,270 @@
+"""AttentionExtractor: exact maps, output layout, bootstrap seeding, caching, API."""
+
+import pickle
+import warnings
+
+import joblib
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError, SkipTestWarning
+from sklearn.utils import estimator_checks
+from sklearn.utils._param_validation import InvalidParameterError
+from sklearn.utils.estimator_checks import check_estimator
+
+from sklearn_arb import AttentionExtractor, load_images
+from sklearn_arb._attention import embed_tokens, reference_cls_attention
+
+IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+IMAGENET_STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+
+
+def _normalised(images, mean=IMAGENET_MEAN, std=IMAGENET_STD):
+    return (torch.from_numpy(np.asarray(images)).permute(0, 3, 1, 2) - mean) / std
+
+
+def _reference(vit, inputs, **kwargs):
+    with torch.inference_mode():
+        return reference_cls_attention(vit, inputs, **kwargs).double().numpy()
+
+
+@pytest.fixture
+def images():
+    return np.random.default_rng(0).random((3, 32, 32, 3)).astype(np.float32)
+
+
+@pytest.fixture
+def register_vit(make_tiny_vit):
+    # DINOv2-like: 4 registers, qk-norm, layer scale, no class position embedding
+    return make_tiny_vit(
+        reg_tokens=4, no_embed_class=True, qk_norm=True, init_values=0.5, depth=3
+    )
+
+
+def _cls_prefix_mass(vit, inputs):
+    """CLS attention on the prefix tokens in the last block (explicitly, per head)."""
+    with torch.inference_mode():
+        tokens = embed_tokens(vit, inputs)
+        for block in vit.blocks[:-1]:
+            tokens = block(tokens)
+        attn = vit.blocks[-1].attn
+        n, n_tokens, _ = tokens.shape
+        qkv = attn.qkv(vit.blocks[-1].norm1(tokens))
+        q, k, _ = qkv.reshape(n, n_tokens, 3, attn.num_heads, -1).permute(2, 0, 3, 1, 4)
+        q, k = attn.q_norm(q), attn.k_norm(k)
+        weights = (q @ k.transpose(-2, -1) * attn.scale).softmax(-1)
+        return weights[:, :, 0, : vit.num_prefix_tokens].sum(-1).mean(1).numpy()
+
+
+def test_real_deit_maps_equal_full_attention(deit_weights, imagenette_paths):
+    paths = imagenette_paths[::100][:2]
+    extractor = AttentionExtractor(
+        checkpoint_path=deit_weights, n_bootstrap=1, random_state=0
+    ).fit()
+    maps = extractor.transform(paths)
+    assert maps.shape == (2, 2 * 196) and maps.dtype == np.float64
+    vit = extractor.model_
+    observed = _normalised(load_images(paths, 224))
+    np.testing.assert_allclose(
+        maps[:, :196], _reference(vit, observed), rtol=0, atol=1e-6
+    )
+    # rows are CLS attention on the patches: positive, summing to 1 - prefix mass
+    assert (maps > 0).all()
+    np.testing.assert_allclose(
+        maps[:, :196].sum(1), 1 - _cls_prefix_mass(vit, observed), atol=1e-6
+    )
+    assert (maps[:, :196].sum(1) < 1).all()
+
+
+def test_register_model_maps_equal_full_attention(register_vit, images):
+    extractor = AttentionExtractor(
+        register_vit, image_size=32, n_bootstrap=0, random_state=0
+    ).fit()
+    maps = extractor.transform(images)
+    assert extractor.n_prefix_tokens_ == 5 and maps.shape == (3, 16)
+    inputs = _normalised(
+        images,
+        *(torch.tensor(v).view(1, 3, 1, 1) for v in (extractor.mean_, extractor.std_)),
+    )
+    np.testing.assert_allclose(maps, _reference(register_vit, inputs), atol=1e-6)
+    np.testing.assert_allclose(
+        maps.sum(1), 1 - _cls_prefix_mass(register_vit, inputs), atol=1e-6
+    )
+    for head, layer in [(1, -1), ("mean", 0), (0, 1)]:
+        one = AttentionExtractor(
+            register_vit, image_size=32, n_bootstrap=0, head=head, layer=layer
+        ).fit()
+        np.testing.assert_allclose(
+            one.transform(images),
+            _reference(register_vit, inputs, head=head, layer=layer),
+            atol=1e-6,
+        )
+
+
+def test_layout_bootstrap_blocks_and_feature_names(make_tiny_vit, images):
+    vit = make_tiny_vit()
+    extractor = AttentionExtractor(vit, image_size=32, n_bootstrap=3, random_state=0)
+    maps = extractor.fit_transform(images)
+    assert maps.shape == (3, 4 * 16) and extractor.grid_shape_ == (4, 4)
+    observed_only = AttentionExtractor(vit, image_size=32, n_bootstrap=0).fit()
+    np.testing.assert_allclose(maps[:, :16], observed_only.transform(images), atol=1e-6)
+    blocks = maps.reshape(3, 4, 16)
+    assert not np.allclose(blocks[:, 1], blocks[:, 2])  # distinct bootstrap samples
+    names = extractor.get_feature_names_out()
+    assert names.shape == (64,) and names[0] == "observed_t0"
+    assert names[16] == "bootstrap1_t0" and names[-1] == "bootstrap3_t15"
+
+
+@pytest.mark.parametrize("bootstrap", ["normal", "pixel", "uniform", "patch"])
+def test_random_state_determinism(make_tiny_vit, images, bootstrap):
+    vit = make_tiny_vit()
+    params = dict(image_size=32, n_bootstrap=2, bootstrap=bootstrap)
+    first = AttentionExtractor(vit, random_state=3, **params).fit().transform(images)
+    again = AttentionExtractor(vit, random_state=3, **params).fit().transform(images)
+    one_by_one = AttentionExtractor(vit, random_state=3, batch_size=1, **params)
+    other = AttentionExtractor(vit, random_state=4, **params).fit().transform(images)
+    np.testing.assert_array_equal(first, again)
+    np.testing.assert_allclose(first, one_by_one.fit().transform(images), atol=1e-6)
+    np.testing.assert_array_equal(first[:, :16], other[:, :16])
+    assert not np.allclose(first[:, 16:], other[:, 16:])
+
+
+def test_input_forms_agree_and_are_not_modified(make_tiny_vit, tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    uint8 = rng.integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
+    for i, image in enumerate(uint8):
+        Image.fromarray(image).save(tmp_path / f"{i}.png")
+    before = uint8.copy()
+    extractor = AttentionExtractor(make_tiny_vit(), image_size=32, random_state=0).fit()
+    from_uint8 = extractor.transform(uint8)
+    np.testing.assert_array_equal(uint8, before)
+    np.testing.assert_allclose(
+        extractor.transform(uint8 / 255.0), from_uint8, atol=1e-6
+    )
+    np.testing.assert_allclose(extractor.transform(tmp_path), from_uint8, atol=1e-6)
+    grey = extractor.transform(uint8[..., 0])
+    rgb_grey = extractor.transform(np.repeat(uint8[..., :1], 3, axis=-1))
+    np.testing.assert_array_equal(grey, rgb_grey)
+
+
+def test_validation_errors(make_tiny_vit, images):
+    vit = make_tiny_vit()
+    with pytest.raises(ValueError, match=r"not divisible by the model's patch size 8"):
+        AttentionExtractor(vit, image_size=30).fit()
+    with pytest.raises(ValueError, match="GPU only"):
+        AttentionExtractor(vit, device="cpu", precision="bfloat16").fit()
+    with pytest.raises(ValueError, match="model has 2 heads"):
+        AttentionExtractor(vit, image_size=32, head=2).fit()
+    with pytest.raises(ValueError, match="out of range"):
+        AttentionExtractor(vit, image_size=32, layer=2).fit()
+    with pytest.raises(InvalidParameterError, match="bootstrap"):
+        AttentionExtractor(vit, bootstrap="gaussian").fit()
+    with pytest.raises(InvalidParameterError, match="n_bootstrap"):
+        AttentionExtractor(vit, n_bootstrap=-1).fit()
+    with pytest.raises(ValueError, match="not a torch device"):
+        AttentionExtractor(vit, device="tpu9").fit()
+    extractor = AttentionExtractor(vit, image_size=32).fit()
+    with pytest.raises(ValueError, match="NaN"):
+        extractor.transform(np.full((1, 32, 32, 3), np.nan))
+    with pytest.raises(ValueError, match="empty"):
+        extractor.transform(np.zeros((0, 32, 32, 3)))
+    with pytest.warns(UserWarning, match="constant"):
+        extractor.transform(np.zeros((1, 32, 32, 3)))
+
+
+def test_memory_caches_transform(make_tiny_vit, images, tmp_path, monkeypatch):
+    memory = joblib.Memory(tmp_path, verbose=0)
+    vit = make_tiny_vit()
+    extractor = AttentionExtractor(vit, image_size=32, memory=memory, random_state=0)
+    first = extractor.fit().transform(images)
+    # a refitted clone (as in GridSearchCV) reads the cache: the ViT does not run
+    refit = clone(extractor).fit()
+
+    def fail(*args):
+        raise AssertionError("the ViT ran although the maps were cached")
+
+    monkeypatch.setattr(AttentionExtractor, "_compute_maps", fail)
+    np.testing.assert_array_equal(refit.transform(images), first)
+    # anything that changes the output misses the cache
+    for changed in (
+        dict(random_state=1),
+        dict(bootstrap="pixel"),
+        dict(head=0),
+        dict(model=make_tiny_vit(seed=1)),
+    ):
+        with pytest.raises(AssertionError, match="the ViT ran"):
+            clone(extractor).set_params(**changed).fit().transform(images)
+    with pytest.raises(AssertionError, match="the ViT ran"):
+        refit.transform(images[:2])
+
+
+def test_check_estimator_as_for_image_transformers():
+    # Like PatchExtractor, image input is declared through tags, so scikit-learn's
+    # check suite skips the data checks; the API checks that need no 2-D data run
+    # below, and the rest are covered by the explicit tests that follow.
+    extractor = AttentionExtractor()
+    tags = extractor.__sklearn_tags__()
+    assert not tags.input_tags.two_d_array and tags.input_tags.three_d_array
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        check_estimator(extractor)
+    assert any(issubclass(w.category, SkipTestWarning) for w in caught)
+
+
+# API checks of sklearn.utils.estimator_checks._yield_api_checks that do not feed
+# 2-D arrays. The others (check_fit_score_takes_y, check_estimators_overwrite_params,
+# check_dont_overwrite_parameters, check_estimators_fit_returns_self,
+# check_readonly_memmap_input, check_estimators_unfitted,
+# check_n_features_in_after_fitting, check_positive_only_tag_during_fit) are
+# expected failures, as they pass 2-D (n_samples, n_features) data that is not
+# an image batch; their properties are tested explicitly below.
+API_CHECKS_WITHOUT_DATA = [
+    "check_estimator_cloneable",
+    "check_estimator_tags_renamed",
+    "check_valid_tag_types",
+    "check_estimator_repr",
+    "check_no_attributes_set_in_init",
+    "check_do_not_raise_errors_in_init_or_set_params",
+    "check_mixin_order",
+    "check_get_params_invariance",
+    "check_set_params",
+    "check_parameters_default_constructible",
+]
+
+
+@pytest.mark.parametrize("check", API_CHECKS_WITHOUT_DATA)
+def test_sklearn_api_checks_without_data(check):
+    getattr(estimator_checks, check)("AttentionExtractor", AttentionExtractor())
+
+
+def test_clone_params_fit_returns_self_and_not_fitted(make_tiny_vit, images):
+    vit = make_tiny_vit()
+    extractor = AttentionExtractor(vit, image_size=32, n_bootstrap=2, random_state=0)
+    params = extractor.get_params()
+    with pytest.raises(NotFittedError):
+        extractor.transform(images)
+    with pytest.raises(NotFittedError):
+        extractor.get_feature_names_out()
+    assert extractor.fit(images) is extractor
+    cloned = clone(extractor)
+    assert not hasattr(cloned, "model_")
+    assert cloned.get_params()["n_bootstrap"] == 2
+    assert cloned.set_params(n_bootstrap=0) is cloned and cloned.n_bootstrap == 0
+    # fitting and transforming mutate neither the parameters nor the passed module
+    state = {k: v.clone() for k, v in vit.state_dict().items()}
+    extractor.transform(images)
+    assert extractor.get_params() == params and extractor.model is vit
+    assert all(torch.equal(v, state[k]) for k, v in vit.state_dict().items())
+
+
+def test_pickle_round_trip_identical_output(make_tiny_vit, images):
+    extractor = AttentionExtractor(
+        make_tiny_vit(), image_size=32, n_bootstrap=1, random_state=0
+    ).fit()
+    restored = pickle.loads(pickle.dumps(extractor))
+    np.testing.assert_array_equal(
+        restored.transform(images), extractor.transform(images)
+    )
