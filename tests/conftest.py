@@ -5,11 +5,8 @@ from pathlib import Path
 
 import pytest
 
-DATA_DIR = Path(
-    os.environ.get(
-        "SKLEARN_ARB_DATA", Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
-    )
-).resolve()
+_DEFAULT_DATA_DIR = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+DATA_DIR = Path(os.environ.get("SKLEARN_ARB_DATA", _DEFAULT_DATA_DIR)).resolve()
 DEIT_WEIGHTS = DATA_DIR / "weights" / "deit_tiny_patch16_224.pth"
 IMAGENETTE_DIR = DATA_DIR / "imagenette"
 LUNG_CT_DIR = DATA_DIR / "iqothnccd"
@@ -18,7 +15,8 @@ LUNG_CT_DIR = DATA_DIR / "iqothnccd"
 def _require(path: Path, what: str) -> Path:
     if not path.exists():
         pytest.skip(
-            f"{what} not found at {path}; set SKLEARN_ARB_DATA to the shared data folder"
+            f"{what} not found at {path}; "
+            "set SKLEARN_ARB_DATA to the shared data folder"
         )
     return path
 
