@@ -9,6 +9,7 @@ distribution of attention scores and zeroes the scores that are not significant.
 from ._extractor import AttentionExtractor
 from ._images import load_images
 from ._maps import tokens_to_grid, upsample_map
+from ._pipeline import make_arb_pipeline
 from ._regularizer import BootstrapAttentionRegularizer
 
 __version__ = "0.1.0"
@@ -18,6 +19,7 @@ __all__ = [
     "BootstrapAttentionRegularizer",
     "__version__",
     "load_images",
+    "make_arb_pipeline",
     "tokens_to_grid",
     "upsample_map",
 ]

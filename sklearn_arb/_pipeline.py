@@ -1,0 +1,94 @@
+"""make_arb_pipeline: extractor and regularizer wired together, B stated once."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sklearn.pipeline import Pipeline
+from torch import nn
+
+from ._extractor import AttentionExtractor
+from ._regularizer import BootstrapAttentionRegularizer
+
+__all__ = ["make_arb_pipeline"]
+
+_SHARED = ("n_bootstrap", "memory")
+
+
+def make_arb_pipeline(
+    model: str | nn.Module = "deit_tiny_patch16_224",
+    *,
+    n_bootstrap: int = 1,
+    extractor_params: dict[str, Any] | None = None,
+    regularizer_params: dict[str, Any] | None = None,
+    memory: Any = None,
+    verbose: bool = False,
+) -> Pipeline:
+    """A Pipeline of AttentionExtractor and BootstrapAttentionRegularizer.
+
+    Images in, regularized observed attention maps ``(n_images, n_tokens)`` out.
+    The number of bootstrap samples is stated once and given to both steps;
+    ``memory`` caches the extractor's fit (through the Pipeline) and its
+    ``transform`` (through the extractor), so a ``GridSearchCV`` over the
+    regularizer's parameters (``regularizer__alpha``, ``regularizer__method``,
+    ...) runs the ViT once per image, on training and test folds alike.
+
+    Parameters
+    ----------
+    model : str or torch.nn.Module, default="deit_tiny_patch16_224"
+        The ViT (see :class:`AttentionExtractor`).
+    n_bootstrap : int, default=1
+        B, for both steps. To change it later, set ``extractor__n_bootstrap``
+        and ``regularizer__n_bootstrap`` together.
+    extractor_params : dict, default=None
+        Other :class:`AttentionExtractor` parameters (``image_size``,
+        ``checkpoint_path``, ``bootstrap``, ``random_state``, ...). An int
+        ``random_state`` is needed for the transform cache.
+    regularizer_params : dict, default=None
+        Other :class:`BootstrapAttentionRegularizer` parameters (``method``,
+        ``alpha``, ``gamma``, ...).
+    memory : None, str or joblib.Memory, default=None
+        Cache location, for the Pipeline and the extractor.
+    verbose : bool, default=False
+        Passed to the Pipeline.
+
+    Returns
+    -------
+    pipeline : sklearn.pipeline.Pipeline
+        Steps ``"extractor"`` and ``"regularizer"``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from timm.models.vision_transformer import VisionTransformer
+    >>> from sklearn_arb import make_arb_pipeline
+    >>> vit = VisionTransformer(img_size=32, patch_size=8, embed_dim=32, depth=2,
+    ...                         num_heads=2)
+    >>> pipe = make_arb_pipeline(vit, n_bootstrap=2,
+    ...                          extractor_params={"image_size": 32, "random_state": 0},
+    ...                          regularizer_params={"alpha": 0.1})
+    >>> images = np.random.default_rng(0).random((4, 32, 32, 3))
+    >>> pipe.fit_transform(images).shape
+    (4, 16)
+    """
+    extractor_params = dict(extractor_params or {})
+    regularizer_params = dict(regularizer_params or {})
+    for name in _SHARED:
+        if name in extractor_params or name in regularizer_params:
+            raise ValueError(
+                f"Pass {name} to make_arb_pipeline itself, not in extractor_params or "
+                f"regularizer_params: it is shared by both steps."
+            )
+    if "model" in extractor_params:
+        raise ValueError("Pass model as make_arb_pipeline's first argument.")
+    extractor = AttentionExtractor(
+        model, n_bootstrap=n_bootstrap, memory=memory, **extractor_params
+    )
+    regularizer = BootstrapAttentionRegularizer(
+        n_bootstrap=n_bootstrap, **regularizer_params
+    )
+    return Pipeline(
+        [("extractor", extractor), ("regularizer", regularizer)],
+        memory=memory,
+        verbose=verbose,
+    )

@@ -1,0 +1,74 @@
+"""make_arb_pipeline: B stated once; a threshold grid search runs the ViT once."""
+
+import joblib
+import numpy as np
+import pytest
+from sklearn.model_selection import GridSearchCV
+
+from sklearn_arb import (
+    AttentionExtractor,
+    BootstrapAttentionRegularizer,
+    make_arb_pipeline,
+)
+
+
+@pytest.fixture
+def images():
+    return np.random.default_rng(0).random((6, 32, 32, 3))
+
+
+def test_pipeline_equals_steps_by_hand(make_tiny_vit, images):
+    vit = make_tiny_vit()
+    pipe = make_arb_pipeline(
+        vit,
+        n_bootstrap=3,
+        extractor_params={"image_size": 32, "random_state": 0},
+        regularizer_params={"alpha": 0.2},
+    )
+    extractor, regularizer = pipe.named_steps.values()
+    assert extractor.n_bootstrap == regularizer.n_bootstrap == 3
+    maps = AttentionExtractor(vit, image_size=32, n_bootstrap=3, random_state=0)
+    by_hand = BootstrapAttentionRegularizer(n_bootstrap=3, alpha=0.2).fit_transform(
+        maps.fit_transform(images)
+    )
+    np.testing.assert_array_equal(pipe.fit_transform(images), by_hand)
+    assert by_hand.shape == (6, 16)
+
+
+def test_shared_parameters_are_stated_once(make_tiny_vit):
+    for params in (
+        {"extractor_params": {"n_bootstrap": 2}},
+        {"regularizer_params": {"n_bootstrap": 2}},
+        {"extractor_params": {"memory": None}},
+    ):
+        with pytest.raises(ValueError, match="make_arb_pipeline itself"):
+            make_arb_pipeline(make_tiny_vit(), **params)
+
+
+def test_grid_search_runs_the_vit_once_per_image_set(
+    make_tiny_vit, images, tmp_path, monkeypatch
+):
+    runs = []
+    compute = AttentionExtractor._compute_maps
+
+    def counted(self, batch):
+        runs.append(len(batch))
+        return compute(self, batch)
+
+    monkeypatch.setattr(AttentionExtractor, "_compute_maps", counted)
+    pipe = make_arb_pipeline(
+        make_tiny_vit(),
+        n_bootstrap=1,
+        extractor_params={"image_size": 32, "random_state": 0},
+        memory=joblib.Memory(tmp_path, verbose=0),
+    )
+    search = GridSearchCV(
+        pipe,
+        {"regularizer__alpha": [0.05, 0.2, 0.5], "regularizer__method": ["p", "z"]},
+        scoring=lambda est, X, y=None: -float(est.transform(X).sum()),
+        cv=2,
+    )
+    search.fit(images)
+    # 6 candidates x 2 folds fit and score; the ViT saw each distinct image set
+    # once: the two halves (train of one fold = test of the other) and the refit.
+    assert sorted(runs) == [3, 3, 6]
