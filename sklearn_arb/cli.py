@@ -220,7 +220,20 @@ def _add_output_arguments(parser: argparse.ArgumentParser, default: str) -> None
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of ``sklearn-arb`` (for the docs and the tests)."""
+    """The argument parser of ``sklearn-arb``: subcommands and their options.
+
+    Returns
+    -------
+    parser : argparse.ArgumentParser
+        Reports a bad argument on one line and exits with status 2.
+
+    Examples
+    --------
+    >>> from sklearn_arb.cli import build_parser
+    >>> args = build_parser().parse_args(["regularize", "photos", "--alpha", "0.1"])
+    >>> args.command, args.alpha, args.methods
+    ('regularize', 0.1, ['p', 'lfdr', 'pi0'])
+    """
     parser = _Parser(
         prog="sklearn-arb",
         description="Attention Regularization by the Bootstrap for ViT attention maps.",

@@ -137,5 +137,5 @@ def plot_sensitivity_specificity(
     ax.set_aspect("equal")
     ax.set_xlabel("sensitivity (share of ROI attention removed)")
     ax.set_ylabel("specificity (share of other attention kept)")
-    ax.legend(frameon=False, fontsize="small", loc="lower left")
+    ax.legend(frameon=False, fontsize="small", loc="best")
     return Bunch(ax=ax, curves=curves, median=median, chance=chance, points=scatter)
