@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import warnings
 from collections.abc import Sequence
@@ -71,11 +72,42 @@ def _weights_identity(
     return joblib.hash(state)
 
 
-def _extract_maps(
-    images: np.ndarray, settings: dict[str, Any], extractor: AttentionExtractor
-) -> np.ndarray:
-    """The transform's computation; ``settings`` is the cache key with ``images``."""
-    return extractor._compute_maps(images)
+def _image_digests(images: np.ndarray) -> list[str]:
+    """A content hash of each image: its bootstrap seed and its cache key."""
+    return [
+        hashlib.blake2b(image.tobytes(), digest_size=16).hexdigest() for image in images
+    ]
+
+
+def _image_seeds(digests: list[str], random_state: Any) -> np.ndarray:
+    """One bootstrap seed per image.
+
+    With an int ``random_state`` the seed is a function of the state and of the
+    image's content alone, so an image gets the same bootstrap maps in any batch,
+    subset or order (``transform(X)[idx] == transform(X[idx])``), which is what lets
+    the cache work per image across cross-validation folds.
+    """
+    if isinstance(random_state, Integral):
+        return np.array(
+            [
+                np.random.SeedSequence(
+                    [int(random_state), int(digest, 16)]
+                ).generate_state(1)[0]
+                for digest in digests
+            ],
+            dtype=np.int64,
+        )
+    return check_random_state(random_state).randint(
+        0, np.iinfo(np.int32).max, size=len(digests)
+    )
+
+
+def _cached_image_maps(
+    digest: str, settings: dict[str, Any], computed: np.ndarray | None
+) -> np.ndarray | None:
+    """One image's maps in the transform cache, keyed on (digest, settings);
+    ``computed`` is the value to store on a miss and is not part of the key."""
+    return computed
 
 
 class AttentionExtractor(TransformerMixin, BaseEstimator):
@@ -136,10 +168,12 @@ class AttentionExtractor(TransformerMixin, BaseEstimator):
         passed module or random weights). Only used with an int
         ``random_state``, for which the output is a function of these.
     random_state : int, RandomState instance or None, default=None
-        Seeds the bootstrap: one seed per image (drawn from ``random_state``
-        in image order), used by a ``torch.Generator`` on the model's device, so
-        an int gives identical outputs on the same device type whatever the
-        batch size. CPU and CUDA generators give different (equally valid)
+        Seeds the bootstrap: one seed per image, used by a ``torch.Generator``
+        on the model's device. With an int, the seed is derived from the int and
+        the image's content, so an image's maps are the same whatever the batch
+        size, the other images or their order (identical images get identical
+        bootstrap draws); a RandomState instance or None draws the seeds in
+        image order. CPU and CUDA generators give different (equally valid)
         draws, and GPU kernels may differ from CPU in the last bits.
 
     Attributes
@@ -338,8 +372,10 @@ class AttentionExtractor(TransformerMixin, BaseEstimator):
                 UserWarning,
                 stacklevel=2,
             )
+        digests = _image_digests(images)
+        seeds = _image_seeds(digests, self.random_state)
         if self.memory is None or not isinstance(self.random_state, Integral):
-            return self._compute_maps(images)
+            return self._compute_maps(images, seeds)
         settings = {
             "weights": self.weights_id_,
             "layer": _block_index(self.model_, self.layer),
@@ -358,8 +394,21 @@ class AttentionExtractor(TransformerMixin, BaseEstimator):
                 )
             },
         }
-        cached = self.memory_.cache(_extract_maps, ignore=["extractor"])
-        return cached(images, settings, self)
+        # Cached per image, so cross-validation folds, the refit on all images and
+        # the transform of a test fold all reuse the maps of images already seen.
+        cached = self.memory_.cache(_cached_image_maps, ignore=["computed"])
+        missing = [
+            i
+            for i, digest in enumerate(digests)
+            if not cached.check_call_in_cache(digest, settings, None)
+        ]
+        maps = np.empty((len(images), (1 + self.n_bootstrap) * self.n_tokens_))
+        if missing:
+            maps[missing] = self._compute_maps(images[missing], seeds[missing])
+        computed = set(missing)
+        for i, digest in enumerate(digests):
+            maps[i] = cached(digest, settings, maps[i] if i in computed else None)
+        return maps
 
     def _batch_size(self) -> int:
         if self.batch_size is not None:
@@ -372,12 +421,9 @@ class AttentionExtractor(TransformerMixin, BaseEstimator):
             budget = _CPU_BATCH_BYTES
         return int(np.clip(budget // per_image, 1, 256))
 
-    def _compute_maps(self, images: np.ndarray) -> np.ndarray:
+    def _compute_maps(self, images: np.ndarray, seeds: np.ndarray) -> np.ndarray:
         n_images = len(images)
         n_samples = 1 + self.n_bootstrap
-        seeds = check_random_state(self.random_state).randint(
-            0, np.iinfo(np.int32).max, size=n_images
-        )
         batch_size = self._batch_size()
         images_per_chunk = max(1, batch_size // n_samples)
         mean = torch.tensor(self.mean_, device=self.device_).view(1, 3, 1, 1)
