@@ -270,7 +270,9 @@ def test_set_output_pandas():
     arb = BootstrapAttentionRegularizer().set_output(transform="pandas")
     out = arb.fit(frame).transform(frame)
     assert list(out.columns) == names[:4]
-    assert_allclose(out.to_numpy(), arb.set_output(transform="default").transform(X))
+    assert_allclose(
+        out.to_numpy(), arb.set_output(transform="default").transform(frame)
+    )
 
 
 # ----------------------------------------------------------------- thresholds
