@@ -1,0 +1,175 @@
+"""AttentionExtractor's fast path against the plain full-attention baseline.
+
+Fast path: ``AttentionExtractor.transform`` (fused SDPA blocks, O(N) CLS row in
+the read block, observed and bootstrap images batched together). Baseline:
+``reference_cls_attention`` one image at a time (explicit N x N attention in every
+block, as DINO's ``get_last_selfattention``). Both see the same normalised inputs
+(each image and its bootstrap sample). Prints seconds per forward image
+(median over repeats), the speed-up, the largest map difference, and the fast
+path's analytic FLOPs per second as a share of this machine's sgemm throughput
+(torch.mm on large float32 matrices, measured in the same run).
+
+Run: ``.venv/bin/python benchmarks/bench_extractor.py [--repeats 3] [--threads N]``.
+Set SKLEARN_ARB_DATA to the shared data folder (default ../shared/data); without
+it, DeiT runs with random weights on random images.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from sklearn_arb import AttentionExtractor, load_images
+from sklearn_arb._attention import reference_cls_attention
+from sklearn_arb._bootstrap import draw_bootstrap
+from sklearn_arb._extractor import _image_digests, _image_seeds
+
+DATA_DIR = Path(
+    os.environ.get(
+        "SKLEARN_ARB_DATA",
+        Path(__file__).resolve().parents[1] / ".." / "shared" / "data",
+    )
+)
+
+
+def sgemm_flops_per_s(size: int = 2048, repeats: int = 3) -> float:
+    """Median float32 matrix-multiply throughput of this machine."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    torch.mm(a, b)  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        torch.mm(a, b)
+        times.append(time.perf_counter() - start)
+    return 2 * size**3 / statistics.median(times)
+
+
+def fast_path_flops(vit: torch.nn.Module, n_patches: int) -> float:
+    """Matrix-multiply FLOPs of one image through the fast path (last block read)."""
+    dim, depth = vit.embed_dim, len(vit.blocks)
+    hidden = vit.blocks[0].mlp.fc1.out_features
+    n_tokens = n_patches + vit.num_prefix_tokens
+    patch = vit.patch_embed.patch_size[0]
+    embed = 2 * n_patches * 3 * patch**2 * dim
+    block = (
+        2 * n_tokens * dim * 3 * dim  # qkv
+        + 2 * 2 * n_tokens**2 * dim  # q k^T and attention @ v
+        + 2 * n_tokens * dim * dim  # output projection
+        + 2 * 2 * n_tokens * dim * hidden  # MLP
+    )
+    last = 2 * dim * dim + 2 * n_tokens * dim * dim + 2 * n_tokens * dim
+    return embed + (depth - 1) * block + last
+
+
+def median_time(func, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        func()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def bench(label, extractor, images, repeats):
+    extractor.fit(images)
+    n_forward = len(images) * (1 + extractor.n_bootstrap)
+    flops = fast_path_flops(extractor.model_, extractor.n_tokens_)
+    fast_maps = extractor.transform(images)  # warm-up, and the maps to compare
+    # sgemm measured right before each timed run: under contention from other
+    # processes both slow down together, so the share stays meaningful.
+    fast_times, shares, sgemms = [], [], []
+    for _ in range(repeats):
+        sgemms.append(sgemm_flops_per_s())
+        seconds = median_time(lambda: extractor.transform(images), 1) / n_forward
+        fast_times.append(seconds)
+        shares.append(flops / seconds / sgemms[-1])
+    fast_s, share = statistics.median(fast_times), statistics.median(shares)
+
+    # The same inputs for the baseline: each normalised image and its bootstrap.
+    loaded = torch.from_numpy(load_images(images, extractor.image_size_))
+    mean = torch.tensor(extractor.mean_).view(1, 3, 1, 1)
+    std = torch.tensor(extractor.std_).view(1, 3, 1, 1)
+    observed = ((loaded.permute(0, 3, 1, 2) - mean) / std).to(extractor.device_)
+    seeds = _image_seeds(_image_digests(loaded.numpy()), extractor.random_state)
+    samples = draw_bootstrap(
+        observed,
+        extractor.n_bootstrap,
+        extractor.bootstrap,
+        seeds,
+        patch_size=extractor.patch_size_,
+    )
+    inputs = torch.cat([observed[:, None], samples], dim=1).flatten(0, 1)
+
+    def baseline():
+        with torch.inference_mode():
+            maps = [reference_cls_attention(extractor.model_, x[None]) for x in inputs]
+        return torch.cat(maps).cpu()  # .cpu() waits for a GPU to finish
+
+    base_maps = baseline().reshape(len(images), -1).double().numpy()
+    base_s = median_time(baseline, repeats) / n_forward
+    print(
+        f"{label}: fast {fast_s:.3f} s/image, baseline {base_s:.3f} s/image, "
+        f"speed-up {base_s / fast_s:.2f}x, max |map diff| "
+        f"{np.abs(fast_maps - base_maps).max():.1e}; fast path "
+        f"{flops / 1e9:.1f} GFLOP/image = {flops / fast_s / 1e9:.1f} GFLOP/s = "
+        f"{100 * share:.0f}% of sgemm ({statistics.median(sgemms) / 1e9:.0f} "
+        f"GFLOP/s) (batch {extractor._batch_size()}, {n_forward} forward images, "
+        f"load average {os.getloadavg()[0]:.1f})"
+    )
+    if extractor.device_.type == "cuda":
+        print(f"{label}: {1 / fast_s:.1f} images/s on {torch.cuda.get_device_name()}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--images", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--only", choices=["deit", "vits8"], default=None)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} (the CPU "
+        f"may be shared: other processes inflate times)."
+    )
+    weights = DATA_DIR / "weights" / "deit_tiny_patch16_224.pth"
+    paths = sorted((DATA_DIR / "imagenette").glob("*/*.JPEG"))[::20][: args.images]
+    rng = np.random.default_rng(0)
+    images = paths if paths else rng.random((args.images, 224, 224, 3))
+    common = dict(
+        n_bootstrap=1, random_state=0, device=args.device, batch_size=args.batch_size
+    )
+    if args.only in (None, "deit"):
+        bench(
+            "DeiT-Tiny/16 @448",
+            AttentionExtractor(
+                "deit_tiny_patch16_224",
+                checkpoint_path=weights if weights.exists() else None,
+                image_size=448,
+                **common,
+            ),
+            images,
+            args.repeats,
+        )
+    if args.only in (None, "vits8"):
+        bench(
+            "ViT-S/8 (random) @488",
+            AttentionExtractor("vit_small_patch8_224", image_size=488, **common),
+            images,
+            args.repeats,
+        )
+
+
+if __name__ == "__main__":
+    main()
