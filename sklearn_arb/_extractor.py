@@ -162,10 +162,10 @@ class AttentionExtractor(TransformerMixin, BaseEstimator):
         Reduced precision runs the blocks under autocast on GPU only (the
         softmax stays float32); on CPU it raises a ValueError at fit.
     memory : None, str or joblib.Memory, default=None
-        Cache of ``transform`` outputs, keyed on the loaded images, every
-        parameter that changes the output and the weights' identity (name,
-        checkpoint path, modification time and size; a hash of the weights for a
-        passed module or random weights). Only used with an int
+        Cache of ``transform`` outputs, per image, keyed on the loaded image's
+        content, every parameter that changes the output and the weights'
+        identity (name, checkpoint path, modification time and size; a hash of
+        the weights for a passed module or random weights). Only used with an int
         ``random_state``, for which the output is a function of these.
     random_state : int, RandomState instance or None, default=None
         Seeds the bootstrap: one seed per image, used by a ``torch.Generator``
