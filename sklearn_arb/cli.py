@@ -11,12 +11,14 @@ import argparse
 import csv
 import json
 import os
+import socket
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
+from urllib.parse import urlparse
 
 import numpy as np
 
@@ -354,20 +356,38 @@ def _build_extractor(args: argparse.Namespace) -> Any:
         random_state=args.seed,
     )
     from_hub = extractor.pretrained
+    no_weights = (
+        f"no weights for {args.model}: they could not be downloaded from the hub "
+        "({why}) and no --weights file was given; pass --weights PATH (a local "
+        "state_dict, safetensors or DINO checkpoint) or go online"
+    )
+    # Probe first: offline, the hub client retries for about a minute before failing.
+    if from_hub and not _hub_reachable():
+        raise UsageError(no_weights.format(why="the hub cannot be reached"))
     try:
         return extractor.fit()
     except Exception as exc:
         if from_hub:
             # The hub fails in many ways when it cannot be reached; all mean the same.
             raise UsageError(
-                f"no weights for {args.model}: they could not be downloaded from the "
-                f"hub (offline? {type(exc).__name__}) and no --weights file was "
-                "given; pass --weights PATH (a local state_dict, safetensors or DINO "
-                "checkpoint) or go online"
+                no_weights.format(why=f"offline? {type(exc).__name__}")
             ) from None
         if isinstance(exc, (ValueError, TypeError, FileNotFoundError)):
             raise UsageError(str(exc).splitlines()[0]) from None
         raise
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hugging Face hub (or ``HF_ENDPOINT``) answers a TCP connection."""
+    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in {"1", "true", "yes", "on"}:
+        return False
+    endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    port = endpoint.port or (80 if endpoint.scheme == "http" else 443)
+    try:
+        socket.create_connection((endpoint.hostname, port), timeout=timeout).close()
+    except OSError:
+        return False
+    return True
 
 
 # Writing results atomically.

@@ -183,8 +183,13 @@ def test_unreadable_image_is_reported_and_others_done(
     assert (tmp_path / "out" / "b.npz").is_file()
 
 
-def test_offline_demo_says_how_to_fix_it(tmp_path):
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
+@pytest.mark.parametrize(
+    "offline",
+    # declared offline; or a hub endpoint that refuses connections (no network)
+    [{"HF_HUB_OFFLINE": "1"}, {"HF_ENDPOINT": "http://127.0.0.1:9"}],
+)
+def test_offline_demo_says_how_to_fix_it(tmp_path, offline):
+    env = {**os.environ, **offline, "HF_HOME": str(tmp_path / "hf")}
     result = subprocess.run(
         [sys.executable, "-m", "sklearn_arb", "demo", "--output", str(tmp_path)],
         capture_output=True,
