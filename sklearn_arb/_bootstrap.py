@@ -20,6 +20,22 @@ def _moments_dims(moments: str) -> tuple[int, ...]:
     return (1, 2) if moments == "channel" else (0, 1, 2)
 
 
+def _per_pixel_draws(
+    draw: Callable[..., torch.Tensor],
+    image: torch.Tensor,
+    n_bootstrap: int,
+    generator: torch.Generator,
+) -> torch.Tensor:
+    """``n_bootstrap`` images of i.i.d. ``draw`` values (``torch.randn`` or
+    ``torch.rand``), shaped, placed and typed like ``image``."""
+    return draw(
+        (n_bootstrap, *image.shape),
+        generator=generator,
+        device=image.device,
+        dtype=image.dtype,
+    )
+
+
 def normal_bootstrap(
     image: torch.Tensor,
     n_bootstrap: int,
@@ -33,12 +49,7 @@ def normal_bootstrap(
     dims = _moments_dims(moments)
     mean = image.mean(dim=dims, keepdim=True)
     std = image.std(dim=dims, keepdim=True, correction=0)
-    noise = torch.randn(
-        (n_bootstrap, *image.shape),
-        generator=generator,
-        device=image.device,
-        dtype=image.dtype,
-    )
+    noise = _per_pixel_draws(torch.randn, image, n_bootstrap, generator)
     return mean + (width * std) * noise
 
 
@@ -56,12 +67,7 @@ def uniform_bootstrap(
     low = image.amin(dim=dims, keepdim=True)
     high = image.amax(dim=dims, keepdim=True)
     centre, half_range = (low + high) / 2, width * (high - low) / 2
-    unit = torch.rand(
-        (n_bootstrap, *image.shape),
-        generator=generator,
-        device=image.device,
-        dtype=image.dtype,
-    )
+    unit = _per_pixel_draws(torch.rand, image, n_bootstrap, generator)
     return centre + half_range * (2 * unit - 1)
 
 
