@@ -32,3 +32,15 @@ def finite_values(values: object, name: str) -> np.ndarray:
             f"{name} contains NaN or inf; drop or replace those values before plotting"
         )
     return array
+
+
+def finite_2d(values: object, name: str, vector_axis: int, shapes: str) -> np.ndarray:
+    """``values`` as a finite 2-D float array; a 1-D input gains a new axis at
+    ``vector_axis`` (0: one row, 1: one column). ``shapes`` names the accepted
+    shapes in the error message."""
+    array = np.asarray(values, dtype=float)
+    if array.ndim == 1:
+        array = np.expand_dims(array, vector_axis)
+    if array.ndim != 2:
+        raise ValueError(f"{name} must have shape {shapes}, got {array.shape}")
+    return finite_values(array, name).reshape(array.shape)

@@ -9,20 +9,12 @@ from matplotlib.axes import Axes
 from numpy.typing import ArrayLike
 from sklearn.utils import Bunch
 
-from ._axes import finite_values, get_axes
+from ._axes import finite_2d, finite_values, get_axes
 
 
 def _as_curves(values: ArrayLike, name: str) -> np.ndarray:
     """(n_thresholds,) or (n_curves, n_thresholds) -> finite 2-D array."""
-    array = np.asarray(values, dtype=float)
-    if array.ndim == 1:
-        array = array[np.newaxis, :]
-    if array.ndim != 2:
-        raise ValueError(
-            f"{name} must have shape (n_thresholds,) or (n_curves, n_thresholds), "
-            f"got {array.shape}"
-        )
-    return finite_values(array, name).reshape(array.shape)
+    return finite_2d(values, name, 0, "(n_thresholds,) or (n_curves, n_thresholds)")
 
 
 def plot_sensitivity_specificity(

@@ -9,20 +9,12 @@ from matplotlib.axes import Axes
 from numpy.typing import ArrayLike
 from sklearn.utils import Bunch
 
-from ._axes import finite_values, get_axes
+from ._axes import finite_2d, get_axes
 
 
 def _as_columns(values: ArrayLike, name: str) -> np.ndarray:
     """(n_classes,) or (n_classes, n_methods) -> finite (n_classes, n_methods)."""
-    array = np.asarray(values, dtype=float)
-    if array.ndim == 1:
-        array = array[:, np.newaxis]
-    if array.ndim != 2:
-        raise ValueError(
-            f"{name} must have shape (n_classes,) or (n_classes, n_methods), got "
-            f"{array.shape}"
-        )
-    return finite_values(array, name).reshape(array.shape)
+    return finite_2d(values, name, 1, "(n_classes,) or (n_classes, n_methods)")
 
 
 def plot_suppression_factors(
