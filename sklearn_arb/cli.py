@@ -221,6 +221,13 @@ def _add_output_arguments(parser: argparse.ArgumentParser, default: str) -> None
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+def _add_regularize_arguments(parser: argparse.ArgumentParser, output: str) -> None:
+    # demo is regularize on other images: both take the same options.
+    _add_model_arguments(parser)
+    _add_method_arguments(parser)
+    _add_output_arguments(parser, output)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``sklearn-arb``: subcommands and their options.
 
@@ -251,9 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
         ".npz of maps and statistics, and a row of summary.csv.",
     )
     regularize.add_argument("images", nargs="+", type=Path, metavar="IMAGES_OR_FOLDERS")
-    _add_model_arguments(regularize)
-    _add_method_arguments(regularize)
-    _add_output_arguments(regularize, "arb_output")
+    _add_regularize_arguments(regularize, "arb_output")
 
     demo = commands.add_parser(
         "demo",
@@ -261,9 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="The regularize command on sklearn.datasets.load_sample_images(). "
         "Needs weights: --weights PATH, or internet for the hub's.",
     )
-    _add_model_arguments(demo)
-    _add_method_arguments(demo)
-    _add_output_arguments(demo, "arb_demo")
+    _add_regularize_arguments(demo, "arb_demo")
 
     simulate = commands.add_parser(
         "simulate",
