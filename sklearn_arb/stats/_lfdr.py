@@ -8,7 +8,7 @@ from numpy.polynomial import legendre
 from numpy.typing import ArrayLike
 
 from ._pvalues import search_rows
-from ._validation import as_finite_2d
+from ._validation import as_finite_2d, as_sorted_reference
 
 N_EDGES = 30
 N_BINS = N_EDGES - 1
@@ -198,14 +198,14 @@ def lindsey_log_density(
     at = as_finite_2d(at, "at")
     if sample is None:
         return _lindsey_log_density(at, np.sort(at, axis=1), cover_at=False)
-    sorted_sample = as_finite_2d(sample, "sample")
-    if sorted_sample.shape[0] not in (1, at.shape[0]):
-        raise ValueError(
-            f"sample has {sorted_sample.shape[0]} rows but at has {at.shape[0]}; pass "
-            "one sample row per image, or a single shared row."
-        )
-    if not sample_is_sorted:
-        sorted_sample = np.sort(sorted_sample, axis=1)
+    sorted_sample = as_sorted_reference(
+        sample,
+        "sample",
+        at.shape[0],
+        "sample has {n_rows} rows but at has {n_images}; pass one sample row per "
+        "image, or a single shared row.",
+        sample_is_sorted,
+    )
     return _lindsey_log_density(at, sorted_sample, cover_at=True)
 
 

@@ -5,7 +5,7 @@ from typing import Literal
 import numpy as np
 from numpy.typing import ArrayLike
 
-from ._validation import as_finite_2d
+from ._validation import as_finite_2d, as_sorted_reference
 
 PValueKind = Literal["one-sided", "reference"]
 
@@ -97,12 +97,12 @@ def empirical_pvalues(
     if kind not in ("one-sided", "reference"):
         raise ValueError(f"kind must be 'one-sided' or 'reference'; got {kind!r}.")
     z = as_finite_2d(z, "z")
-    sorted_null_z = as_finite_2d(null_z, "null_z")
-    if sorted_null_z.shape[0] not in (1, z.shape[0]):
-        raise ValueError(
-            f"null_z has {sorted_null_z.shape[0]} rows but z has {z.shape[0]} images; "
-            "pass one null row per image, or a single (pooled) row."
-        )
-    if not null_is_sorted:
-        sorted_null_z = np.sort(sorted_null_z, axis=1)
+    sorted_null_z = as_sorted_reference(
+        null_z,
+        "null_z",
+        z.shape[0],
+        "null_z has {n_rows} rows but z has {n_images} images; pass one null row "
+        "per image, or a single (pooled) row.",
+        null_is_sorted,
+    )
     return pvalues_from_sorted(z, sorted_null_z, kind)

@@ -28,3 +28,23 @@ def as_finite_2d(values: ArrayLike, name: str) -> np.ndarray:
             "impute the non-finite values (for example np.nan_to_num) before calling."
         )
     return array
+
+
+def as_sorted_reference(
+    sample: ArrayLike, name: str, n_images: int, mismatch: str, is_sorted: bool
+) -> np.ndarray:
+    """Return a reference ``sample`` (one row per image, or a single row shared by
+    all) as a finite 2-D array with each row sorted.
+
+    ``mismatch`` is the error message for a wrong number of rows, formatted with
+    ``n_rows`` and ``n_images``. ``is_sorted`` skips the sort for rows the caller
+    already sorted.
+    """
+    sorted_sample = as_finite_2d(sample, name)
+    if sorted_sample.shape[0] not in (1, n_images):
+        raise ValueError(
+            mismatch.format(n_rows=sorted_sample.shape[0], n_images=n_images)
+        )
+    if not is_sorted:
+        sorted_sample = np.sort(sorted_sample, axis=1)
+    return sorted_sample
