@@ -40,7 +40,8 @@ import torch
 from sklearn_arb import AttentionExtractor, load_images
 from sklearn_arb._attention import reference_cls_attention
 from sklearn_arb._bootstrap import draw_bootstrap
-from sklearn_arb._extractor import _image_digests, _image_seeds
+from sklearn_arb._cache import array_digests
+from sklearn_arb._extractor import _image_seeds
 
 DATA_DIR = Path(
     os.environ.get(
@@ -94,7 +95,7 @@ def baseline_inputs(extractor, images):
     mean = torch.tensor(extractor.mean_).view(1, 3, 1, 1)
     std = torch.tensor(extractor.std_).view(1, 3, 1, 1)
     observed = ((loaded.permute(0, 3, 1, 2) - mean) / std).to(extractor.device_)
-    seeds = _image_seeds(_image_digests(loaded.numpy()), extractor.random_state)
+    seeds = _image_seeds(array_digests(loaded.numpy()), extractor.random_state)
     samples = draw_bootstrap(
         observed,
         extractor.n_bootstrap,

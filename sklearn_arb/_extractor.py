@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import warnings
 from collections.abc import Sequence
@@ -13,6 +12,7 @@ from typing import Any, ClassVar
 import joblib
 import numpy as np
 import torch
+import xxhash
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
@@ -23,6 +23,7 @@ from torch import nn
 from ._attention import _block_index, cls_attention
 from ._backbone import load_vit
 from ._bootstrap import BOOTSTRAP_KINDS, draw_bootstrap
+from ._cache import LRUCache, array_digests
 from ._images import _size_pair, load_images
 
 __all__ = ["AttentionExtractor"]
@@ -36,6 +37,12 @@ _PRECISIONS = {
 # about 20 float32 buffers of (N, D) alive at once in a block (qkv, MLP hidden).
 _BYTES_PER_TOKEN_DIM = 80
 _CPU_BATCH_BYTES = 1 << 30
+# With ``memory`` set, the clones of an extractor in one process (GridSearchCV makes
+# one per candidate and fold) share loaded models and computed maps through these,
+# in front of the disk cache: a hit costs a dictionary lookup, not a model load or
+# a file read. Both are keyed on everything that changes their content.
+_LOADED_MODELS = LRUCache(max_items=4)
+_IMAGE_MAPS = LRUCache(max_items=1 << 20, max_bytes=512 << 20)
 
 
 def _resolve_device(device: str | torch.device) -> torch.device:
@@ -54,29 +61,30 @@ def _resolve_device(device: str | torch.device) -> torch.device:
     return resolved
 
 
-def _weights_identity(
-    model: str | nn.Module,
-    pretrained: bool,
-    checkpoint_path: str | os.PathLike | None,
-    fitted_model: nn.Module,
-) -> str:
-    """A cheap key for the weights that produced the maps (for the transform cache)."""
+def _named_weights_identity(
+    model: str | nn.Module, pretrained: bool, checkpoint_path: str | os.PathLike | None
+) -> str | None:
+    """A key for named weights known before loading them: a hub name, or a
+    checkpoint file's path, modification time and size; None for anything else."""
     if isinstance(model, str) and checkpoint_path is not None:
         path = Path(checkpoint_path).resolve()
         stat = path.stat()
         return f"{model}|{path}|{stat.st_mtime_ns}|{stat.st_size}"
     if isinstance(model, str) and pretrained:
         return f"{model}|hub"
-    # A passed module, or random weights: hash the weights themselves.
-    state = {k: v.detach().cpu().numpy() for k, v in fitted_model.state_dict().items()}
-    return joblib.hash(state)
+    return None
 
 
-def _image_digests(images: np.ndarray) -> list[str]:
-    """A content hash of each image: its bootstrap seed and its cache key."""
-    return [
-        hashlib.blake2b(image.tobytes(), digest_size=16).hexdigest() for image in images
-    ]
+def _module_weights_identity(vit: nn.Module) -> str:
+    """A key for a passed module or random weights: its architecture and weights."""
+    state = vit.state_dict()
+    # The head count changes the attention without changing any weight's shape.
+    architecture = (
+        f"{type(vit).__qualname__}|heads={vit.blocks[0].attn.num_heads}|"
+        f"prefix={vit.num_prefix_tokens}|{list(state)}"
+    )
+    weights = array_digests(v.detach().float().cpu().numpy() for v in state.values())
+    return xxhash.xxh3_128_hexdigest("|".join([architecture, *weights]).encode())
 
 
 def _image_seeds(digests: list[str], random_state: Any) -> np.ndarray:
@@ -103,9 +111,9 @@ def _image_seeds(digests: list[str], random_state: Any) -> np.ndarray:
 
 
 def _cached_image_maps(
-    digest: str, settings: dict[str, Any], computed: np.ndarray | None
+    settings_key: str, image_key: str, computed: np.ndarray | None
 ) -> np.ndarray | None:
-    """One image's maps in the transform cache, keyed on (digest, settings);
+    """One image's maps in the disk cache, keyed on (settings, image);
     ``computed`` is the value to store on a miss and is not part of the key."""
     return computed
 
@@ -162,11 +170,15 @@ class AttentionExtractor(TransformerMixin, BaseEstimator):
         Reduced precision runs the blocks under autocast on GPU only (the
         softmax stays float32); on CPU it raises a ValueError at fit.
     memory : None, str or joblib.Memory, default=None
-        Cache of ``transform`` outputs, per image, keyed on the loaded image's
-        content, every parameter that changes the output and the weights'
-        identity (name, checkpoint path, modification time and size; a hash of
-        the weights for a passed module or random weights). Only used with an int
-        ``random_state``, for which the output is a function of these.
+        Cache of ``transform`` outputs, per image, keyed on the image's content
+        (as given for an array input, as loaded otherwise), every parameter that
+        changes the output and the weights' identity (name, checkpoint path,
+        modification time and size; a hash of the architecture and weights for a
+        passed module or random weights). Only used with an int ``random_state``,
+        for which the output is a function of these. Maps are kept in this
+        process too (up to 512 MiB, least recently used first out), and named
+        weights are loaded once per process, so the clones a ``GridSearchCV``
+        fits reuse both without reading the disk.
     random_state : int, RandomState instance or None, default=None
         Seeds the bootstrap: one seed per image, used by a ``torch.Generator``
         on the model's device. With an int, the seed is derived from the int and
@@ -179,7 +191,10 @@ class AttentionExtractor(TransformerMixin, BaseEstimator):
     Attributes
     ----------
     model_ : torch.nn.Module
-        The ViT in eval mode on ``device_``.
+        The ViT in eval mode on ``device_``. With ``memory`` set and named
+        weights (hub or checkpoint file), extractors fitted in one process with
+        the same weights, image size and device share this module; it is never
+        modified, so deep-copy it before changing it.
     device_ : torch.device
         The device used.
     image_size_ : (int, int)
@@ -301,12 +316,26 @@ class AttentionExtractor(TransformerMixin, BaseEstimator):
                 f"CPU is slower, not faster); use precision='float32' on {device}."
             )
         size = None if self.image_size is None else _size_pair(self.image_size)
-        vit = load_vit(
-            self.model,
-            pretrained=self.pretrained,
-            checkpoint_path=self.checkpoint_path,
-            image_size=size,
+        weights_id = _named_weights_identity(
+            self.model, self.pretrained, self.checkpoint_path
         )
+        # Named weights are loaded once per process when caching is on; the
+        # shared module is never modified (see the model_ attribute).
+        shared_key = (
+            None
+            if self.memory is None or weights_id is None
+            else (weights_id, size, str(device))
+        )
+        vit = None if shared_key is None else _LOADED_MODELS.get(shared_key)
+        if vit is None:
+            vit = load_vit(
+                self.model,
+                pretrained=self.pretrained,
+                checkpoint_path=self.checkpoint_path,
+                image_size=size,
+            ).to(device)
+            if shared_key is not None:
+                _LOADED_MODELS.put(shared_key, vit)
         patch_h, patch_w = vit.patch_embed.patch_size
         if patch_h != patch_w:
             raise ValueError(
@@ -327,7 +356,7 @@ class AttentionExtractor(TransformerMixin, BaseEstimator):
             )
         _block_index(vit, self.layer)
         data_config = resolve_data_config(model=vit)
-        self.model_ = vit.to(device)
+        self.model_ = vit
         self.device_ = device
         self.image_size_ = tuple(int(s) for s in image_size)
         self.patch_size_ = int(patch_h)
@@ -337,13 +366,9 @@ class AttentionExtractor(TransformerMixin, BaseEstimator):
         self.mean_ = tuple(float(m) for m in data_config["mean"])
         self.std_ = tuple(float(s) for s in data_config["std"])
         self.memory_ = check_memory(self.memory)
-        self.weights_id_ = (
-            None
-            if self.memory is None
-            else _weights_identity(
-                self.model, self.pretrained, self.checkpoint_path, vit
-            )
-        )
+        if self.memory is not None and weights_id is None:
+            weights_id = _module_weights_identity(vit)
+        self.weights_id_ = weights_id if self.memory is not None else None
         return self
 
     def transform(self, X: Any) -> np.ndarray:
@@ -362,6 +387,12 @@ class AttentionExtractor(TransformerMixin, BaseEstimator):
             float64, ``[observed | bootstrap 1 | ... | bootstrap B]``.
         """
         check_is_fitted(self, "model_")
+        if self.memory is None or not isinstance(self.random_state, Integral):
+            images = self._load_images(X)
+            return self._compute_maps(images)
+        return self._cached_transform(X)
+
+    def _load_images(self, X: Any) -> np.ndarray:
         images = load_images(X, image_size=self.image_size_)
         flat = images.reshape(len(images), -1)
         constant = np.flatnonzero(flat.max(axis=1) == flat.min(axis=1))
@@ -370,12 +401,12 @@ class AttentionExtractor(TransformerMixin, BaseEstimator):
                 f"Images {constant[:10].tolist()} are constant: their bootstrap "
                 f"samples equal them, so their null maps carry no information.",
                 UserWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
-        digests = _image_digests(images)
-        seeds = _image_seeds(digests, self.random_state)
-        if self.memory is None or not isinstance(self.random_state, Integral):
-            return self._compute_maps(images, seeds)
+        return images
+
+    def _cached_transform(self, X: Any) -> np.ndarray:
+        """``transform`` through the in-process cache, then ``memory``, per image."""
         settings = {
             "weights": self.weights_id_,
             "layer": _block_index(self.model_, self.layer),
@@ -394,21 +425,41 @@ class AttentionExtractor(TransformerMixin, BaseEstimator):
                 )
             },
         }
-        # Cached per image, so cross-validation folds, the refit on all images and
-        # the transform of a test fold all reuse the maps of images already seen.
-        cached = self.memory_.cache(_cached_image_maps, ignore=["computed"])
-        missing = [
-            i
-            for i, digest in enumerate(digests)
-            if not cached.check_call_in_cache(digest, settings, None)
-        ]
-        maps = np.empty((len(images), (1 + self.n_bootstrap) * self.n_tokens_))
+        settings_key = joblib.hash(settings)
+        images = None
+        if (
+            isinstance(X, np.ndarray)
+            and X.ndim in (3, 4)
+            and len(X)
+            and (X.dtype.kind in "uif")
+        ):
+            # Keyed on the images as given, so a hit skips reading and resizing
+            # them (an image is stored only once it has passed validation).
+            image_keys = array_digests(X)
+        else:
+            images = self._load_images(X)
+            image_keys = array_digests(images)
+        keys = [(settings_key, image_key) for image_key in image_keys]
+        rows = [_IMAGE_MAPS.get(key) for key in keys]
+        missing = [i for i, row in enumerate(rows) if row is None]
         if missing:
-            maps[missing] = self._compute_maps(images[missing], seeds[missing])
-        computed = set(missing)
-        for i, digest in enumerate(digests):
-            maps[i] = cached(digest, settings, maps[i] if i in computed else None)
-        return maps
+            if images is None:
+                images = self._load_images(X)
+            on_disk = self.memory_.cache(_cached_image_maps, ignore=["computed"])
+            for i in missing:
+                if on_disk.check_call_in_cache(*keys[i], None):
+                    rows[i] = on_disk(*keys[i], None)
+            to_compute = [i for i in missing if rows[i] is None]
+            if to_compute:
+                computed = self._compute_maps(images[to_compute])
+                for i, row in zip(to_compute, computed, strict=True):
+                    rows[i] = on_disk(*keys[i], row)
+            for i in missing:
+                row = np.array(rows[i])  # owns its memory, so eviction frees it
+                row.setflags(write=False)
+                _IMAGE_MAPS.put(keys[i], row)
+        # A fresh array: the caller may modify it without touching the cache.
+        return np.stack(rows)
 
     def _batch_size(self) -> int:
         if self.batch_size is not None:
@@ -421,8 +472,9 @@ class AttentionExtractor(TransformerMixin, BaseEstimator):
             budget = _CPU_BATCH_BYTES
         return int(np.clip(budget // per_image, 1, 256))
 
-    def _compute_maps(self, images: np.ndarray, seeds: np.ndarray) -> np.ndarray:
+    def _compute_maps(self, images: np.ndarray) -> np.ndarray:
         n_images = len(images)
+        seeds = _image_seeds(array_digests(images), self.random_state)
         n_samples = 1 + self.n_bootstrap
         batch_size = self._batch_size()
         images_per_chunk = max(1, batch_size // n_samples)

@@ -28,10 +28,12 @@ def make_arb_pipeline(
 
     Images in, regularized observed attention maps ``(n_images, n_tokens)`` out.
     The number of bootstrap samples is stated once and given to both steps;
-    ``memory`` caches the extractor's fit (through the Pipeline) and its
-    ``transform`` (through the extractor), so a ``GridSearchCV`` over the
-    regularizer's parameters (``regularizer__alpha``, ``regularizer__method``,
-    ...) runs the ViT once per image, on training and test folds alike.
+    ``memory`` goes to the extractor, which caches its maps per image (in this
+    process and on disk) and shares its loaded model between clones, so a
+    ``GridSearchCV`` over the regularizer's parameters (``regularizer__alpha``,
+    ``regularizer__method``, ...) runs the ViT once per image, on training and
+    test folds alike, and loads the weights once. The Pipeline itself gets no
+    ``memory``: caching the fitted extractor there would pickle its model.
 
     Parameters
     ----------
@@ -48,7 +50,7 @@ def make_arb_pipeline(
         Other :class:`BootstrapAttentionRegularizer` parameters (``method``,
         ``alpha``, ``gamma``, ...).
     memory : None, str or joblib.Memory, default=None
-        Cache location, for the Pipeline and the extractor.
+        The extractor's cache location (see :class:`AttentionExtractor`).
     verbose : bool, default=False
         Passed to the Pipeline.
 
@@ -89,6 +91,5 @@ def make_arb_pipeline(
     )
     return Pipeline(
         [("extractor", extractor), ("regularizer", regularizer)],
-        memory=memory,
         verbose=verbose,
     )

@@ -1,11 +1,13 @@
 """AttentionExtractor: exact maps, output layout, bootstrap seeding, caching, API."""
 
+import os
 import pickle
 import warnings
 
 import joblib
 import numpy as np
 import pytest
+import timm
 import torch
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError, SkipTestWarning
@@ -15,6 +17,7 @@ from sklearn.utils.estimator_checks import check_estimator
 
 from sklearn_arb import AttentionExtractor, load_images
 from sklearn_arb._attention import embed_tokens, reference_cls_attention
+from sklearn_arb._extractor import _IMAGE_MAPS
 
 IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
 IMAGENET_STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
@@ -175,6 +178,10 @@ def test_validation_errors(make_tiny_vit, images):
         extractor.transform(np.zeros((1, 32, 32, 3)))
 
 
+def _vit_must_not_run(*args):
+    raise AssertionError("the ViT ran although the maps were cached")
+
+
 def test_memory_caches_transform(make_tiny_vit, images, tmp_path, monkeypatch):
     memory = joblib.Memory(tmp_path, verbose=0)
     vit = make_tiny_vit()
@@ -183,10 +190,7 @@ def test_memory_caches_transform(make_tiny_vit, images, tmp_path, monkeypatch):
     # a refitted clone (as in GridSearchCV) reads the cache: the ViT does not run
     refit = clone(extractor).fit()
 
-    def fail(*args):
-        raise AssertionError("the ViT ran although the maps were cached")
-
-    monkeypatch.setattr(AttentionExtractor, "_compute_maps", fail)
+    monkeypatch.setattr(AttentionExtractor, "_compute_maps", _vit_must_not_run)
     np.testing.assert_array_equal(refit.transform(images), first)
     # anything that changes the output misses the cache
     for changed in (
@@ -199,6 +203,76 @@ def test_memory_caches_transform(make_tiny_vit, images, tmp_path, monkeypatch):
             clone(extractor).set_params(**changed).fit().transform(images)
     # the cache is per image: a subset or a reordering is served from it
     np.testing.assert_array_equal(refit.transform(images[::-1][:2]), first[::-1][:2])
+
+
+def test_clones_share_the_maps_in_process_then_on_disk(
+    make_tiny_vit, images, tmp_path, monkeypatch
+):
+    memory = joblib.Memory(tmp_path / "cache", verbose=0)
+    extractor = AttentionExtractor(
+        make_tiny_vit(), image_size=32, memory=memory, random_state=0
+    ).fit()
+    first = extractor.transform(images)
+    monkeypatch.setattr(AttentionExtractor, "_compute_maps", _vit_must_not_run)
+    # another process (an empty in-process cache) reads the disk
+    _IMAGE_MAPS.clear()
+    np.testing.assert_array_equal(clone(extractor).fit().transform(images), first)
+    # in this process: served without the disk
+    memory.clear(warn=False)
+    served = clone(extractor).fit().transform(images)
+    np.testing.assert_array_equal(served, first)
+    # the caller owns the output: changing it does not change the cache
+    served[:] = -1.0
+    np.testing.assert_array_equal(extractor.transform(images), first)
+
+
+def test_cached_maps_do_not_depend_on_the_input_form(make_tiny_vit, tmp_path):
+    grey = np.random.default_rng(0).integers(0, 256, (2, 32, 32), dtype=np.uint8)
+    as_float = np.repeat(grey[..., None], 3, axis=-1).astype(np.float32) / 255
+    extractor = AttentionExtractor(
+        make_tiny_vit(), image_size=32, memory=str(tmp_path), random_state=0
+    ).fit()
+    # keyed on the input as given, seeded on the image as loaded
+    np.testing.assert_array_equal(
+        extractor.transform(grey), extractor.transform(as_float)
+    )
+    np.testing.assert_array_equal(
+        extractor.transform(list(as_float)), extractor.transform(grey)
+    )
+    for bad, match in ((np.full((1, 32, 32, 3), np.nan), "NaN"), (grey[:0], "empty")):
+        with pytest.raises(ValueError, match=match):
+            extractor.transform(bad)
+
+
+def test_named_weights_load_once_per_process_with_memory(tmp_path):
+    checkpoint = tmp_path / "vit.pth"
+    torch.manual_seed(0)
+    torch.save(timm.create_model("vit_tiny_patch16_224").state_dict(), checkpoint)
+    params = dict(checkpoint_path=checkpoint, image_size=32, random_state=0)
+    cached = AttentionExtractor("vit_tiny_patch16_224", memory=str(tmp_path), **params)
+    first = cached.fit()
+    assert clone(cached).fit().model_ is first.model_
+    uncached = AttentionExtractor("vit_tiny_patch16_224", **params)
+    assert uncached.fit().model_ is not clone(uncached).fit().model_
+    # new weights in the same file are a new model, with new maps
+    images = np.random.default_rng(0).random((2, 32, 32, 3))
+    maps = first.transform(images)
+    torch.manual_seed(1)
+    torch.save(timm.create_model("vit_tiny_patch16_224").state_dict(), checkpoint)
+    os.utime(checkpoint, ns=(0, checkpoint.stat().st_mtime_ns + 10**9))
+    refit = clone(cached).fit()
+    assert refit.model_ is not first.model_
+    assert not np.allclose(refit.transform(images), maps)
+
+
+def test_weights_identity_sees_the_head_count(make_tiny_vit, tmp_path):
+    two_heads, four_heads = make_tiny_vit(), make_tiny_vit(num_heads=4)
+    four_heads.load_state_dict(two_heads.state_dict())
+    ids = [
+        AttentionExtractor(vit, image_size=32, memory=str(tmp_path)).fit().weights_id_
+        for vit in (two_heads, four_heads, make_tiny_vit())
+    ]
+    assert ids[0] != ids[1] and ids[0] == ids[2]
 
 
 def test_maps_of_an_image_do_not_depend_on_the_others(make_tiny_vit, images):

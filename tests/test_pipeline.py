@@ -51,9 +51,9 @@ def test_grid_search_runs_the_vit_once_per_image_set(
     runs = []
     compute = AttentionExtractor._compute_maps
 
-    def counted(self, batch, seeds):
+    def counted(self, batch):
         runs.append(len(batch))
-        return compute(self, batch, seeds)
+        return compute(self, batch)
 
     monkeypatch.setattr(AttentionExtractor, "_compute_maps", counted)
     pipe = make_arb_pipeline(
