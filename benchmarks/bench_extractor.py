@@ -152,7 +152,7 @@ def bench(label, extractor, images, repeats):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--images", type=int, default=2)
+    parser.add_argument("--images", type=int, default=4)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--device", default="auto")
