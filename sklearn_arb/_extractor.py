@@ -71,6 +71,8 @@ def _named_weights_identity(
     checkpoint file's path, modification time and size; None for anything else."""
     if isinstance(model, str) and checkpoint_path is not None:
         path = Path(checkpoint_path).resolve()
+        if not path.is_file():
+            return None  # load_vit reports the missing file
         stat = path.stat()
         return f"{model}|{path}|{stat.st_mtime_ns}|{stat.st_size}"
     if isinstance(model, str) and pretrained:

@@ -358,3 +358,13 @@ def test_pickle_round_trip_identical_output(make_tiny_vit, images):
     np.testing.assert_array_equal(
         restored.transform(images), extractor.transform(images)
     )
+
+
+def test_missing_checkpoint_is_named_with_or_without_memory(tmp_path):
+    missing = tmp_path / "missing.pth"
+    for memory in (None, str(tmp_path)):
+        extractor = AttentionExtractor(
+            "vit_tiny_patch16_224", checkpoint_path=missing, memory=memory
+        )
+        with pytest.raises(FileNotFoundError, match="missing.pth' does not exist"):
+            extractor.fit()
