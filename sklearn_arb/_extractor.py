@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from numbers import Integral, Real
 from pathlib import Path
 from typing import Any, ClassVar
@@ -185,7 +185,8 @@ class AttentionExtractor(TransformerMixin, BaseEstimator):
         for which the output is a function of these. Maps are kept in this
         process too (up to 512 MiB, least recently used first out), and named
         weights are loaded once per process, so the clones a ``GridSearchCV``
-        fits reuse both without reading the disk.
+        fits reuse both without reading the disk. Maps are written as each
+        batch finishes, so an interrupted ``transform`` resumes where it stopped.
     random_state : int, RandomState instance or None, default=None
         Seeds the bootstrap: one seed per image, used by a ``torch.Generator``
         on the model's device. With an int, the seed is derived from the int and
@@ -456,11 +457,13 @@ class AttentionExtractor(TransformerMixin, BaseEstimator):
             for i in missing:
                 if on_disk.check_call_in_cache(*keys[i], None):
                     rows[i] = on_disk(*keys[i], None)
-            to_compute = [i for i in missing if rows[i] is None]
-            if to_compute:
-                computed = self._compute_maps(images[to_compute])
-                for i, row in zip(to_compute, computed, strict=True):
-                    rows[i] = on_disk(*keys[i], row)
+            to_compute = np.array([i for i in missing if rows[i] is None], int)
+            # Each chunk is stored as soon as it is done: an interrupted
+            # transform of many images resumes where it stopped.
+            if to_compute.size:
+                for chunk, chunk_maps in self._iter_maps(images[to_compute]):
+                    for i, row in zip(to_compute[chunk], chunk_maps, strict=True):
+                        rows[i] = on_disk(*keys[i], row)
             for i in missing:
                 row = np.array(rows[i])  # owns its memory, so eviction frees it
                 row.setflags(write=False)
@@ -480,6 +483,14 @@ class AttentionExtractor(TransformerMixin, BaseEstimator):
         return int(np.clip(budget // per_image, 1, 256))
 
     def _compute_maps(self, images: np.ndarray) -> np.ndarray:
+        maps = np.empty((len(images), (1 + self.n_bootstrap) * self.n_tokens_))
+        for rows, chunk_maps in self._iter_maps(images):
+            maps[rows] = chunk_maps
+        return maps
+
+    def _iter_maps(self, images: np.ndarray) -> Iterator[tuple[slice, np.ndarray]]:
+        """The maps of ``images``, a chunk of images at a time, as they are done
+        (so the caller can store each chunk before the next one runs)."""
         n_images = len(images)
         seeds = _image_seeds(array_digests(images), self.random_state)
         n_samples = 1 + self.n_bootstrap
@@ -487,15 +498,14 @@ class AttentionExtractor(TransformerMixin, BaseEstimator):
         images_per_chunk = max(1, batch_size // n_samples)
         mean = torch.tensor(self.mean_, device=self.device_).view(1, 3, 1, 1)
         std = torch.tensor(self.std_, device=self.device_).view(1, 3, 1, 1)
-        autocast = torch.autocast(
-            device_type=self.device_.type,
-            dtype=_PRECISIONS[self.precision],
-            enabled=self.precision != "float32",
-        )
-        maps = np.empty((n_images, n_samples * self.n_tokens_), dtype=np.float64)
-        with torch.inference_mode(), autocast:
-            for start in range(0, n_images, images_per_chunk):
-                stop = min(start + images_per_chunk, n_images)
+        for start in range(0, n_images, images_per_chunk):
+            stop = min(start + images_per_chunk, n_images)
+            autocast = torch.autocast(
+                device_type=self.device_.type,
+                dtype=_PRECISIONS[self.precision],
+                enabled=self.precision != "float32",
+            )
+            with torch.inference_mode(), autocast:
                 chunk = torch.from_numpy(images[start:stop]).to(self.device_)
                 observed = (chunk.permute(0, 3, 1, 2) - mean) / std
                 inputs = observed[:, None]
@@ -517,15 +527,13 @@ class AttentionExtractor(TransformerMixin, BaseEstimator):
                         for batch in inputs.split(batch_size)
                     ]
                 )
-                maps[start:stop] = (
-                    chunk_maps.reshape(stop - start, -1).double().cpu().numpy()
+            chunk_maps = chunk_maps.reshape(stop - start, -1).double().cpu().numpy()
+            if not np.isfinite(chunk_maps).all():
+                raise ValueError(
+                    "The model produced non-finite attention (overflow); use "
+                    "precision='float32' or check the checkpoint's weights."
                 )
-        if not np.isfinite(maps).all():
-            raise ValueError(
-                "The model produced non-finite attention (overflow); use "
-                "precision='float32' or check the checkpoint's weights."
-            )
-        return maps
+            yield slice(start, stop), chunk_maps
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         """Names of the output columns: ``observed_t<k>``, ``bootstrap<b>_t<k>``.

@@ -190,7 +190,7 @@ def test_memory_caches_transform(make_tiny_vit, images, tmp_path, monkeypatch):
     # a refitted clone (as in GridSearchCV) reads the cache: the ViT does not run
     refit = clone(extractor).fit()
 
-    monkeypatch.setattr(AttentionExtractor, "_compute_maps", _vit_must_not_run)
+    monkeypatch.setattr(AttentionExtractor, "_iter_maps", _vit_must_not_run)
     np.testing.assert_array_equal(refit.transform(images), first)
     # anything that changes the output misses the cache
     for changed in (
@@ -213,7 +213,7 @@ def test_clones_share_the_maps_in_process_then_on_disk(
         make_tiny_vit(), image_size=32, memory=memory, random_state=0
     ).fit()
     first = extractor.transform(images)
-    monkeypatch.setattr(AttentionExtractor, "_compute_maps", _vit_must_not_run)
+    monkeypatch.setattr(AttentionExtractor, "_iter_maps", _vit_must_not_run)
     # another process (an empty in-process cache) reads the disk
     _IMAGE_MAPS.clear()
     np.testing.assert_array_equal(clone(extractor).fit().transform(images), first)
@@ -224,6 +224,43 @@ def test_clones_share_the_maps_in_process_then_on_disk(
     # the caller owns the output: changing it does not change the cache
     served[:] = -1.0
     np.testing.assert_array_equal(extractor.transform(images), first)
+
+
+def test_an_interrupted_cached_transform_keeps_its_finished_chunks(
+    make_tiny_vit, images, tmp_path, monkeypatch
+):
+    extractor = AttentionExtractor(
+        make_tiny_vit(),
+        image_size=32,
+        batch_size=2,
+        memory=str(tmp_path),
+        random_state=0,
+    ).fit()  # B=1 and batches of 2 forward images: one image per chunk
+    iter_maps = AttentionExtractor._iter_maps
+    computed = []
+
+    def interrupted_after_one_chunk(self, batch):
+        for n_done, chunk in enumerate(iter_maps(self, batch)):
+            if n_done == 1:
+                raise KeyboardInterrupt
+            computed.append(len(batch[chunk[0]]))
+            yield chunk
+
+    monkeypatch.setattr(AttentionExtractor, "_iter_maps", interrupted_after_one_chunk)
+    with pytest.raises(KeyboardInterrupt):
+        extractor.transform(images)
+    monkeypatch.undo()
+    resumed = []
+
+    def counted(self, batch):
+        resumed.append(len(batch))
+        return iter_maps(self, batch)
+
+    monkeypatch.setattr(AttentionExtractor, "_iter_maps", counted)
+    maps = clone(extractor).fit().transform(images)
+    assert computed == [1] and resumed == [len(images) - 1]
+    uncached = clone(extractor).set_params(memory=None).fit().transform(images)
+    np.testing.assert_allclose(maps, uncached, rtol=1e-6)
 
 
 def test_cached_maps_do_not_depend_on_the_input_form(make_tiny_vit, tmp_path):
@@ -366,5 +403,5 @@ def test_missing_checkpoint_is_named_with_or_without_memory(tmp_path):
         extractor = AttentionExtractor(
             "vit_tiny_patch16_224", checkpoint_path=missing, memory=memory
         )
-        with pytest.raises(FileNotFoundError, match="missing.pth' does not exist"):
+        with pytest.raises(FileNotFoundError, match=r"missing\.pth' does not exist"):
             extractor.fit()

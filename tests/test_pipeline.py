@@ -49,13 +49,13 @@ def test_grid_search_runs_the_vit_once_per_image_set(
     make_tiny_vit, images, tmp_path, monkeypatch
 ):
     runs = []
-    compute = AttentionExtractor._compute_maps
+    compute = AttentionExtractor._iter_maps
 
     def counted(self, batch):
         runs.append(len(batch))
         return compute(self, batch)
 
-    monkeypatch.setattr(AttentionExtractor, "_compute_maps", counted)
+    monkeypatch.setattr(AttentionExtractor, "_iter_maps", counted)
     pipe = make_arb_pipeline(
         make_tiny_vit(),
         n_bootstrap=1,
