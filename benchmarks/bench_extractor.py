@@ -14,14 +14,16 @@ Set SKLEARN_ARB_DATA to the shared data folder (default ../shared/data); without
 it, DeiT runs with random weights on random images.
 
 Measured (session 7) on this project's 2-core Intel Xeon VM with AVX-512 and no AMX
-(torch 2.14.1, 2 threads, sgemm 350-395 GFLOP/s; run-to-run noise of +-15%):
+(torch 2.14.1, 2 threads, sgemm 350-395 GFLOP/s; run-to-run noise of +-15%), with
+the fast path's single-threaded CPU streams (one chunk of images per core):
 
-- DeiT-Tiny/16 @448 (default batch 2): fast 0.057-0.063 s/image, baseline
-  0.077-0.086 s/image, 1.15-1.46x (medians of 3-5 rounds); fast path 60-65% of
-  sgemm. The baseline does only ~9% more FLOPs than the fast path at this size
-  (N = 785), so even a fast path at 100% of sgemm could not be 2x faster than it.
-- ViT-S/8 (random) @488 (default batch 1): fast 1.49-1.69 s/image, baseline
-  3.8-4.2 s/image, 2.60-2.66x; fast path 67% of sgemm.
+- DeiT-Tiny/16 @448 (default batch 2): fast 0.054 s/image, baseline 0.071-0.078
+  s/image, 1.31-1.46x (medians of 5 rounds; 4 and 8 images); fast path 61-63% of
+  sgemm (before the streams: 0.057-0.063 s/image). The baseline does only ~9%
+  more FLOPs than the fast path at this size (N = 785), so even a fast path at
+  100% of sgemm could not be 2x faster than it.
+- ViT-S/8 (random) @488 (default batch 1): fast 1.41 s/image, baseline 3.77
+  s/image, 2.68x; fast path 70% of sgemm (before the streams: 1.49-1.69 s/image).
 - Why not 85% of sgemm: in isolation, at these shapes, PyTorch's CPU
   ``scaled_dot_product_attention`` runs at ~70% of sgemm and the linear layers at
   ~75-90%; explicit attention is slower (20-45%), bf16 is slower than float32 on

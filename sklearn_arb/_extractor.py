@@ -25,6 +25,7 @@ from ._backbone import load_vit
 from ._bootstrap import BOOTSTRAP_KINDS, draw_bootstrap
 from ._cache import LRUCache, array_digests
 from ._images import _size_pair, load_images
+from ._parallel import ordered_map
 
 __all__ = ["AttentionExtractor"]
 
@@ -489,8 +490,8 @@ class AttentionExtractor(TransformerMixin, BaseEstimator):
         return maps
 
     def _iter_maps(self, images: np.ndarray) -> Iterator[tuple[slice, np.ndarray]]:
-        """The maps of ``images``, a chunk of images at a time, as they are done
-        (so the caller can store each chunk before the next one runs)."""
+        """The maps of ``images``, a chunk of images at a time, in order, as they
+        are done (so the caller can store each chunk before the next one runs)."""
         n_images = len(images)
         seeds = _image_seeds(array_digests(images), self.random_state)
         n_samples = 1 + self.n_bootstrap
@@ -498,7 +499,8 @@ class AttentionExtractor(TransformerMixin, BaseEstimator):
         images_per_chunk = max(1, batch_size // n_samples)
         mean = torch.tensor(self.mean_, device=self.device_).view(1, 3, 1, 1)
         std = torch.tensor(self.std_, device=self.device_).view(1, 3, 1, 1)
-        for start in range(0, n_images, images_per_chunk):
+
+        def chunk_maps(start: int) -> tuple[slice, np.ndarray]:
             stop = min(start + images_per_chunk, n_images)
             autocast = torch.autocast(
                 device_type=self.device_.type,
@@ -521,19 +523,26 @@ class AttentionExtractor(TransformerMixin, BaseEstimator):
                     )
                     inputs = torch.cat([inputs, samples], dim=1)
                 inputs = inputs.flatten(0, 1).contiguous()
-                chunk_maps = torch.cat(
+                maps = torch.cat(
                     [
                         cls_attention(self.model_, batch, self.layer, self.head)
                         for batch in inputs.split(batch_size)
                     ]
                 )
-            chunk_maps = chunk_maps.reshape(stop - start, -1).double().cpu().numpy()
-            if not np.isfinite(chunk_maps).all():
+            maps = maps.reshape(stop - start, -1).double().cpu().numpy()
+            if not np.isfinite(maps).all():
                 raise ValueError(
                     "The model produced non-finite attention (overflow); use "
                     "precision='float32' or check the checkpoint's weights."
                 )
-            yield slice(start, stop), chunk_maps
+            return slice(start, stop), maps
+
+        starts = range(0, n_images, images_per_chunk)
+        # On CPU, one chunk per core, each single-threaded (see _parallel.py);
+        # too few chunks to go round keep all threads on each operator.
+        n_threads = torch.get_num_threads()
+        use_streams = self.device_.type == "cpu" and len(starts) >= n_threads
+        return ordered_map(chunk_maps, starts, n_threads if use_streams else 1)
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         """Names of the output columns: ``observed_t<k>``, ``bootstrap<b>_t<k>``.

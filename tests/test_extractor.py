@@ -405,3 +405,32 @@ def test_missing_checkpoint_is_named_with_or_without_memory(tmp_path):
         )
         with pytest.raises(FileNotFoundError, match=r"missing\.pth' does not exist"):
             extractor.fit()
+
+
+def test_cpu_streams_give_the_sequential_maps(make_tiny_vit, monkeypatch):
+    import sklearn_arb._extractor as extractor_module
+
+    real_ordered_map = extractor_module.ordered_map
+    streams = []
+
+    def spy(func, items, n_streams):
+        streams.append(n_streams)
+        return real_ordered_map(func, items, n_streams)
+
+    monkeypatch.setattr(extractor_module, "ordered_map", spy)
+    images = np.random.default_rng(0).random((5, 32, 32, 3))
+    extractor = AttentionExtractor(
+        make_tiny_vit(), image_size=32, batch_size=2, random_state=0, device="cpu"
+    ).fit()  # B=1, batches of 2 forward images: 5 chunks of one image
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        sequential = extractor.transform(images)
+        torch.set_num_threads(2)
+        parallel = extractor.transform(images)
+        one_chunk = extractor.transform(images[:1])
+    finally:
+        torch.set_num_threads(threads)
+    assert streams == [1, 2, 1]  # too few chunks for two streams: one
+    np.testing.assert_allclose(parallel, sequential, rtol=1e-6)
+    np.testing.assert_allclose(one_chunk, sequential[:1], rtol=1e-6)

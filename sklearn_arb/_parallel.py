@@ -1,0 +1,74 @@
+"""CPU forward passes as parallel single-threaded streams, results in order.
+
+On a CPU, a ViT's small matrices (a few hundred tokens by a few hundred
+features) keep several threads busy poorly: each operator splits its work, then
+waits for the slowest thread. Running one batch per core, each with a single
+intra-op thread, avoids those waits: measured on 2 cores, DeiT-Tiny at 448 px
+runs 1.3x faster so (48 against 63 ms per image), ViT-S/8 at 488 px 1.07x.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+import torch
+
+__all__ = ["ordered_map"]
+
+Item = TypeVar("Item")
+Result = TypeVar("Result")
+
+
+def ordered_map(
+    func: Callable[[Item], Result], items: Iterable[Item], n_streams: int
+) -> Iterator[Result]:
+    """``map(func, items)`` on ``n_streams`` threads of one torch thread each.
+
+    Results come in the order of ``items``, each as soon as it and those before
+    it are done; at most ``2 * n_streams`` calls are in flight, and the queued
+    ones are cancelled when the caller stops early (an exception, an interrupt).
+    torch's thread count is per thread, so the caller's own is left unchanged.
+    ``func`` must enter any thread-local torch state it needs
+    (``torch.inference_mode``, ``torch.autocast``) itself.
+
+    Parameters
+    ----------
+    func : callable
+        Called once per item.
+    items : iterable
+        The arguments.
+    n_streams : int
+        Worker threads; 1 runs ``func`` in the calling thread, with its torch
+        thread count.
+
+    Yields
+    ------
+    result
+        ``func(item)``, in order.
+
+    Examples
+    --------
+    >>> from sklearn_arb._parallel import ordered_map
+    >>> list(ordered_map(lambda x: x * x, range(5), n_streams=2))
+    [0, 1, 4, 9, 16]
+    """
+    if n_streams <= 1:
+        yield from map(func, items)
+        return
+    with ThreadPoolExecutor(
+        n_streams, initializer=torch.set_num_threads, initargs=(1,)
+    ) as pool:
+        pending = deque()
+        try:
+            for item in items:
+                pending.append(pool.submit(func, item))
+                if len(pending) >= 2 * n_streams:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for future in pending:
+                future.cancel()
