@@ -9,7 +9,6 @@ from numbers import Integral, Real
 from pathlib import Path
 from typing import Any, ClassVar
 
-import joblib
 import numpy as np
 import torch
 import xxhash
@@ -434,7 +433,11 @@ class AttentionExtractor(TransformerMixin, BaseEstimator):
                 )
             },
         }
-        settings_key = joblib.hash(settings)
+        # Every value is a str, int, float or tuple of them: repr is a stable key,
+        # and cheaper than joblib.hash on every (cache-hit) call.
+        settings_key = xxhash.xxh3_128_hexdigest(
+            repr(sorted(settings.items())).encode()
+        )
         images = None
         if (
             isinstance(X, np.ndarray)
