@@ -230,6 +230,12 @@ class AttentionExtractor(TransformerMixin, BaseEstimator):
     grid order; values are softmax attention weights (> 0), and an observed block
     sums to the CLS attention mass on the patches (< 1).
 
+    On CPU, when there are at least ``torch.get_num_threads()`` chunks of images,
+    the chunks run in that many parallel threads of one torch thread each (small
+    matrices keep one core busy better than several); the caller's torch thread
+    count is not changed. Maps may then differ from a single-stream run in the
+    last float32 bits.
+
     Examples
     --------
     >>> import numpy as np
