@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Iterator, Sequence
+from contextlib import closing
 from numbers import Integral, Real
 from pathlib import Path
 from typing import Any, ClassVar
@@ -24,7 +25,7 @@ from ._backbone import load_vit
 from ._bootstrap import BOOTSTRAP_KINDS, draw_bootstrap
 from ._cache import LRUCache, array_digests
 from ._images import _size_pair, load_images
-from ._parallel import ordered_map
+from ._parallel import ordered_map, torch_threads
 
 __all__ = ["AttentionExtractor"]
 
@@ -230,10 +231,11 @@ class AttentionExtractor(TransformerMixin, BaseEstimator):
     grid order; values are softmax attention weights (> 0), and an observed block
     sums to the CLS attention mass on the patches (< 1).
 
-    On CPU, when there are at least ``torch.get_num_threads()`` chunks of images,
-    the chunks run in that many parallel threads of one torch thread each (small
-    matrices keep one core busy better than several); the caller's torch thread
-    count is not changed. Maps may then differ from a single-stream run in the
+    On CPU, when there are at least ``torch.get_num_threads()`` forward batches,
+    the batches run in that many parallel threads of one torch thread each (small
+    matrices keep one core busy better than several), while the calling thread
+    draws the next bootstrap samples; the caller's torch thread count is not
+    changed. Maps may then differ from a single-stream run in the
     last float32 bits.
 
     Examples
@@ -506,52 +508,63 @@ class AttentionExtractor(TransformerMixin, BaseEstimator):
         n_samples = 1 + self.n_bootstrap
         batch_size = self._batch_size()
         images_per_chunk = max(1, batch_size // n_samples)
+        chunks = [
+            slice(start, min(start + images_per_chunk, n_images))
+            for start in range(0, n_images, images_per_chunk)
+        ]
+        n_batches = [
+            -(-(chunk.stop - chunk.start) * n_samples // batch_size) for chunk in chunks
+        ]
         mean = torch.tensor(self.mean_, device=self.device_).view(1, 3, 1, 1)
         std = torch.tensor(self.std_, device=self.device_).view(1, 3, 1, 1)
+        # On CPU, one forward batch per core, each single-threaded (see
+        # _parallel.py); too few batches to go round keep every thread on each
+        # operator instead.
+        n_threads = torch.get_num_threads()
+        use_streams = self.device_.type == "cpu" and sum(n_batches) >= n_threads
 
-        def chunk_maps(start: int) -> tuple[slice, np.ndarray]:
-            stop = min(start + images_per_chunk, n_images)
+        def forward_batches() -> Iterator[torch.Tensor]:
+            # Drawn in the calling thread, a chunk ahead of the forward passes; on
+            # one torch thread while streams run, so as not to compete with them.
+            for chunk in chunks:
+                with torch.inference_mode(), torch_threads(1 if use_streams else None):
+                    pixels = torch.from_numpy(images[chunk]).to(self.device_)
+                    observed = (pixels.permute(0, 3, 1, 2) - mean) / std
+                    inputs = observed[:, None]
+                    if self.n_bootstrap:
+                        samples = draw_bootstrap(
+                            observed,
+                            self.n_bootstrap,
+                            self.bootstrap,
+                            seeds[chunk],
+                            width=self.bootstrap_width,
+                            moments=self.bootstrap_moments,
+                            patch_size=self.patch_size_,
+                        )
+                        inputs = torch.cat([inputs, samples], dim=1)
+                    yield from inputs.flatten(0, 1).contiguous().split(batch_size)
+
+        def batch_maps(batch: torch.Tensor) -> torch.Tensor:
             autocast = torch.autocast(
                 device_type=self.device_.type,
                 dtype=_PRECISIONS[self.precision],
                 enabled=self.precision != "float32",
             )
             with torch.inference_mode(), autocast:
-                chunk = torch.from_numpy(images[start:stop]).to(self.device_)
-                observed = (chunk.permute(0, 3, 1, 2) - mean) / std
-                inputs = observed[:, None]
-                if self.n_bootstrap:
-                    samples = draw_bootstrap(
-                        observed,
-                        self.n_bootstrap,
-                        self.bootstrap,
-                        seeds[start:stop],
-                        width=self.bootstrap_width,
-                        moments=self.bootstrap_moments,
-                        patch_size=self.patch_size_,
-                    )
-                    inputs = torch.cat([inputs, samples], dim=1)
-                inputs = inputs.flatten(0, 1).contiguous()
-                maps = torch.cat(
-                    [
-                        cls_attention(self.model_, batch, self.layer, self.head)
-                        for batch in inputs.split(batch_size)
-                    ]
-                )
-            maps = maps.reshape(stop - start, -1).double().cpu().numpy()
-            if not np.isfinite(maps).all():
-                raise ValueError(
-                    "The model produced non-finite attention (overflow); use "
-                    "precision='float32' or check the checkpoint's weights."
-                )
-            return slice(start, stop), maps
+                return cls_attention(self.model_, batch, self.layer, self.head)
 
-        starts = range(0, n_images, images_per_chunk)
-        # On CPU, one chunk per core, each single-threaded (see _parallel.py);
-        # too few chunks to go round keep all threads on each operator.
-        n_threads = torch.get_num_threads()
-        use_streams = self.device_.type == "cpu" and len(starts) >= n_threads
-        return ordered_map(chunk_maps, starts, n_threads if use_streams else 1)
+        with closing(
+            ordered_map(batch_maps, forward_batches(), n_threads if use_streams else 1)
+        ) as batch_results:
+            for chunk, n_chunk_batches in zip(chunks, n_batches, strict=True):
+                maps = torch.cat([next(batch_results) for _ in range(n_chunk_batches)])
+                maps = maps.reshape(chunk.stop - chunk.start, -1).double().cpu().numpy()
+                if not np.isfinite(maps).all():
+                    raise ValueError(
+                        "The model produced non-finite attention (overflow); use "
+                        "precision='float32' or check the checkpoint's weights."
+                    )
+                yield chunk, maps
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         """Names of the output columns: ``observed_t<k>``, ``bootstrap<b>_t<k>``.

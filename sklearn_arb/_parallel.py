@@ -12,11 +12,12 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import TypeVar
 
 import torch
 
-__all__ = ["ordered_map"]
+__all__ = ["ordered_map", "torch_threads"]
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
@@ -72,3 +73,29 @@ def ordered_map(
         finally:
             for future in pending:
                 future.cancel()
+
+
+@contextmanager
+def torch_threads(n_threads: int | None) -> Iterator[None]:
+    """Run the block on ``n_threads`` torch threads in this thread (None: as is).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklearn_arb._parallel import torch_threads
+    >>> before = torch.get_num_threads()
+    >>> with torch_threads(1):
+    ...     torch.get_num_threads()
+    1
+    >>> torch.get_num_threads() == before
+    True
+    """
+    if n_threads is None:
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n_threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)

@@ -422,15 +422,21 @@ def test_cpu_streams_give_the_sequential_maps(make_tiny_vit, monkeypatch):
     extractor = AttentionExtractor(
         make_tiny_vit(), image_size=32, batch_size=2, random_state=0, device="cpu"
     ).fit()  # B=1, batches of 2 forward images: 5 chunks of one image
+    # one image, B=3: its 4 forward images make 2 batches, one per stream
+    many_bootstraps = clone(extractor).set_params(n_bootstrap=3).fit()
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
         sequential = extractor.transform(images)
+        one_image = many_bootstraps.transform(images[:1])
         torch.set_num_threads(2)
         parallel = extractor.transform(images)
-        one_chunk = extractor.transform(images[:1])
+        one_batch = extractor.transform(images[:1])
+        one_image_parallel = many_bootstraps.transform(images[:1])
     finally:
         torch.set_num_threads(threads)
-    assert streams == [1, 2, 1]  # too few chunks for two streams: one
+    # too few batches for two streams: one
+    assert streams == [1, 1, 2, 1, 2]
     np.testing.assert_allclose(parallel, sequential, rtol=1e-6)
-    np.testing.assert_allclose(one_chunk, sequential[:1], rtol=1e-6)
+    np.testing.assert_allclose(one_batch, sequential[:1], rtol=1e-6)
+    np.testing.assert_allclose(one_image_parallel, one_image, rtol=1e-6)
