@@ -1,7 +1,6 @@
 """Tests of the sklearn-arb command line."""
 
 import csv
-import doctest
 import json
 import os
 import subprocess
@@ -14,7 +13,6 @@ import timm
 import torch
 from PIL import Image
 
-from sklearn_arb import cli
 from sklearn_arb.cli import main
 
 SMALL = ["--image-size", "64", "--quiet"]
@@ -250,7 +248,3 @@ def test_simulate_writes_the_study(random_weights, tmp_path):
     assert sorted(row["class"] for row in rows) == ["cats", "cats", "dogs", "dogs"]
     assert (output / "fig4_suppression_all.png").is_file()
     assert (output / "summary.txt").read_text().startswith(f"data: {data}")
-
-
-def test_docstring_examples_run():
-    assert doctest.testmod(cli).failed == 0

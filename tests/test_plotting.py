@@ -1,7 +1,5 @@
 """Tests of sklearn_arb.plotting: the artists carry the data they were given."""
 
-import doctest
-
 import matplotlib
 
 matplotlib.use("Agg")
@@ -12,10 +10,6 @@ import pytest
 
 from sklearn_arb import plotting
 from sklearn_arb.plotting import (
-    _curves,
-    _histograms,
-    _overlay,
-    _suppression,
     plot_attention_overlay,
     plot_attention_panel,
     plot_lfdr_histogram,
@@ -35,12 +29,6 @@ def _close_figures():
 
 def _heights(bars) -> np.ndarray:
     return np.array([bar.get_height() for bar in bars])
-
-
-@pytest.mark.parametrize("module", [_curves, _histograms, _overlay, _suppression])
-def test_docstring_examples_run(module):
-    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
-    assert result.failed == 0
 
 
 def test_overlay_extent_matches_image_and_grid_is_row_major():
