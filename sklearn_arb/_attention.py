@@ -2,12 +2,13 @@
 
 The blocks before the read one run as timm runs them, with the fused attention
 kernel (``F.scaled_dot_product_attention``), which never materialises the
-``N x N`` attention matrix. The read block needs one row of that matrix, the CLS
-query's: its query is computed for the CLS token alone and its keys for all
-tokens (the value projection, the attention output, the MLP and everything after
-never run). :func:`reference_cls_attention` is the plain computation (explicit
-``N x N`` attention in every block, as DINO's ``get_last_selfattention``), kept
-as the ground truth for tests and the speed baseline for benchmarks.
+``N x N`` attention matrix (on CPU in place, with reused buffers: see
+``_blocks.py``). The read block needs one row of that matrix, the CLS query's:
+its query is computed for the CLS token alone and its keys for all tokens (the
+value projection, the attention output, the MLP and everything after never run).
+:func:`reference_cls_attention` is the plain computation (explicit ``N x N``
+attention in every block, as DINO's ``get_last_selfattention``), kept as the
+ground truth for tests and the speed baseline for benchmarks.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from ._blocks import run_blocks
 
 __all__ = ["cls_attention", "embed_tokens", "reference_cls_attention"]
 
@@ -100,9 +103,7 @@ def cls_attention(
     (torch.Size([3, 16]), True)
     """
     index = _block_index(model, layer)
-    tokens = embed_tokens(model, images)
-    for block in model.blocks[:index]:
-        tokens = block(tokens)
+    tokens = run_blocks(model.blocks[:index], embed_tokens(model, images))
     weights = _cls_row(model.blocks[index], tokens, model.num_prefix_tokens)
     return _select_heads(weights, head)
 
