@@ -50,7 +50,7 @@ def normal_bootstrap(
     mean = image.mean(dim=dims, keepdim=True)
     std = image.std(dim=dims, keepdim=True, correction=0)
     noise = _per_pixel_draws(torch.randn, image, n_bootstrap, generator)
-    return mean + (width * std) * noise
+    return noise.mul_(width * std).add_(mean)  # in place: no temporaries
 
 
 def uniform_bootstrap(
@@ -68,7 +68,7 @@ def uniform_bootstrap(
     high = image.amax(dim=dims, keepdim=True)
     centre, half_range = (low + high) / 2, width * (high - low) / 2
     unit = _per_pixel_draws(torch.rand, image, n_bootstrap, generator)
-    return centre + half_range * (2 * unit - 1)
+    return unit.mul_(2).sub_(1).mul_(half_range).add_(centre)  # in place
 
 
 def pixel_bootstrap(
