@@ -15,23 +15,30 @@ Run: ``.venv/bin/python benchmarks/bench_extractor.py [--repeats 3] [--threads N
 Set SKLEARN_ARB_DATA to the shared data folder (default ../shared/data); without
 it, DeiT runs with random weights on random images.
 
-Measured (session 7) on this project's 2-core Intel Xeon VM with AVX-512 and no AMX
-(torch 2.14.1, 2 threads, sgemm 350-395 GFLOP/s; run-to-run noise of +-15%), with
-the fast path's single-threaded CPU streams (one chunk of images per core):
+Measured (session 8) on this project's 2-core AMD EPYC VM (AVX-512 on 256-bit
+units, 1 MiB L2 per core; torch 2.14.1, 2 threads, sgemm 172-190 GFLOP/s, at the
+cores' peak; run-to-run noise of +-12%, mostly in the baseline), fast path with
+in-place CPU blocks (``_blocks.py``) and single-threaded streams:
 
-- DeiT-Tiny/16 @448 (default batch 2): fast 0.054 s/image, baseline 0.071-0.078
-  s/image, 1.31-1.46x (medians of 5 rounds; 4 and 8 images); fast path 61-63% of
-  sgemm (before the streams: 0.057-0.063 s/image). The baseline does only ~9%
-  more FLOPs than the fast path at this size (N = 785), so even a fast path at
-  100% of sgemm could not be 2x faster than it.
-- ViT-S/8 (random) @488 (default batch 1): fast 1.41 s/image, baseline 3.77
-  s/image, 2.68x; fast path 70% of sgemm (before the streams: 1.49-1.69 s/image).
-- Why not 85% of sgemm: in isolation, at these shapes, PyTorch's CPU
-  ``scaled_dot_product_attention`` runs at ~70% of sgemm and the linear layers at
-  ~75-90%; explicit attention is slower (20-45%), bf16 is slower than float32 on
-  this CPU (bf16 gemm ~200 GFLOP/s, no AMX), and ``torch.compile`` (inductor,
-  freezing) gains under 5% for a 10-30 s compile per shape.
-- Maps: max |fast - baseline| 7.7e-08 (DeiT) and 1.2e-10 (ViT-S/8).
+- DeiT-Tiny/16 @448 (default batch 2; medians of 5-7 rounds, 4 and 10 images):
+  fast 0.084-0.085 s/image (0.092 before the in-place blocks), baseline
+  0.109-0.110 s/image, 1.27-1.30x; fast path 83-84% of sgemm (per-round 78-86).
+  Batches of 1 or 4 are no faster (0.087, 0.093 s/image).
+- ViT-S/8 (random) @488 (default batch 1; medians of 3, 4 images): fast 2.34
+  s/image (unchanged by the in-place blocks), baseline 5.59 and 6.28 s/image in
+  two runs, 2.41x and 2.69x; fast path 91-93% of sgemm.
+- Why DeiT cannot be 2x faster than the baseline on this CPU: at N = 785 the
+  baseline does only ~9% more FLOPs than the fast path and already runs at ~75%
+  of sgemm, so 2x would need the fast path at ~140% of the machine's peak.
+- Why DeiT stops near 84% of sgemm: profiled on one thread, the linear layers run
+  at ~100% of single-thread sgemm and ``scaled_dot_product_attention`` at ~83%
+  (explicit attention, even into reused buffers, at ~68%); attention is 40% of
+  DeiT's FLOPs at 448 px. Before the in-place blocks, page faults on each block's
+  fresh activations cost ~14% (GELU's and the MLP bias copy's time fell 4x).
+  Session 7, on an Intel Xeon with twice this sgemm: DeiT 1.31-1.46x at 61-63%,
+  ViT-S/8 2.68x at 70%; bf16 there was slower than float32 (no AMX), and
+  ``torch.compile`` gained under 5% for a 10-30 s compile per shape.
+- Maps: max |fast - baseline| 7.4e-08 (DeiT) and 1.2e-10 (ViT-S/8).
 """
 
 from __future__ import annotations
