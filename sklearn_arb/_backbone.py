@@ -212,6 +212,16 @@ def load_vit(
                     f"'vit_*') or pass a torch.nn.Module."
                 ) from None
             raise
+        except OSError as exc:  # the hub client's errors when it cannot download
+            if not pretrained:
+                raise
+            raise OSError(
+                f"The pretrained weights of {model!r} could not be downloaded from "
+                f"the Hugging Face hub ({type(exc).__name__}: "
+                f"{str(exc).splitlines()[0] if str(exc) else 'offline?'}); go "
+                f"online, or pass checkpoint_path= a local state_dict, safetensors "
+                f"or DINO checkpoint file."
+            ) from exc
         source = f"{model!r}"
     elif isinstance(model, nn.Module):
         vit = copy.deepcopy(model)

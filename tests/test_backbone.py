@@ -1,5 +1,8 @@
 """Model loading: checkpoint formats, safe loading errors, position-embed resizing."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -139,3 +142,25 @@ def test_deit_checkpoint_at_448_interpolates_pos_embed(deit_weights, imagenette_
     ) / torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
     maps = _maps(vit, images)
     assert maps.shape == (1, 784) and np.isfinite(maps.numpy()).all()
+
+
+def test_offline_hub_weights_say_how_to_fix_it(tmp_path):
+    # A fresh process, declared offline, with an empty hub cache.
+    code = (
+        "from sklearn_arb._backbone import load_vit\n"
+        "try:\n"
+        "    load_vit('vit_small_patch8_224.dino', pretrained=True)\n"
+        "except OSError as exc:\n"
+        "    print(exc)\n"
+    )
+    env = {"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path), "PATH": ""}
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    message = result.stdout.strip()
+    assert "'vit_small_patch8_224.dino' could not be downloaded" in message
+    assert "checkpoint_path=" in message and "go online" in message
