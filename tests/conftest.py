@@ -60,3 +60,27 @@ def _empty_in_process_caches():
 
     _LOADED_MODELS.clear()
     _IMAGE_MAPS.clear()
+
+
+@pytest.fixture(scope="session")
+def deit_hub_cache(deit_weights, tmp_path_factory) -> Path:
+    """An HF_HOME whose hub cache holds the real DeiT-Tiny weights under timm's
+    hub name for ``deit_tiny_patch16_224``, as a download would leave them, so
+    that ``pretrained=True`` loads them with ``HF_HUB_OFFLINE=1``."""
+    import timm
+    import torch
+    from safetensors.torch import save_file
+
+    repo = timm.models.get_pretrained_cfg("deit_tiny_patch16_224").hf_hub_id
+    home = tmp_path_factory.mktemp("hf_home")
+    folder = home / "hub" / f"models--{repo.replace('/', '--')}"
+    revision = "0" * 40
+    (folder / "refs").mkdir(parents=True)
+    (folder / "refs" / "main").write_text(revision)
+    snapshot = folder / "snapshots" / revision
+    snapshot.mkdir(parents=True)
+    state = torch.load(deit_weights, map_location="cpu", weights_only=True)
+    save_file(
+        {k: v.contiguous() for k, v in state.items()}, snapshot / "model.safetensors"
+    )
+    return home

@@ -1,5 +1,6 @@
 """Model loading: checkpoint formats, safe loading errors, position-embed resizing."""
 
+import os
 import subprocess
 import sys
 
@@ -164,3 +165,32 @@ def test_offline_hub_weights_say_how_to_fix_it(tmp_path):
     message = result.stdout.strip()
     assert "'vit_small_patch8_224.dino' could not be downloaded" in message
     assert "checkpoint_path=" in message and "go online" in message
+
+
+def test_hub_weights_by_name_from_the_local_hub_cache(deit_hub_cache, deit_weights):
+    # pretrained=True goes through timm's hub loading (offline, from the cache)
+    # and gives the same model as the same weights from a checkpoint file, the
+    # position embeddings resampled alike (timm's filter vs ours) at 448 px.
+    code = (
+        "import torch\n"
+        "from sklearn_arb._backbone import load_vit\n"
+        "vit = load_vit('deit_tiny_patch16_224', pretrained=True, image_size=448)\n"
+        "torch.save(vit.state_dict(), 'hub.pth')\n"
+    )
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(deit_hub_cache)}
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=deit_hub_cache,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    from_hub = torch.load(deit_hub_cache / "hub.pth", weights_only=True)
+    from_file = load_vit(
+        "deit_tiny_patch16_224", checkpoint_path=deit_weights, image_size=448
+    ).state_dict()
+    assert from_file["pos_embed"].shape == (1, 785, 192)
+    assert from_hub.keys() == from_file.keys()
+    assert all(torch.equal(from_hub[k], from_file[k]) for k in from_file)
