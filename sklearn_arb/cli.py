@@ -364,8 +364,10 @@ def _build_extractor(args: argparse.Namespace) -> Any:
         "({why}) and no --weights file was given; pass --weights PATH (a local "
         "state_dict, safetensors or DINO checkpoint) or go online"
     )
-    # Probe first: offline, the hub client retries for about a minute before failing.
-    if from_hub and not _hub_reachable():
+    # Probe first: without a network, the hub client retries for about a minute
+    # before failing. Declared offline (HF_HUB_OFFLINE) it reads its local cache
+    # and fails at once where the weights are not there: no probe then.
+    if from_hub and not _hub_declared_offline() and not _hub_reachable():
         raise UsageError(no_weights.format(why="the hub cannot be reached"))
     try:
         return extractor.fit()
@@ -380,10 +382,13 @@ def _build_extractor(args: argparse.Namespace) -> Any:
         raise
 
 
+def _hub_declared_offline() -> bool:
+    """Whether ``HF_HUB_OFFLINE`` asks the hub client for its local cache only."""
+    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in {"1", "true", "yes", "on"}
+
+
 def _hub_reachable(timeout: float = 3.0) -> bool:
     """Whether the Hugging Face hub (or ``HF_ENDPOINT``) answers a TCP connection."""
-    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in {"1", "true", "yes", "on"}:
-        return False
     endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
     port = endpoint.port or (80 if endpoint.scheme == "http" else 443)
     try:

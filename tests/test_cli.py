@@ -203,6 +203,20 @@ def test_offline_demo_says_how_to_fix_it(tmp_path, offline):
     assert not list(tmp_path.glob("*.npz"))
 
 
+def test_offline_demo_uses_hub_weights_already_in_the_cache(deit_hub_cache, tmp_path):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(deit_hub_cache)}
+    result = subprocess.run(
+        [sys.executable, "-m", "sklearn_arb", "demo", "--output", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in tmp_path.glob("*.npz")) == ["china.npz", "flower.npz"]
+
+
 def test_demo_on_sample_images_with_real_weights(deit_weights, tmp_path):
     assert (
         main(
