@@ -20,13 +20,17 @@ units, 1 MiB L2 per core; torch 2.14.1, 2 threads, sgemm 172-190 GFLOP/s, at the
 cores' peak; run-to-run noise of +-12%, mostly in the baseline), fast path with
 in-place CPU blocks (``_blocks.py``) and single-threaded streams:
 
-- DeiT-Tiny/16 @448 (default batch 2; medians of 5-7 rounds, 4 and 10 images):
-  fast 0.084-0.085 s/image (0.092 before the in-place blocks), baseline
-  0.109-0.110 s/image, 1.27-1.30x; fast path 83-84% of sgemm (per-round 78-86).
+- DeiT-Tiny/16 @448 (default batch 2; medians of 5-7 rounds, 4 and 10 images,
+  four quiet runs): fast 0.084-0.087 s/image (0.092 before the in-place blocks),
+  baseline 0.109-0.113 s/image, 1.26-1.30x; fast path 82-84% of sgemm (per-round
+  71-87). The forward passes alone, on the same streams, run at 88% of sgemm
+  (80 ms/image); normalising and drawing the bootstrap take the other ~3%.
   Batches of 1 or 4 are no faster (0.087, 0.093 s/image).
-- ViT-S/8 (random) @488 (default batch 1; medians of 3, 4 images): fast 2.34
-  s/image (unchanged by the in-place blocks), baseline 5.59 and 6.28 s/image in
-  two runs, 2.41x and 2.69x; fast path 91-93% of sgemm.
+- ViT-S/8 (random) @488 (default batch 1; medians of 3-5 rounds, 4 images, three
+  runs): fast 2.34 s/image every time (unchanged by the in-place blocks), baseline
+  5.34, 5.59 and 6.28 s/image, 2.32x, 2.41x and 2.69x; fast path 89-93% of sgemm.
+  The baseline's spread is its page faults: it allocates a 330 MB attention
+  matrix per block.
 - Why DeiT cannot be 2x faster than the baseline on this CPU: at N = 785 the
   baseline does only ~9% more FLOPs than the fast path and already runs at ~75%
   of sgemm, so 2x would need the fast path at ~140% of the machine's peak.
