@@ -29,8 +29,8 @@ in-place CPU blocks (``_blocks.py``) and single-threaded streams:
 - ViT-S/8 (random) @488 (default batch 1; medians of 3-5 rounds, 4 images, three
   runs): fast 2.34 s/image every time (unchanged by the in-place blocks), baseline
   5.34, 5.59 and 6.28 s/image, 2.32x, 2.41x and 2.69x; fast path 89-93% of sgemm.
-  The baseline's spread is its page faults: it allocates a 330 MB attention
-  matrix per block.
+  The baseline's spread most likely comes from its page faults (it allocates a
+  330 MB attention matrix per block; system time was ~40% of such a run).
 - Why DeiT cannot be 2x faster than the baseline on this CPU: at N = 785 the
   baseline does only ~9% more FLOPs than the fast path and already runs at ~75%
   of sgemm, so 2x would need the fast path at ~140% of the machine's peak.
