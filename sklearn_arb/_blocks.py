@@ -49,6 +49,7 @@ def _is_plain_block(block: nn.Module) -> bool:
             for scale in (block.ls1, block.ls2)
         )
         and type(mlp) is Mlp
+        and type(mlp.fc1) is nn.Linear  # not Mlp(use_conv=True)
         and type(mlp.act) is nn.GELU
         and _is_identity(mlp.norm)
     )
@@ -75,7 +76,9 @@ class _Buffers:
     def __init__(self) -> None:
         self._buffers: dict[str, torch.Tensor] = {}
 
-    def get(self, role: str, like: torch.Tensor, shape: tuple[int, ...]):
+    def get(
+        self, role: str, like: torch.Tensor, shape: tuple[int, ...]
+    ) -> torch.Tensor:
         buffer = self._buffers.get(role)
         if buffer is None or buffer.shape != shape:
             buffer = torch.empty(shape, dtype=like.dtype, device=like.device)
