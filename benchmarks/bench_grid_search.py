@@ -27,6 +27,12 @@ per-round ratios spread by +-0.2 on this shared machine):
   (~0.07 s). Before the in-process caches (session 6) it was 3.6x.
 - B=5 (a costlier ViT step): ratio 1.15 (1.08 against the baseline with memory).
 
+Measured (session 8, the 2-core AMD EPYC VM, with the in-place CPU blocks):
+B=1: baseline 1.31 s, search 1.55 s, ratio 1.19 (per round 1.15-1.23, one
+outlier 1.47; medians of 7), 1.15 against the baseline with memory; B=5: ratio
+1.09 (1.07 with memory). The best candidate scores 0.500 on balanced: on these
+DeiT-Tiny maps no threshold beats equal shrinkage (see the simulation study).
+
 python benchmarks/bench_grid_search.py [--n-images 40] [--repeats 3]
 """
 
