@@ -145,8 +145,22 @@ def test_deit_checkpoint_at_448_interpolates_pos_embed(deit_weights, imagenette_
     assert maps.shape == (1, 784) and np.isfinite(maps.numpy()).all()
 
 
+def _run_offline(code: str, hf_home) -> subprocess.CompletedProcess:
+    """Run ``code`` in a fresh Python, declared offline with the hub cache
+    ``hf_home`` (also its working folder): huggingface_hub reads both at import."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(hf_home)}
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=hf_home,
+        check=False,
+    )
+
+
 def test_offline_hub_weights_say_how_to_fix_it(tmp_path):
-    # A fresh process, declared offline, with an empty hub cache.
+    # Declared offline, with an empty hub cache.
     code = (
         "from sklearn_arb._backbone import load_vit\n"
         "try:\n"
@@ -154,14 +168,7 @@ def test_offline_hub_weights_say_how_to_fix_it(tmp_path):
         "except OSError as exc:\n"
         "    print(exc)\n"
     )
-    env = {"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path), "PATH": ""}
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-    )
+    result = _run_offline(code, hf_home=tmp_path)
     message = result.stdout.strip()
     assert "'vit_small_patch8_224.dino' could not be downloaded" in message
     assert "checkpoint_path=" in message and "go online" in message
@@ -177,15 +184,7 @@ def test_hub_weights_by_name_from_the_local_hub_cache(deit_hub_cache, deit_weigh
         "vit = load_vit('deit_tiny_patch16_224', pretrained=True, image_size=448)\n"
         "torch.save(vit.state_dict(), 'hub.pth')\n"
     )
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(deit_hub_cache)}
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=deit_hub_cache,
-        check=False,
-    )
+    result = _run_offline(code, hf_home=deit_hub_cache)
     assert result.returncode == 0, result.stderr
     from_hub = torch.load(deit_hub_cache / "hub.pth", weights_only=True)
     from_file = load_vit(

@@ -181,20 +181,27 @@ def test_unreadable_image_is_reported_and_others_done(
     assert (tmp_path / "out" / "b.npz").is_file()
 
 
+def _demo_in_subprocess(output, timeout, **env) -> subprocess.CompletedProcess:
+    """``python -m sklearn_arb demo`` in a fresh process with ``env`` added (the
+    hub client reads its settings at import), killed after ``timeout`` s."""
+    return subprocess.run(
+        [sys.executable, "-m", "sklearn_arb", "demo", "--output", str(output)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        timeout=timeout,
+        check=False,
+    )
+
+
 @pytest.mark.parametrize(
     "offline",
     # declared offline; or a hub endpoint that refuses connections (no network)
     [{"HF_HUB_OFFLINE": "1"}, {"HF_ENDPOINT": "http://127.0.0.1:9"}],
 )
 def test_offline_demo_says_how_to_fix_it(tmp_path, offline):
-    env = {**os.environ, **offline, "HF_HOME": str(tmp_path / "hf")}
-    result = subprocess.run(
-        [sys.executable, "-m", "sklearn_arb", "demo", "--output", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        check=False,
+    result = _demo_in_subprocess(
+        tmp_path, timeout=120, **offline, HF_HOME=str(tmp_path / "hf")
     )
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
@@ -204,14 +211,8 @@ def test_offline_demo_says_how_to_fix_it(tmp_path, offline):
 
 
 def test_offline_demo_uses_hub_weights_already_in_the_cache(deit_hub_cache, tmp_path):
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(deit_hub_cache)}
-    result = subprocess.run(
-        [sys.executable, "-m", "sklearn_arb", "demo", "--output", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-        check=False,
+    result = _demo_in_subprocess(
+        tmp_path, timeout=300, HF_HUB_OFFLINE="1", HF_HOME=str(deit_hub_cache)
     )
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in tmp_path.glob("*.npz")) == ["china.npz", "flower.npz"]
