@@ -12,9 +12,13 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
-__all__ = ["load_images"]
+__all__ = ["IMAGE_SUFFIXES", "load_images"]
 
-IMAGE_SUFFIXES = (".bmp", ".gif", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp")
+# The one list of file suffixes read as images (lower case; compare with
+# ``path.suffix.lower()``): every folder walk in the package reads it from here.
+IMAGE_SUFFIXES: tuple[str, ...] = (
+    ".bmp", ".gif", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp"
+)
 
 
 def _size_pair(image_size: int | Sequence[int]) -> tuple[int, int]:
