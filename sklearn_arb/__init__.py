@@ -8,6 +8,7 @@ distribution of attention scores and zeroes the scores that are not significant.
 
 from ._extractor import AttentionExtractor
 from ._images import load_images
+from ._layout import MapLayout, TokenMaps, layout_of
 from ._maps import tokens_to_grid, upsample_map
 from ._pipeline import make_arb_pipeline
 from ._regularizer import BootstrapAttentionRegularizer
@@ -17,7 +18,10 @@ __version__ = "0.1.0"
 __all__ = [
     "AttentionExtractor",
     "BootstrapAttentionRegularizer",
+    "MapLayout",
+    "TokenMaps",
     "__version__",
+    "layout_of",
     "load_images",
     "make_arb_pipeline",
     "tokens_to_grid",
