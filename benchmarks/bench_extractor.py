@@ -18,7 +18,7 @@ it, DeiT runs with random weights on random images.
 Measured (session 8) on this project's 2-core AMD EPYC VM (AVX-512 on 256-bit
 units, 1 MiB L2 per core; torch 2.14.1, 2 threads, sgemm 172-190 GFLOP/s, at the
 cores' peak; run-to-run noise of +-12%, mostly in the baseline), fast path with
-in-place CPU blocks (``_blocks.py``) and single-threaded streams:
+in-place CPU blocks (``backbone/_blocks.py``) and single-threaded streams:
 
 - DeiT-Tiny/16 @448 (default batch 2; medians of 5-7 rounds, 4 and 10 images,
   four quiet runs): fast 0.084-0.087 s/image (0.092 before the in-place blocks),
@@ -57,10 +57,9 @@ import numpy as np
 import torch
 
 from sklearn_arb import AttentionExtractor, load_images
-from sklearn_arb._attention import reference_cls_attention
-from sklearn_arb._bootstrap import draw_bootstrap
-from sklearn_arb._cache import array_digests
 from sklearn_arb._extractor import _image_seeds
+from sklearn_arb.backbone import draw_bootstrap, reference_cls_attention
+from sklearn_arb.backbone._cache import array_digests
 
 DATA_DIR = Path(
     os.environ.get(

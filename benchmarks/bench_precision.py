@@ -39,7 +39,7 @@ import torch
 from bench_extractor import baseline_inputs
 
 from sklearn_arb import AttentionExtractor, BootstrapAttentionRegularizer
-from sklearn_arb._attention import cls_attention
+from sklearn_arb.backbone import cls_attention
 
 DATA_DIR = Path(
     os.environ.get(

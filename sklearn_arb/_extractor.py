@@ -20,12 +20,13 @@ from sklearn.utils.validation import check_is_fitted, check_memory
 from timm.data import resolve_data_config
 from torch import nn
 
-from ._attention import _block_index, cls_attention
-from ._backbone import load_vit
-from ._bootstrap import BOOTSTRAP_KINDS, draw_bootstrap
-from ._cache import LRUCache, array_digests
 from ._images import _size_pair, load_images
-from ._parallel import ordered_map, torch_threads
+from ._layout import MapLayout, with_layout
+from .backbone._attention import _block_index, cls_attention
+from .backbone._bootstrap import BOOTSTRAP_KINDS, draw_bootstrap
+from .backbone._cache import LRUCache, array_digests
+from .backbone._loading import load_vit
+from .backbone._streams import ordered_map, torch_threads
 
 __all__ = ["AttentionExtractor"]
 
@@ -401,14 +402,17 @@ class AttentionExtractor(TransformerMixin, BaseEstimator):
 
         Returns
         -------
-        maps : ndarray of shape (n, (1 + n_bootstrap) * n_tokens_)
-            float64, ``[observed | bootstrap 1 | ... | bootstrap B]``.
+        maps : TokenMaps of shape (n, (1 + n_bootstrap) * n_tokens_)
+            float64, ``[observed | bootstrap 1 | ... | bootstrap B]``: an ndarray
+            that carries its :class:`~sklearn_arb.MapLayout` (``maps.layout``),
+            from which the regularizer learns B.
         """
         check_is_fitted(self, "model_")
         if self.memory is None or not isinstance(self.random_state, Integral):
-            images = self._load_images(X)
-            return self._compute_maps(images)
-        return self._cached_transform(X)
+            maps = self._compute_maps(self._load_images(X))
+        else:
+            maps = self._cached_transform(X)
+        return with_layout(maps, MapLayout(self.n_tokens_, self.n_bootstrap))
 
     def _load_images(self, X: Any) -> np.ndarray:
         images = load_images(X, image_size=self.image_size_)
@@ -520,7 +524,7 @@ class AttentionExtractor(TransformerMixin, BaseEstimator):
         mean = torch.tensor(self.mean_, device=self.device_).view(1, 3, 1, 1)
         std = torch.tensor(self.std_, device=self.device_).view(1, 3, 1, 1)
         # On CPU, one forward batch per core, each single-threaded (see
-        # _parallel.py); too few batches to go round keep every thread on each
+        # backbone/_streams.py); too few batches to go round keep every thread on each
         # operator instead.
         n_threads = torch.get_num_threads()
         use_streams = self.device_.type == "cpu" and sum(n_batches) >= n_threads
@@ -581,13 +585,7 @@ class AttentionExtractor(TransformerMixin, BaseEstimator):
         feature_names_out : ndarray of str objects, shape ((1 + B) * n_tokens_,)
         """
         check_is_fitted(self, "model_")
-        blocks = ["observed"] + [
-            f"bootstrap{b}" for b in range(1, self.n_bootstrap + 1)
-        ]
-        return np.asarray(
-            [f"{block}_t{t}" for block in blocks for t in range(self.n_tokens_)],
-            dtype=object,
-        )
+        return MapLayout(self.n_tokens_, self.n_bootstrap).names()
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -9,8 +9,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from sklearn_arb._attention import cls_attention
-from sklearn_arb._backbone import load_checkpoint, load_vit
+from sklearn_arb.backbone import cls_attention, load_checkpoint, load_vit
 
 
 def _maps(vit, images):
@@ -162,7 +161,7 @@ def _run_offline(code: str, hf_home) -> subprocess.CompletedProcess:
 def test_offline_hub_weights_say_how_to_fix_it(tmp_path):
     # Declared offline, with an empty hub cache.
     code = (
-        "from sklearn_arb._backbone import load_vit\n"
+        "from sklearn_arb.backbone import load_vit\n"
         "try:\n"
         "    load_vit('vit_small_patch8_224.dino', pretrained=True)\n"
         "except OSError as exc:\n"
@@ -180,7 +179,7 @@ def test_hub_weights_by_name_from_the_local_hub_cache(deit_hub_cache, deit_weigh
     # position embeddings resampled alike (timm's filter vs ours) at 448 px.
     code = (
         "import torch\n"
-        "from sklearn_arb._backbone import load_vit\n"
+        "from sklearn_arb.backbone import load_vit\n"
         "vit = load_vit('deit_tiny_patch16_224', pretrained=True, image_size=448)\n"
         "torch.save(vit.state_dict(), 'hub.pth')\n"
     )

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from sklearn_arb._blocks import _is_plain_block, run_blocks
+from sklearn_arb.backbone._blocks import _is_plain_block, run_blocks
 
 # Block variants of the timm ViT family: the plain one, no qkv bias, LayerScale
 # (DINOv2), and blocks the runner must leave to timm (q/k norm, activations other

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from sklearn_arb._bootstrap import BOOTSTRAP_KINDS, draw_bootstrap
+from sklearn_arb.backbone import BOOTSTRAP_KINDS, draw_bootstrap
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from sklearn_arb._cache import LRUCache, array_digests
+from sklearn_arb.backbone._cache import LRUCache, array_digests
 
 
 def test_lru_evicts_least_recently_used_by_count():

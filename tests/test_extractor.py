@@ -16,8 +16,8 @@ from sklearn.utils._param_validation import InvalidParameterError
 from sklearn.utils.estimator_checks import check_estimator
 
 from sklearn_arb import AttentionExtractor, load_images
-from sklearn_arb._attention import embed_tokens, reference_cls_attention
 from sklearn_arb._extractor import _IMAGE_MAPS
+from sklearn_arb.backbone import embed_tokens, reference_cls_attention
 
 IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
 IMAGENET_STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)

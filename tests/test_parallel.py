@@ -6,7 +6,7 @@ import time
 import pytest
 import torch
 
-from sklearn_arb._parallel import ordered_map
+from sklearn_arb.backbone._streams import ordered_map
 
 
 def test_results_keep_the_order_of_the_items():

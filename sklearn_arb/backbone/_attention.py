@@ -75,7 +75,7 @@ def cls_attention(
     Parameters
     ----------
     model : timm VisionTransformer
-        In eval mode (see ``sklearn_arb._backbone.load_vit``).
+        In eval mode (see ``sklearn_arb.backbone.load_vit``).
     images : Tensor of shape (n, 3, H, W)
         Normalised images.
     layer : int, default=-1
@@ -94,7 +94,7 @@ def cls_attention(
     --------
     >>> import torch
     >>> from timm.models.vision_transformer import VisionTransformer
-    >>> from sklearn_arb._attention import cls_attention
+    >>> from sklearn_arb.backbone import cls_attention
     >>> vit = VisionTransformer(img_size=32, patch_size=8, embed_dim=32, depth=2,
     ...                         num_heads=2).eval()
     >>> with torch.inference_mode():
@@ -134,7 +134,7 @@ def reference_cls_attention(
     --------
     >>> import torch
     >>> from timm.models.vision_transformer import VisionTransformer
-    >>> from sklearn_arb._attention import cls_attention, reference_cls_attention
+    >>> from sklearn_arb.backbone import cls_attention, reference_cls_attention
     >>> vit = VisionTransformer(img_size=32, patch_size=8, embed_dim=32, depth=2,
     ...                         num_heads=2).eval()
     >>> images = torch.randn(2, 3, 32, 32)

@@ -133,7 +133,7 @@ def run_blocks(blocks: nn.Sequential | list, tokens: torch.Tensor) -> torch.Tens
     --------
     >>> import torch
     >>> from timm.models.vision_transformer import VisionTransformer
-    >>> from sklearn_arb._blocks import run_blocks
+    >>> from sklearn_arb.backbone import run_blocks
     >>> vit = VisionTransformer(img_size=32, patch_size=8, embed_dim=32, depth=2,
     ...                         num_heads=2).eval()
     >>> tokens = torch.randn(3, 17, 32)

@@ -39,7 +39,7 @@ def array_digests(arrays: Iterable[np.ndarray]) -> list[str]:
     Examples
     --------
     >>> import numpy as np
-    >>> from sklearn_arb._cache import array_digests
+    >>> from sklearn_arb.backbone._cache import array_digests
     >>> a, b = array_digests([np.zeros((2, 2)), np.zeros((2, 2), dtype=np.float32)])
     >>> len(a), a == b
     (32, False)
@@ -65,7 +65,7 @@ class LRUCache:
     Examples
     --------
     >>> import numpy as np
-    >>> from sklearn_arb._cache import LRUCache
+    >>> from sklearn_arb.backbone._cache import LRUCache
     >>> cache = LRUCache(max_items=2)
     >>> for key in "abc":
     ...     cache.put(key, np.zeros(1))

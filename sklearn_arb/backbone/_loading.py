@@ -61,7 +61,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     Examples
     --------
     >>> import tempfile, torch
-    >>> from sklearn_arb._backbone import load_checkpoint
+    >>> from sklearn_arb.backbone import load_checkpoint
     >>> with tempfile.TemporaryDirectory() as tmp:
     ...     torch.save({"teacher": {"module.backbone.cls_token": torch.zeros(1)}},
     ...                f"{tmp}/dino.pth")
@@ -194,7 +194,7 @@ def load_vit(
 
     Examples
     --------
-    >>> from sklearn_arb._backbone import load_vit
+    >>> from sklearn_arb.backbone import load_vit
     >>> vit = load_vit("vit_tiny_patch16_224", image_size=64)
     >>> vit.patch_embed.grid_size, vit.pos_embed.shape[1]
     ((4, 4), 17)

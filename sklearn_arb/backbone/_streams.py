@@ -52,7 +52,7 @@ def ordered_map(
 
     Examples
     --------
-    >>> from sklearn_arb._parallel import ordered_map
+    >>> from sklearn_arb.backbone._streams import ordered_map
     >>> list(ordered_map(lambda x: x * x, range(5), n_streams=2))
     [0, 1, 4, 9, 16]
     """
@@ -82,7 +82,7 @@ def torch_threads(n_threads: int | None) -> Iterator[None]:
     Examples
     --------
     >>> import torch
-    >>> from sklearn_arb._parallel import torch_threads
+    >>> from sklearn_arb.backbone._streams import torch_threads
     >>> before = torch.get_num_threads()
     >>> with torch_threads(1):
     ...     torch.get_num_threads()
