@@ -1,4 +1,4 @@
-"""The regularisation step: which scores to keep (DESIGN.md section 1, step 7)."""
+"""The regularisation step: which scores to keep (Method page, step 7)."""
 
 from typing import Literal
 

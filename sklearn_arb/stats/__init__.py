@@ -1,7 +1,7 @@
 """Statistics of ARB: z, p-values, pi0 and local FDR, vectorised over images.
 
-Pure numpy functions on arrays of shape ``(n_images, n_values)`` (DESIGN.md section 1,
-steps 3-6).
+Pure numpy functions on arrays of shape ``(n_images, n_values)`` (steps 3-6 of the Method
+page of the user guide).
 """
 
 from ._lfdr import fit_log_polynomial, lindsey_log_density, local_fdr

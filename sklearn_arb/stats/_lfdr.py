@@ -1,4 +1,4 @@
-"""Local false discovery rate by Lindsey's method (Efron 2001; DESIGN.md 1, step 6)."""
+"""Local false discovery rate by Lindsey's method (Efron 2001; Method page, step 6)."""
 
 from functools import cache
 from typing import Literal, NamedTuple

@@ -1,4 +1,4 @@
-"""Proportion of null scores, pi0 (Storey & Tibshirani 2003; DESIGN.md 1, step 5)."""
+"""Proportion of null scores, pi0 (Storey & Tibshirani 2003; Method page, step 5)."""
 
 from functools import cache
 from typing import Literal

@@ -1,4 +1,4 @@
-"""z statistics of attention scores on the log scale (DESIGN.md section 1, step 3)."""
+"""z statistics of attention scores on the log scale (Method page, step 3)."""
 
 import numpy as np
 from numpy.typing import ArrayLike
