@@ -16,6 +16,7 @@ from sklearn.utils.validation import (
 
 from ._thresholds import regularize_scores, significance_mask
 from .stats import (
+    PVALUE_KINDS,
     empirical_pvalues,
     estimate_pi0,
     local_fdr,
@@ -34,7 +35,8 @@ class BootstrapAttentionRegularizer(TransformerMixin, BaseEstimator):
     gets from the same model; scores such a null explains are set to 0, the others
     keep their value. Input rows are laid out as ``AttentionExtractor`` emits them:
     ``[observed P | bootstrap 1 P | ... | bootstrap B P]`` (P tokens per map, B =
-    ``n_bootstrap``). See DESIGN.md section 1 for the equations:
+    ``n_bootstrap``). The equations are on the Method page of the user
+    guide (:ref:`method`):
 
     1. log scores (a score <= 0 is floored at the smallest positive score of its
        image, see :func:`sklearn_arb.stats.log_scores`), standardised by the null's
@@ -65,13 +67,23 @@ class BootstrapAttentionRegularizer(TransformerMixin, BaseEstimator):
         Whether numeric ``alpha`` / ``gamma`` are values of the statistic or
         quantile levels of each image's own statistic. ``"median"`` always means
         the image's median (the authors' notebooks).
-    pvalue : {"one-sided", "reference"}, default="one-sided"
-        ``(1 + #{z0 >= z}) / (1 + m0)``, or the authors' two-sided definition
-        with the observed values in the reference set.
+    pvalue : {"one-sided", "two-sided", "reference"}, default="one-sided"
+        The p-values thresholded: ``(1 + #{z0 >= z}) / (1 + m0)``, the same with
+        ``|z0| >= |z|``, or the authors' two-sided definition with the observed
+        values in the reference set.
     pi0 : {"smoother", "bootstrap"} or float in [0, 1], default="smoother"
         Storey's smoother (cubic smoothing spline, 3 effective df, at lambda=0.95),
         Storey's bootstrap choice of lambda, or a fixed value (1 is conservative).
         Used by ``method="pi0"`` and by the lfdr.
+    pi0_pvalues : {"two-sided", "thresholded"}, default="two-sided"
+        The p-values pi0 is estimated from. ``"two-sided"`` (the authors' choice):
+        ``(1 + #{|z0| >= |z|}) / (1 + m0)``, or the reference p-values when
+        ``pvalue="reference"`` (already two-sided), whatever ``pvalue`` is
+        thresholded. ``"thresholded"``: the p-values of ``pvalue``. Storey's
+        estimator assumes null p-values uniform on [0, 1]; one-sided p-values of
+        the many tokens attended less than the null pile up near 1 instead, and
+        pi0 then comes out near 1 on real images (see the pi0 page of the user
+        guide for the measurements).
     lfdr_null : {"normal", "bootstrap"}, default="normal"
         Null density of the lfdr: standard normal, or the bootstrap z density.
     null : {"pooled", "per_image"}, default="pooled"
@@ -130,11 +142,12 @@ class BootstrapAttentionRegularizer(TransformerMixin, BaseEstimator):
             StrOptions({"median"}),
         ],
         "threshold_kind": [StrOptions({"value", "quantile"})],
-        "pvalue": [StrOptions({"one-sided", "reference"})],
+        "pvalue": [StrOptions(set(PVALUE_KINDS))],
         "pi0": [
             StrOptions({"smoother", "bootstrap"}),
             Interval(Real, 0, 1, closed="both"),
         ],
+        "pi0_pvalues": [StrOptions({"two-sided", "thresholded"})],
         "lfdr_null": [StrOptions({"normal", "bootstrap"})],
         "null": [StrOptions({"pooled", "per_image"})],
         "soft": ["boolean"],
@@ -151,6 +164,7 @@ class BootstrapAttentionRegularizer(TransformerMixin, BaseEstimator):
         threshold_kind: str = "value",
         pvalue: str = "one-sided",
         pi0: str | float = "smoother",
+        pi0_pvalues: str = "two-sided",
         lfdr_null: str = "normal",
         null: str = "pooled",
         soft: bool = False,
@@ -163,6 +177,7 @@ class BootstrapAttentionRegularizer(TransformerMixin, BaseEstimator):
         self.threshold_kind = threshold_kind
         self.pvalue = pvalue
         self.pi0 = pi0
+        self.pi0_pvalues = pi0_pvalues
         self.lfdr_null = lfdr_null
         self.null = null
         self.soft = soft
@@ -239,7 +254,9 @@ class BootstrapAttentionRegularizer(TransformerMixin, BaseEstimator):
             )
         if needs_pi0:
             if isinstance(self.pi0, str):
-                stats.pi0 = estimate_pi0(stats.pvalues, method=self.pi0)
+                stats.pi0 = estimate_pi0(
+                    self._pi0_pvalues(stats, sorted_null_z), method=self.pi0
+                )
             else:
                 stats.pi0 = np.full(X.shape[0], float(self.pi0))
         if needs_lfdr:
@@ -265,6 +282,14 @@ class BootstrapAttentionRegularizer(TransformerMixin, BaseEstimator):
             stats.scores, stats.keep_mask, lfdr=stats.lfdr if self.soft else None
         )
         return stats
+
+    def _pi0_pvalues(self, stats: Bunch, sorted_null_z: np.ndarray) -> np.ndarray:
+        """The p-values pi0 is estimated from (``pi0_pvalues``)."""
+        if self.pi0_pvalues == "thresholded" or self.pvalue != "one-sided":
+            return stats.pvalues  # two-sided already, or asked for
+        return empirical_pvalues(
+            stats.z, sorted_null_z, kind="two-sided", null_is_sorted=True
+        )
 
     def _validate_for_transform(self, X: ArrayLike) -> np.ndarray:
         check_is_fitted(self)

@@ -13,7 +13,13 @@ from sklearn_arb._thresholds import (
     resolve_threshold,
     significance_mask,
 )
-from sklearn_arb.stats import empirical_pvalues, log_scores, null_moments, z_scores
+from sklearn_arb.stats import (
+    empirical_pvalues,
+    estimate_pi0,
+    log_scores,
+    null_moments,
+    z_scores,
+)
 
 # Width of the fixed X each scikit-learn check feeds. A width that is not a multiple
 # of 1 + n_bootstrap cannot be split into [observed | bootstrap 1 | ...]; fit must
@@ -245,6 +251,43 @@ def test_pi0_method_keeps_the_most_significant_fraction():
         dropped_p = stats.pvalues[row, ~stats.keep_mask[row]]
         assert kept_p.max() < dropped_p.min()  # the most significant ones
         assert stats.keep_mask[row].sum() >= 10  # floor(0.1 * 100), ties kept
+
+
+def _under_attended_maps(n_images=4, n_tokens=400, seed=0):
+    """Maps as softmax attention makes them: a few tokens far above the null, most
+    a little below it (they share what is left)."""
+    rng = np.random.default_rng(seed)
+    null = rng.normal(0.0, 1.0, size=(n_images, n_tokens))
+    observed = rng.normal(-1.0, 0.5, size=(n_images, n_tokens))
+    observed[:, :20] = rng.normal(3.0, 0.5, size=(n_images, 20))
+    return np.exp(np.hstack([observed, null]))
+
+
+@pytest.mark.parametrize("pvalue", ["one-sided", "two-sided", "reference"])
+@pytest.mark.parametrize("pi0", ["smoother", "bootstrap"])
+def test_pi0_is_estimated_from_two_sided_pvalues_by_default(pvalue, pi0):
+    X = _under_attended_maps()
+    arb = BootstrapAttentionRegularizer(null="per_image", pvalue=pvalue, pi0=pi0)
+    stats = arb.fit(X).compute_statistics(X)
+    kind = "reference" if pvalue == "reference" else "two-sided"
+    two_sided = empirical_pvalues(stats.z, stats.null_z, kind=kind)
+    assert_allclose(stats.pi0, estimate_pi0(two_sided, method=pi0))
+    thresholded = arb.set_params(pi0_pvalues="thresholded").compute_statistics(X)
+    assert_allclose(thresholded.pi0, estimate_pi0(stats.pvalues, method=pi0))
+    assert_array_equal(thresholded.pvalues, stats.pvalues)
+
+
+def test_two_sided_pi0_does_not_collapse_where_one_sided_does():
+    X = _under_attended_maps()
+    arb = BootstrapAttentionRegularizer(null="per_image", method="pi0").fit(X)
+    default = arb.compute_statistics(X)
+    one_sided = arb.set_params(pi0_pvalues="thresholded").compute_statistics(X)
+    # one-sided p of the under-attended tokens pile up near 1: pi0 = 1, empty maps
+    assert_array_equal(one_sided.pi0, 1.0)
+    assert not one_sided.keep_mask.any()
+    # two-sided, they count as non-null: pi0 well below 1, the strong tokens kept
+    assert np.all(default.pi0 < 0.9)
+    assert default.keep_mask[:, :20].all()
 
 
 # ----------------------------------------------------------------- names, output

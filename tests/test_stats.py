@@ -95,7 +95,16 @@ def test_pvalues_reference_hand_computed():
     )
 
 
-@pytest.mark.parametrize("kind", ["one-sided", "reference"])
+def test_pvalues_two_sided_hand_computed_with_ties_and_zero():
+    z = [[2.0, -1.0, 0.0, 0.5]]
+    null_z = [[1.0, -1.0, 0.0, -3.0]]
+    # |z0| = {1, 1, 0, 3}; (1 + #{|z0| >= |z|}) / (1 + 4)
+    assert_allclose(
+        empirical_pvalues(z, null_z, kind="two-sided"), [[2 / 5, 4 / 5, 5 / 5, 4 / 5]]
+    )
+
+
+@pytest.mark.parametrize("kind", ["one-sided", "two-sided", "reference"])
 def test_pvalues_equal_the_brute_force_definition(kind):
     rng = np.random.default_rng(0)
     z = rng.integers(-4, 5, size=(3, 40)).astype(float)  # many ties
@@ -104,6 +113,9 @@ def test_pvalues_equal_the_brute_force_definition(kind):
     for i in range(3):
         if kind == "one-sided":
             at_least = (null_z[i][None, :] >= z[i][:, None]).sum(axis=1)
+            expected[i] = (1 + at_least) / (1 + null_z.shape[1])
+        elif kind == "two-sided":
+            at_least = (np.abs(null_z[i])[None, :] >= np.abs(z[i])[:, None]).sum(1)
             expected[i] = (1 + at_least) / (1 + null_z.shape[1])
         else:
             reference = np.abs(np.concatenate([z[i], null_z[i]]))

@@ -1,4 +1,4 @@
-"""Empirical p-values of observed z against bootstrap null z (DESIGN.md 1, step 4)."""
+"""Empirical p-values of observed z against bootstrap null z (Method page, step 4)."""
 
 from typing import Literal
 
@@ -7,7 +7,8 @@ from numpy.typing import ArrayLike
 
 from ._validation import as_finite_2d, as_sorted_reference
 
-PValueKind = Literal["one-sided", "reference"]
+PValueKind = Literal["one-sided", "two-sided", "reference"]
+PVALUE_KINDS = ("one-sided", "two-sided", "reference")
 
 
 def search_rows(sorted_rows: np.ndarray, values: np.ndarray, side: str) -> np.ndarray:
@@ -33,6 +34,14 @@ def _count_abs_at_most(sorted_rows: np.ndarray, bounds: np.ndarray) -> np.ndarra
     )
 
 
+def _count_abs_below(sorted_rows: np.ndarray, bounds: np.ndarray) -> np.ndarray:
+    """#{|v| < b} = #{-b < v < b} for each bound b >= 0, from sorted v (0 at b = 0)."""
+    inside = search_rows(sorted_rows, bounds, "left") - search_rows(
+        sorted_rows, -bounds, "right"
+    )
+    return np.maximum(inside, 0)
+
+
 def pvalues_from_sorted(
     z: np.ndarray, sorted_null_z: np.ndarray, kind: PValueKind = "one-sided"
 ) -> np.ndarray:
@@ -41,8 +50,11 @@ def pvalues_from_sorted(
     if kind == "one-sided":
         n_at_least = n_null - search_rows(sorted_null_z, z, "left")
         return (1.0 + n_at_least) / (1.0 + n_null)
-    # The authors' reference set R joins |observed z| and |null z|.
     abs_z = np.abs(z)
+    if kind == "two-sided":
+        n_at_least = n_null - _count_abs_below(sorted_null_z, abs_z)
+        return (1.0 + n_at_least) / (1.0 + n_null)
+    # The authors' reference set R joins |observed z| and |null z|.
     n_at_most = _count_abs_at_most(np.sort(z, axis=1), abs_z) + _count_abs_at_most(
         sorted_null_z, abs_z
     )
@@ -62,6 +74,10 @@ def empirical_pvalues(
 
     - ``"one-sided"`` (default, the paper's definition, never 0):
       ``p_t = (1 + #{z0 >= z_t}) / (1 + m0)``; ties count as at least as extreme.
+    - ``"two-sided"``: the same with absolute values,
+      ``p_t = (1 + #{|z0| >= |z_t|}) / (1 + m0)``; what pi0 is estimated from by
+      default (Storey's estimator assumes null p-values uniform on [0, 1], which
+      one-sided p-values of tokens attended less than the null are not).
     - ``"reference"`` (the authors' code): two-sided, the observed values join the
       reference set ``R = {|z_t|} U {|z0|}`` and
       ``p_t = 1 - #{r in R : r <= |z_t|} / |R|``.
@@ -76,7 +92,7 @@ def empirical_pvalues(
     null_z : array-like of shape (n_images, m0), (1, m0) or (m0,)
         Null z statistics: one row per image (per-image null), or a single row
         shared by all images (pooled null).
-    kind : {"one-sided", "reference"}, default="one-sided"
+    kind : {"one-sided", "two-sided", "reference"}, default="one-sided"
         The p-value definition.
     null_is_sorted : bool, default=False
         Set True when every row of ``null_z`` is already sorted ascending, to skip
@@ -91,11 +107,15 @@ def empirical_pvalues(
     >>> from sklearn_arb.stats import empirical_pvalues
     >>> empirical_pvalues([[2.0, 0.0, -1.0]], [[1.0, 0.0, -0.5]])
     array([[0.25, 0.75, 1.  ]])
+    >>> empirical_pvalues([[2.0, 0.0, -1.0]], [[1.0, 0.0, -0.5]], kind="two-sided")
+    array([[0.25, 1.  , 0.5 ]])
     >>> empirical_pvalues([[2.0, 0.0, -1.0]], [[1.0, 0.0, -0.5]], kind="reference")
     array([[0.        , 0.66666667, 0.16666667]])
     """
-    if kind not in ("one-sided", "reference"):
-        raise ValueError(f"kind must be 'one-sided' or 'reference'; got {kind!r}.")
+    if kind not in PVALUE_KINDS:
+        raise ValueError(
+            f"kind must be one of {', '.join(map(repr, PVALUE_KINDS))}; got {kind!r}."
+        )
     z = as_finite_2d(z, "z")
     sorted_null_z = as_sorted_reference(
         null_z,
