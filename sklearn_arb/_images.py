@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TypeAlias
 
 import numpy as np
 import torch
@@ -17,8 +17,25 @@ __all__ = ["IMAGE_SUFFIXES", "load_images"]
 # The one list of file suffixes read as images (lower case; compare with
 # ``path.suffix.lower()``): every folder walk in the package reads it from here.
 IMAGE_SUFFIXES: tuple[str, ...] = (
-    ".bmp", ".gif", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp"
+    ".bmp",
+    ".gif",
+    ".jpeg",
+    ".jpg",
+    ".png",
+    ".tif",
+    ".tiff",
+    ".webp",
 )
+
+
+InRange: TypeAlias = Literal["dtype", "image"] | tuple[float, float]
+
+# The values an image type maps to [0, 1] with in_range="dtype": the depths PIL
+# reads (8-bit, 16-bit) and floats. Other integer types are handled apart.
+_DTYPE_RANGES: dict[np.dtype, tuple[float, float]] = {
+    np.dtype(np.uint8): (0.0, 255.0),
+    np.dtype(np.uint16): (0.0, 65535.0),
+}
 
 
 def _size_pair(image_size: int | Sequence[int]) -> tuple[int, int]:
@@ -50,7 +67,15 @@ def _read_file(path: Path) -> np.ndarray:
 
 
 def _pil_to_array(image: Image.Image) -> np.ndarray:
-    # convert("RGB") drops alpha and repeats grey; 16-bit and float modes go via "RGB".
+    """One PIL image as an array of its own depth: 16-bit and float files keep their
+    values (converting them to "RGB" would clip them to 8 bits)."""
+    if image.mode.startswith("I;16"):
+        return np.asarray(image).astype(np.uint16)  # big-endian "I;16B" to native
+    if image.mode in ("L", "RGB", "I", "F"):
+        return np.asarray(image)
+    if image.mode in ("1", "LA", "La"):
+        return np.asarray(image.convert("L"))
+    # Palettes, alpha, CMYK, YCbCr, LAB, HSV: 8-bit modes PIL converts exactly.
     return np.asarray(image.convert("RGB"))
 
 
@@ -68,14 +93,20 @@ def _folder_files(folder: Path) -> list[Path]:
     return files
 
 
-def _as_float_rgb(array: np.ndarray, where: str) -> np.ndarray:
+def _as_float_rgb(array: np.ndarray, where: str, in_range: InRange) -> np.ndarray:
     """One (H, W), (H, W, 1), (H, W, 3) or (H, W, 4) array as float32 RGB in [0, 1]."""
     if array.ndim == 2:
         array = array[:, :, None]
     if array.ndim != 3 or array.shape[2] not in (1, 3, 4):
+        channels_first = array.ndim == 3 and array.shape[0] in (1, 3, 4)
         raise ValueError(
             f"{where} has shape {array.shape}; expected (H, W), (H, W, 1), (H, W, 3) "
-            f"or (H, W, 4) (channels last, like sklearn.datasets.load_sample_images)."
+            f"or (H, W, 4) (channels last, like sklearn.datasets.load_sample_images)"
+            + (
+                "; for channels-first images pass X.transpose(0, 2, 3, 1)."
+                if channels_first
+                else "."
+            )
         )
     if array.shape[0] == 0 or array.shape[1] == 0:
         raise ValueError(
@@ -86,32 +117,76 @@ def _as_float_rgb(array: np.ndarray, where: str) -> np.ndarray:
         or np.issubdtype(array.dtype, np.floating)
     ):
         raise TypeError(
-            f"{where} has dtype {array.dtype}; pass uint8 (0-255) or float (0-1) "
-            f"images."
+            f"{where} has dtype {array.dtype}; pass uint8 (0-255), uint16 (0-65535) "
+            f"or float (0-1) images."
         )
-    if np.issubdtype(array.dtype, np.integer):
-        if array.dtype != np.uint8 and (array.min() < 0 or array.max() > 255):
-            raise ValueError(
-                f"{where} is an integer image with values outside 0-255; pass uint8 "
-                f"images or floats scaled to [0, 1]."
-            )
-        image = array.astype(np.float32) / np.float32(255)
+    array = array[:, :, :3]  # alpha dropped before any range is taken
+    if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+        raise ValueError(
+            f"{where} contains NaN or infinite values; fill or drop those pixels "
+            f"before extracting attention."
+        )
+    low, high = _input_range(array, where, in_range)
+    image = array.astype(np.float32)
+    if (low, high) == (0.0, 1.0):
+        image = np.clip(image, 0, 1, out=image)  # float rounding just outside [0, 1]
+    elif high > low:
+        image -= np.float32(low)
+        image /= np.float32(high - low)
+        np.clip(image, 0, 1, out=image)  # only a (low, high) window cuts values
     else:
-        if not np.isfinite(array).all():
-            raise ValueError(
-                f"{where} contains NaN or infinite values; fill or drop those pixels "
-                f"before extracting attention."
-            )
-        lo, hi = float(array.min()), float(array.max())
+        image[:] = 0  # a constant image under in_range="image"
+    if image.shape[2] == 1:
+        image = np.repeat(image, 3, axis=2)
+    return image
+
+
+def _input_range(
+    array: np.ndarray, where: str, in_range: InRange
+) -> tuple[float, float]:
+    """The input values mapped to 0 and 1 (see ``in_range`` in load_images)."""
+    if not isinstance(in_range, str):
+        return float(in_range[0]), float(in_range[1])
+    if in_range == "image":
+        return float(array.min()), float(array.max())
+    if array.dtype in _DTYPE_RANGES:
+        return _DTYPE_RANGES[array.dtype]
+    lo, hi = float(array.min()), float(array.max())
+    if np.issubdtype(array.dtype, np.floating):
         if lo < -1e-6 or hi > 1 + 1e-6:
             raise ValueError(
                 f"{where} is a float image with values in [{lo:.4g}, {hi:.4g}]; float "
-                f"images must lie in [0, 1] (divide 0-255 data by 255)."
+                f"images must lie in [0, 1] (divide 0-255 data by 255), or pass "
+                f'in_range="image" (its own min and max) or a (low, high) window.'
             )
-        image = np.clip(array, 0, 1).astype(np.float32)
-    if image.shape[2] == 1:
-        image = np.repeat(image, 3, axis=2)
-    return image[:, :, :3]
+        return 0.0, 1.0
+    # Other integer types (int64 from Python ints, PIL's 32-bit "I" files) carry
+    # no image depth: read as 8-bit when the values fit, never guessed otherwise.
+    if lo < 0 or hi > 255:
+        raise ValueError(
+            f"{where} is a {array.dtype} image with values in [{lo:.6g}, {hi:.6g}] "
+            f'outside 0-255; pass in_range="image" (its own min and max) or a '
+            f"(low, high) window, or cast 16-bit data to uint16."
+        )
+    return 0.0, 255.0
+
+
+def _check_in_range(in_range: Any) -> InRange:
+    if isinstance(in_range, str):
+        if in_range in ("dtype", "image"):
+            return in_range
+    elif isinstance(in_range, Sequence) and len(in_range) == 2:
+        try:
+            low, high = float(in_range[0]), float(in_range[1])
+        except (TypeError, ValueError):
+            pass
+        else:
+            if np.isfinite([low, high]).all() and low < high:
+                return low, high
+    raise ValueError(
+        f'in_range must be "dtype", "image" or a (low, high) pair of finite numbers '
+        f"with low < high; got {in_range!r}."
+    )
 
 
 def _resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -134,11 +209,23 @@ def _split_sources(sources: Any) -> list[tuple[Any, str]]:
         return [(path, f"image {str(path)!r}")]
     if isinstance(sources, Image.Image):
         return [(sources, "the image")]
-    if isinstance(sources, np.ndarray):
+    if isinstance(sources, np.ndarray) or (
+        hasattr(sources, "__array__") and hasattr(sources, "shape")
+    ):
+        sources = np.asarray(sources)  # a torch tensor iterates like an array
         if sources.ndim not in (3, 4):
             raise ValueError(
                 f"An image array must have shape (n, H, W) or (n, H, W, C); got shape "
                 f"{sources.shape}. For one image use X[None]."
+            )
+        if sources.ndim == 3 and sources.shape[2] in (1, 3, 4):
+            # (H, W, C) of one image or (n, H, W) of grey images W = 1, 3 or 4
+            # pixels wide: the shape alone cannot tell, so the caller says which.
+            raise ValueError(
+                f"An image array of shape {sources.shape} is ambiguous: one image "
+                f"with {sources.shape[2]} channels, or {sources.shape[0]} grey images "
+                f"{sources.shape[2]} pixels wide? For one image pass X[None]; for "
+                f"grey images pass X[..., None]."
             )
         return [(image, f"image {i}") for i, image in enumerate(sources)]
     if isinstance(sources, Sequence) or hasattr(sources, "__iter__"):
@@ -150,25 +237,49 @@ def _split_sources(sources: Any) -> list[tuple[Any, str]]:
 
 
 def load_images(
-    sources: Any, image_size: int | Sequence[int] | None = None
+    sources: Any,
+    image_size: int | Sequence[int] | None = None,
+    *,
+    in_range: InRange = "dtype",
 ) -> np.ndarray | list[np.ndarray]:
     """Load images as float32 RGB arrays in [0, 1], channels last.
 
     Follows scikit-learn's image convention
     (``sklearn.datasets.load_sample_images().images``): grey images get three
     equal channels, an alpha channel is dropped, uint8 is scaled by 1/255.
-    The inputs are never modified.
+    Files keep their bit depth: a 16-bit PNG or TIFF reads as its uint16 values,
+    a float TIFF as its floats, so an array and a file holding the same values
+    load to the same image. The inputs are never modified.
 
     Parameters
     ----------
     sources : array-like, list, str or path
-        An array ``(n, H, W)`` or ``(n, H, W, C)`` (C = 1, 3 or 4) of uint8
-        (0-255) or float (0-1) images; a list of such single-image arrays, PIL
-        images or file paths, of any sizes; one file path; or a folder path, whose
-        image files are read in sorted order.
+        An array ``(n, H, W)`` or ``(n, H, W, C)`` (C = 1, 3 or 4) of images; a
+        list of such single-image arrays ``(H, W)`` or ``(H, W, C)``, PIL images
+        or file paths, of any sizes; one file path; or a folder path, whose image
+        files (:data:`IMAGE_SUFFIXES`) are read in sorted order. A 3-D array whose
+        last axis is 1, 3 or 4 could be one image or grey images a few pixels
+        wide, and raises a ValueError: pass ``X[None]`` for one image,
+        ``X[..., None]`` for grey images.
     image_size : int or (int, int), default=None
         Resize every image to this (height, width) (bilinear, anti-aliased).
         ``None`` keeps the sizes.
+    in_range : {"dtype", "image"} or (float, float), default="dtype"
+        The input values mapped to 0 and 1 (as in scikit-image's
+        ``rescale_intensity``).
+
+        - ``"dtype"``: the range of the image's type, the same for every image:
+          uint8 0-255 (8-bit files), uint16 0-65535 (16-bit files; a 12-bit CT
+          scan then lies in [0, 0.0625]), float 0-1 (float files; values outside
+          raise). Other integer types (such as 32-bit integer files) have no image
+          depth: values in 0-255 are read as 8-bit, others raise and name the
+          options below.
+        - ``"image"``: each image's own minimum and maximum (over its colour
+          channels together), stretching its contrast to the full range; a
+          constant image becomes zeros. Images are then no longer comparable in
+          brightness.
+        - ``(low, high)``: a window, e.g. of CT values: ``low`` maps to 0,
+          ``high`` to 1, values outside are clipped.
 
     Returns
     -------
@@ -193,8 +304,14 @@ def load_images(
     (2, 16, 16, 3)
     >>> [im.shape for im in load_images([np.ones((8, 8, 4)), np.ones((4, 6, 3))])]
     [(8, 8, 3), (4, 6, 3)]
+    >>> ramp = np.arange(0, 4096, 16, dtype=np.uint16).reshape(1, 16, 16)  # 12-bit
+    >>> round(float(load_images(ramp)[0, -1, -1, 0]), 5)  # 4080 / 65535
+    0.06226
+    >>> float(load_images(ramp, in_range="image")[0, -1, -1, 0])  # 4080 / 4080
+    1.0
     """
     size = None if image_size is None else _size_pair(image_size)
+    in_range = _check_in_range(in_range)
     named_sources = _split_sources(sources)
     if not named_sources:
         raise ValueError("No images were given (empty input); pass at least one image.")
@@ -211,7 +328,7 @@ def load_images(
                     f"{where} is not a numeric array, PIL image or path; got "
                     f"{type(source).__name__}."
                 )
-        image = _as_float_rgb(array, where)
+        image = _as_float_rgb(array, where, in_range)
         images.append(image if size is None else _resize(image, size))
     if len({image.shape for image in images}) > 1:
         return images

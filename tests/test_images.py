@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from sklearn_arb import load_images
@@ -95,3 +96,113 @@ def test_bad_files(tmp_path):
         load_images(empty_dir)
     with pytest.raises(ValueError, match="image_size"):
         load_images(np.zeros((1, 4, 4, 3)), image_size=(0, 4))
+
+
+# A 12-bit ramp, as 16-bit CT files hold it: 0, 1, ..., 4095 on 64 x 64 pixels.
+_RAMP = np.arange(4096, dtype=np.uint16).reshape(64, 64)
+
+
+def _saved(tmp_path, array, mode, suffix):
+    image = Image.fromarray(array)  # uint16: "I;16", int32: "I", float32: "F"
+    assert image.mode == mode
+    path = tmp_path / f"{mode.replace(';', '_')}{array.max():g}{suffix}"
+    image.save(path)
+    return path
+
+
+@pytest.mark.parametrize("suffix", [".png", ".tif"])
+def test_16bit_files_keep_their_range(tmp_path, suffix):
+    path = _saved(tmp_path, _RAMP, "I;16", suffix)
+    from_file = load_images(path)
+    from_array = load_images(_RAMP[None])
+    expected = _RAMP.astype(np.float32) / np.float32(65535)
+    np.testing.assert_array_equal(from_file[0, :, :, 0], expected)
+    np.testing.assert_array_equal(from_file, from_array)
+    assert len(np.unique(from_file)) == 4096  # no 8-bit clip or quantisation
+    stretched = load_images(path, in_range="image")
+    np.testing.assert_allclose(stretched[0, :, :, 1], _RAMP / 4095, rtol=1e-6)
+    np.testing.assert_array_equal(stretched, load_images(_RAMP[None], in_range="image"))
+
+
+def test_big_endian_16bit_reads_as_native():
+    big = Image.frombytes("I;16B", (64, 64), _RAMP.astype(">u2").tobytes())
+    np.testing.assert_array_equal(load_images([big]), load_images(_RAMP[None]))
+
+
+def test_float_tiff_equals_the_float_array(tmp_path):
+    values = (_RAMP / 4095).astype(np.float32)
+    from_file = load_images(_saved(tmp_path, values, "F", ".tif"))
+    np.testing.assert_array_equal(from_file[0, :, :, 2], values)
+    np.testing.assert_array_equal(from_file, load_images(values[None]))
+    out_of_range = _saved(tmp_path, values * 4095, "F", ".tif")
+    with pytest.raises(ValueError, match='in_range="image"'):
+        load_images(out_of_range)
+    np.testing.assert_allclose(
+        load_images(out_of_range, in_range="image"), from_file, atol=1e-6
+    )
+
+
+def test_32bit_integer_tiff_equals_the_int32_array(tmp_path):
+    ramp = _RAMP.astype(np.int32)
+    path = _saved(tmp_path, ramp, "I", ".tif")
+    for source in (path, ramp[None]):  # no image depth: never guessed
+        with pytest.raises(
+            ValueError, match="int32 image with values in \\[0, 4095\\]"
+        ):
+            load_images(source)
+    for in_range in ("image", (0, 4095)):
+        from_file = load_images(path, in_range=in_range)
+        np.testing.assert_array_equal(
+            from_file, load_images(ramp[None], in_range=in_range)
+        )
+        np.testing.assert_allclose(from_file[0, :, :, 0], ramp / 4095, rtol=1e-6)
+    small = _saved(tmp_path, ramp % 256, "I", ".tiff")  # fits 8 bits: read as 8-bit
+    np.testing.assert_array_equal(
+        load_images(small), load_images((_RAMP % 256).astype(np.uint8)[None])
+    )
+
+
+def test_window_clips_and_image_range_per_image():
+    ct = np.array([[[-1024, 0], [40, 3071]]], dtype=np.int16)
+    window = load_images(ct, in_range=(-160, 240))[0, :, :, 0]
+    np.testing.assert_allclose(window, [[0, 0.4], [0.5, 1]], rtol=1e-6)
+    both = load_images([ct[0], 2 * ct[0]], in_range="image")
+    np.testing.assert_allclose(both[0], both[1], rtol=1e-6)  # own min and max each
+    assert not load_images(np.full((1, 3, 5), 7), in_range="image").any()
+    rgba = np.zeros((1, 2, 2, 4), np.uint16)
+    rgba[..., 3] = 65535  # the alpha channel takes no part in the range
+    rgba[0, 0, 0, :3] = 100
+    assert load_images(rgba, in_range="image").max() == 1.0
+
+
+@pytest.mark.parametrize("in_range", ["dtypes", (1, 1), (0, np.nan), "0-1", None])
+def test_bad_in_range(in_range):
+    with pytest.raises(ValueError, match="in_range must be"):
+        load_images(np.zeros((1, 4, 4)), in_range=in_range)
+
+
+def test_one_image_without_batch_axis_is_refused():
+    from sklearn.datasets import load_sample_images
+
+    china = load_sample_images().images[0]  # (427, 640, 3)
+    with pytest.raises(ValueError, match=r"ambiguous.*X\[None\]"):
+        load_images(china)
+    with pytest.raises(ValueError, match=r"ambiguous.*X\[None\]"):
+        load_images(torch.tensor(china))  # a tensor iterates like an array
+    assert load_images(china[None], image_size=8).shape == (1, 8, 8, 3)
+    # grey images stay valid, and thin ones are asked for with a channel axis
+    assert load_images(np.zeros((5, 6, 8))).shape == (5, 6, 8, 3)
+    assert load_images(np.zeros((5, 6, 3))[..., None]).shape == (5, 6, 3, 3)
+
+
+def test_channels_first_named_in_the_error():
+    with pytest.raises(ValueError, match=r"transpose\(0, 2, 3, 1\)"):
+        load_images(np.zeros((2, 3, 16, 16)))
+
+
+def test_extractor_refuses_one_image_without_batch_axis(make_tiny_vit):
+    from sklearn_arb import AttentionExtractor
+
+    extractor = AttentionExtractor(make_tiny_vit(), image_size=32).fit()
+    with pytest.raises(ValueError, match=r"X\[None\]"):
+        extractor.transform(np.zeros((40, 50, 3), dtype=np.uint8))
