@@ -149,3 +149,24 @@ def test_bad_images_raise_clear_errors():
         make_noise_simulation(np.full((1, 8, 8), np.nan))
     with pytest.raises(ValueError, match="boolean"):
         pixel_to_token_masks(np.zeros((1, 8, 8)), 4)
+
+
+@pytest.mark.parametrize(
+    ("factors", "method_names", "legend"),
+    [
+        ([0.4, 0.7], None, None),  # one unnamed method: nothing to tell apart
+        ([0.4, 0.7], ["p"], ["p"]),
+        ([[0.4, 0.1], [0.7, 0.2]], None, ["method 0", "method 1"]),
+    ],
+)
+def test_suppression_bars_get_a_legend_only_to_name_or_tell_methods_apart(
+    factors, method_names, legend
+):
+    import matplotlib.pyplot as plt
+
+    from sklearn_arb.plotting import plot_suppression_factors
+
+    ax = plot_suppression_factors(factors, method_names=method_names).ax
+    shown = ax.get_legend()
+    assert legend == (None if shown is None else [t.get_text() for t in shown.texts])
+    plt.close(ax.figure)

@@ -39,7 +39,8 @@ def plot_suppression_factors(
     class_names : sequence of str, default=None
         Tick labels of the classes; ``0, 1, ...`` when None.
     method_names : sequence of str, default=None
-        Legend labels of the methods.
+        Legend labels of the methods. When None, several methods are labelled
+        ``method 0, method 1, ...`` and a single one gets no legend.
     ax : matplotlib Axes, default=None
         Axes to draw on; a new figure is created when None.
 
@@ -57,6 +58,8 @@ def plot_suppression_factors(
     ...     class_names=["tench", "church"], method_names=["p", "lfdr"])
     >>> [float(bar.get_height()) for bar in result.bars[1]]
     [0.2, 0.15]
+    >>> plot_suppression_factors([0.4, 0.7]).ax.get_legend() is None
+    True
     """
     heights = _as_columns(factors, "factors")
     n_classes, n_methods = heights.shape
@@ -70,6 +73,8 @@ def plot_suppression_factors(
         if np.any(errors < 0):
             raise ValueError("errors must be non-negative standard errors")
     class_names = list(range(n_classes)) if class_names is None else list(class_names)
+    # A legend tells methods apart: needed for several, or to name a single one.
+    show_legend = n_methods > 1 or method_names is not None
     method_names = (
         [f"method {j}" for j in range(n_methods)]
         if method_names is None
@@ -100,6 +105,6 @@ def plot_suppression_factors(
     )
     ax.set_ylabel("suppression factor D")
     ax.set_ylim(bottom=0.0)
-    if n_methods > 1 or method_names is not None:
+    if show_legend:
         ax.legend(frameon=False, title="method")
     return Bunch(ax=ax, bars=bars)
