@@ -14,6 +14,7 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
+from ._layout import MapLayout, layout_of
 from ._thresholds import regularize_scores, significance_mask
 from .stats import (
     PVALUE_KINDS,
@@ -34,9 +35,9 @@ class BootstrapAttentionRegularizer(TransformerMixin, BaseEstimator):
     Each attention score is compared with the scores a structureless bootstrap input
     gets from the same model; scores such a null explains are set to 0, the others
     keep their value. Input rows are laid out as ``AttentionExtractor`` emits them:
-    ``[observed P | bootstrap 1 P | ... | bootstrap B P]`` (P tokens per map, B =
-    ``n_bootstrap``). The equations are on the Method page of the user
-    guide (:ref:`method`):
+    ``[observed P | bootstrap 1 P | ... | bootstrap B P]`` (P tokens per map, B
+    bootstrap maps; see :class:`~sklearn_arb.MapLayout`). The equations are on the
+    Method page of the user guide (:ref:`method`):
 
     1. log scores (a score <= 0 is floored at the smallest positive score of its
        image, see :func:`sklearn_arb.stats.log_scores`), standardised by the null's
@@ -49,9 +50,13 @@ class BootstrapAttentionRegularizer(TransformerMixin, BaseEstimator):
 
     Parameters
     ----------
-    n_bootstrap : int, default=1
+    n_bootstrap : "auto" or int, default="auto"
         Number B of bootstrap maps per image in each input row (the extractor's
-        ``n_bootstrap``). The input width must be ``(1 + B) * P``.
+        ``n_bootstrap``). ``"auto"``: the B of the layout the extractor attaches
+        to its output (:func:`~sklearn_arb.layout_of`), so that a change of the
+        extractor's ``n_bootstrap`` (``set_params``, ``GridSearchCV``) needs
+        nothing else; 1 for a plain array. An int must agree with an attached
+        layout. The input width must be ``(1 + B) * P``.
     method : {"z", "p", "lfdr", "pi0"}, default="p"
         After the z-step, also zero scores with ``p > alpha`` (``"p"``), with
         ``lfdr > gamma`` (``"lfdr"``), or outside the ``1 - pi0`` most significant
@@ -97,11 +102,15 @@ class BootstrapAttentionRegularizer(TransformerMixin, BaseEstimator):
     Attributes
     ----------
     n_features_in_ : int
-        Input width ``(1 + n_bootstrap) * n_tokens_``.
+        Input width ``(1 + n_bootstrap_) * n_tokens_``.
     feature_names_in_ : ndarray of shape (n_features_in_,)
         Input column names, when ``X`` has string column names.
+    layout_ : MapLayout
+        The row layout of the maps ``fit`` saw.
+    n_bootstrap_ : int
+        Bootstrap maps per image, B (``layout_.n_bootstrap``).
     n_tokens_ : int
-        Tokens per map, P.
+        Tokens per map, P (``layout_.n_tokens``).
     null_mean_ : float
         Mean of the pooled null log scores (``null="pooled"`` only).
     null_std_ : float
@@ -122,7 +131,7 @@ class BootstrapAttentionRegularizer(TransformerMixin, BaseEstimator):
     >>> observed = rng.lognormal(-6.0, 0.5, size=(2, 196))
     >>> observed[:, :10] *= 20.0  # ten strongly attended tokens
     >>> X = np.hstack([observed, null])  # [observed 196 | bootstrap 196]
-    >>> arb = BootstrapAttentionRegularizer(n_bootstrap=1, alpha=0.05).fit(X)
+    >>> arb = BootstrapAttentionRegularizer(alpha=0.05).fit(X)  # B = 1, a plain array
     >>> maps = arb.transform(X)
     >>> maps.shape
     (2, 196)
@@ -133,7 +142,10 @@ class BootstrapAttentionRegularizer(TransformerMixin, BaseEstimator):
     """
 
     _parameter_constraints: ClassVar[dict] = {
-        "n_bootstrap": [Interval(Integral, 1, None, closed="left")],
+        "n_bootstrap": [
+            Interval(Integral, 1, None, closed="left"),
+            StrOptions({"auto"}),
+        ],
         "method": [StrOptions({"z", "p", "lfdr", "pi0"})],
         "alpha": _THRESHOLD,
         "gamma": _THRESHOLD,
@@ -156,7 +168,7 @@ class BootstrapAttentionRegularizer(TransformerMixin, BaseEstimator):
     def __init__(
         self,
         *,
-        n_bootstrap: int = 1,
+        n_bootstrap: int | str = "auto",
         method: str = "p",
         alpha: float | str = 0.05,
         gamma: float | str = 0.2,
@@ -182,21 +194,26 @@ class BootstrapAttentionRegularizer(TransformerMixin, BaseEstimator):
         self.null = null
         self.soft = soft
 
-    def _n_tokens(self, n_features: int) -> int:
-        n_maps = 1 + self.n_bootstrap
-        if n_features % n_maps:
-            blocks = [f"bootstrap {b} P" for b in range(1, self.n_bootstrap + 1)]
-            if len(blocks) > 2:
-                blocks[1:-1] = ["..."]
-            layout = " | ".join(["observed P", *blocks])
+    def _layout(self, attached: MapLayout | None, n_features: int) -> MapLayout:
+        """The layout of the maps: the one attached to them, or ``n_bootstrap``'s
+        for ``n_features`` columns; a clear error where they disagree."""
+        if self.n_bootstrap == "auto":
+            n_bootstrap = 1 if attached is None else attached.n_bootstrap
+        elif attached is not None and attached.n_bootstrap != self.n_bootstrap:
             raise ValueError(
-                f"X has {n_features} feature(s) (columns), which cannot be split into "
-                f"1 + n_bootstrap = {n_maps} maps of equal width: the layout is "
-                f"[{layout}]. "
-                "Set n_bootstrap to the extractor's n_bootstrap, or pass X with a "
-                f"multiple of {n_maps} columns."
+                f"n_bootstrap={self.n_bootstrap} but the extractor's maps hold "
+                f"n_bootstrap={attached.n_bootstrap} bootstrap maps per image. Set "
+                "n_bootstrap='auto' to read it from the maps, or give both steps "
+                "the same n_bootstrap."
             )
-        return n_features // n_maps
+        else:
+            n_bootstrap = self.n_bootstrap
+        if n_bootstrap < 1:
+            raise ValueError(
+                "The maps hold no bootstrap map (n_bootstrap=0): ARB needs at least "
+                "one. Set the extractor's n_bootstrap >= 1."
+            )
+        return attached or MapLayout.from_width(n_features, n_bootstrap)
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X: ArrayLike, y: None = None) -> "BootstrapAttentionRegularizer":
@@ -205,7 +222,9 @@ class BootstrapAttentionRegularizer(TransformerMixin, BaseEstimator):
         Parameters
         ----------
         X : array-like of shape (n_images, (1 + n_bootstrap) * n_tokens)
-            Attention maps, ``[observed | bootstrap 1 | ... | bootstrap B]`` per row.
+            Attention maps, ``[observed | bootstrap 1 | ... | bootstrap B]`` per
+            row: :meth:`AttentionExtractor.transform`'s output (which carries its
+            layout), or any array in that layout.
         y : None
             Ignored.
 
@@ -214,10 +233,14 @@ class BootstrapAttentionRegularizer(TransformerMixin, BaseEstimator):
         self : BootstrapAttentionRegularizer
             The fitted regularizer.
         """
+        attached = layout_of(X)
         X = validate_data(self, X, dtype=[np.float64, np.float32])
-        self.n_tokens_ = self._n_tokens(X.shape[1])
+        layout = self._layout(attached, X.shape[1])
+        self.layout_ = layout
+        self.n_bootstrap_ = layout.n_bootstrap
+        self.n_tokens_ = layout.n_tokens
         if self.null == "pooled":
-            null_logs = log_scores(X)[:, self.n_tokens_ :]
+            null_logs = layout.bootstrap(log_scores(X))
             mean, std = null_moments(null_logs, pooled=True)
             self.null_mean_ = float(mean[0])
             self.null_std_ = float(std[0])
@@ -227,16 +250,18 @@ class BootstrapAttentionRegularizer(TransformerMixin, BaseEstimator):
     def _statistics(self, X: np.ndarray, everything: bool) -> Bunch:
         """The statistics of validated ``X``; only those the thresholds need unless
         ``everything``."""
-        n_tokens = self.n_tokens_
         logs = log_scores(X)
-        observed_logs, null_logs = logs[:, :n_tokens], logs[:, n_tokens:]
+        observed_logs, null_logs = (
+            self.layout_.observed(logs),
+            self.layout_.bootstrap(logs),
+        )
         if self.null == "pooled":
             mean = np.full(X.shape[0], self.null_mean_)
             std = np.full(X.shape[0], self.null_std_)
         else:
             mean, std = null_moments(null_logs)
         stats = Bunch(
-            scores=X[:, :n_tokens],
+            scores=self.layout_.observed(X),
             z=z_scores(observed_logs, mean, std),
             null_z=z_scores(null_logs, mean, std),
             null_mean=mean,
@@ -293,6 +318,12 @@ class BootstrapAttentionRegularizer(TransformerMixin, BaseEstimator):
 
     def _validate_for_transform(self, X: ArrayLike) -> np.ndarray:
         check_is_fitted(self)
+        layout = layout_of(X)
+        if layout is not None and layout != self.layout_:
+            raise ValueError(
+                f"The maps have the layout {layout} but the regularizer was fitted "
+                f"on {self.layout_}. Call fit on maps of this layout first."
+            )
         return validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
 
     def transform(self, X: ArrayLike) -> np.ndarray:
@@ -359,7 +390,9 @@ class BootstrapAttentionRegularizer(TransformerMixin, BaseEstimator):
         feature_names_out : ndarray of str objects, shape (n_tokens_,)
         """
         check_is_fitted(self)
-        return _check_feature_names_in(self, input_features)[: self.n_tokens_]
+        return self.layout_.observed(
+            _check_feature_names_in(self, input_features)[None]
+        )[0]
 
     def __sklearn_tags__(self) -> Tags:
         tags = super().__sklearn_tags__()

@@ -6,7 +6,8 @@ from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.base import clone
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from sklearn_arb import BootstrapAttentionRegularizer
+from sklearn_arb import BootstrapAttentionRegularizer, MapLayout
+from sklearn_arb._layout import with_layout
 from sklearn_arb._thresholds import (
     keep_most_significant,
     regularize_scores,
@@ -54,7 +55,8 @@ CHECK_DATA_WIDTH = {
 
 
 def _layout_mismatches(estimator: BootstrapAttentionRegularizer) -> dict[str, str]:
-    n_maps = 1 + estimator.n_bootstrap
+    n_bootstrap = estimator.n_bootstrap
+    n_maps = 1 + (1 if n_bootstrap == "auto" else n_bootstrap)
     return {
         check: (
             f"the check's X has {width} columns, not a multiple of 1 + n_bootstrap = "
@@ -112,11 +114,45 @@ ALL_OPTIONS = [
 
 
 @pytest.mark.parametrize("n_bootstrap", [1, 3])
-def test_width_not_divisible_raises_naming_width_n_bootstrap_and_layout(n_bootstrap):
+def test_width_not_divisible_raises_naming_width_and_n_bootstrap(n_bootstrap):
     X = np.ones((2, 7))
-    with pytest.raises(ValueError, match=r"7 feature\(s\).*1 \+ n_bootstrap") as err:
+    with pytest.raises(ValueError, match=r"7 feature\(s\).*1 \+ n_bootstrap"):
         BootstrapAttentionRegularizer(n_bootstrap=n_bootstrap).fit(X)
-    assert "[observed P | bootstrap 1 P" in str(err.value)
+
+
+def test_auto_n_bootstrap_reads_the_attached_layout():
+    X = _maps(n_tokens=64, n_bootstrap=3)
+    tagged = with_layout(X, MapLayout(n_tokens=64, n_bootstrap=3))
+    auto = BootstrapAttentionRegularizer(null="per_image").fit(tagged)
+    assert auto.layout_ == MapLayout(64, 3)
+    assert (auto.n_bootstrap_, auto.n_tokens_) == (3, 64)
+    explicit = BootstrapAttentionRegularizer(n_bootstrap=3, null="per_image").fit(X)
+    assert_array_equal(auto.transform(tagged), explicit.transform(X))
+    assert_array_equal(auto.transform(X), explicit.transform(X))  # a plain array too
+    # a plain array of the same width, without a layout: B = 1, P = 128
+    plain = BootstrapAttentionRegularizer().fit(X)
+    assert plain.layout_ == MapLayout(128, 1)
+
+
+def test_explicit_n_bootstrap_disagreeing_with_the_maps_raises():
+    tagged = with_layout(_maps(n_tokens=64, n_bootstrap=3), MapLayout(64, 3))
+    with pytest.raises(ValueError, match=r"n_bootstrap=1 but .* n_bootstrap=3.*'auto'"):
+        BootstrapAttentionRegularizer(n_bootstrap=1).fit(tagged)
+    BootstrapAttentionRegularizer(n_bootstrap=3).fit(tagged)  # agreeing is fine
+
+
+def test_maps_of_another_layout_at_transform_raise():
+    # same width (256 columns), other layout: P=128, B=1 vs P=64, B=3
+    X = _maps(n_tokens=64, n_bootstrap=3)
+    arb = BootstrapAttentionRegularizer().fit(with_layout(X, MapLayout(128, 1)))
+    with pytest.raises(ValueError, match=r"layout .* fitted on .* Call fit"):
+        arb.transform(with_layout(X, MapLayout(64, 3)))
+
+
+def test_maps_without_bootstrap_raise():
+    tagged = with_layout(_maps(n_tokens=64, n_bootstrap=0), MapLayout(64, 0))
+    with pytest.raises(ValueError, match=r"no bootstrap map.*n_bootstrap >= 1"):
+        BootstrapAttentionRegularizer().fit(tagged)
 
 
 def test_non_finite_input_raises():
