@@ -15,7 +15,7 @@ from sklearn.utils.validation import (
 )
 
 from ._layout import MapLayout, layout_of
-from ._thresholds import regularize_scores, significance_mask
+from ._thresholds import THRESHOLD_RULES, regularize_scores, significance_mask
 from .stats import (
     PVALUE_KINDS,
     empirical_pvalues,
@@ -60,7 +60,8 @@ class BootstrapAttentionRegularizer(TransformerMixin, BaseEstimator):
     method : {"z", "p", "lfdr", "pi0"}, default="p"
         After the z-step, also zero scores with ``p > alpha`` (``"p"``), with
         ``lfdr > gamma`` (``"lfdr"``), or outside the ``1 - pi0`` most significant
-        (``"pi0"``, an automatic threshold); ``"z"`` is the z-step alone.
+        (``"pi0"``, an automatic threshold); ``"z"`` is the z-step alone. The
+        rules are the registry ``sklearn_arb._thresholds.THRESHOLD_RULES``.
     alpha : float in [0, 1] or "median", default=0.05
         p-value threshold of ``method="p"``.
     gamma : float in [0, 1] or "median", default=0.2
@@ -89,6 +90,11 @@ class BootstrapAttentionRegularizer(TransformerMixin, BaseEstimator):
         the many tokens attended less than the null pile up near 1 instead, and
         pi0 then comes out near 1 on real images (see the pi0 page of the user
         guide for the measurements).
+    pi0_pixels_per_token : int >= 1 or None, default=None
+        How many tokens ``method="pi0"`` keeps, with ``q = 1 - pi0``: None keeps
+        ``floor(q P)``; an int r keeps ``floor(q P - q / r) + 1``, what the
+        authors' ``q`` percentile keeps on maps upsampled to r pixels per token
+        (r = patch size squared, 256 for a /16 model; one token even at pi0 = 1).
     lfdr_null : {"normal", "bootstrap"}, default="normal"
         Null density of the lfdr: standard normal, or the bootstrap z density.
     null : {"pooled", "per_image"}, default="pooled"
@@ -146,7 +152,7 @@ class BootstrapAttentionRegularizer(TransformerMixin, BaseEstimator):
             Interval(Integral, 1, None, closed="left"),
             StrOptions({"auto"}),
         ],
-        "method": [StrOptions({"z", "p", "lfdr", "pi0"})],
+        "method": [StrOptions(set(THRESHOLD_RULES))],
         "alpha": _THRESHOLD,
         "gamma": _THRESHOLD,
         "z_threshold": [
@@ -160,6 +166,7 @@ class BootstrapAttentionRegularizer(TransformerMixin, BaseEstimator):
             Interval(Real, 0, 1, closed="both"),
         ],
         "pi0_pvalues": [StrOptions({"two-sided", "thresholded"})],
+        "pi0_pixels_per_token": [Interval(Integral, 1, None, closed="left"), None],
         "lfdr_null": [StrOptions({"normal", "bootstrap"})],
         "null": [StrOptions({"pooled", "per_image"})],
         "soft": ["boolean"],
@@ -177,6 +184,7 @@ class BootstrapAttentionRegularizer(TransformerMixin, BaseEstimator):
         pvalue: str = "one-sided",
         pi0: str | float = "smoother",
         pi0_pvalues: str = "two-sided",
+        pi0_pixels_per_token: int | None = None,
         lfdr_null: str = "normal",
         null: str = "pooled",
         soft: bool = False,
@@ -190,6 +198,7 @@ class BootstrapAttentionRegularizer(TransformerMixin, BaseEstimator):
         self.pvalue = pvalue
         self.pi0 = pi0
         self.pi0_pvalues = pi0_pvalues
+        self.pi0_pixels_per_token = pi0_pixels_per_token
         self.lfdr_null = lfdr_null
         self.null = null
         self.soft = soft
@@ -271,20 +280,33 @@ class BootstrapAttentionRegularizer(TransformerMixin, BaseEstimator):
             sorted_null_z = self.null_z_sorted_
         else:
             sorted_null_z = np.sort(stats.null_z, axis=1)
-        needs_lfdr = everything or self.soft or self.method == "lfdr"
-        needs_pi0 = needs_lfdr or self.method == "pi0"
-        if everything or needs_pi0 or self.method == "p":
+        if everything:
+            needs = {"pvalues", "pi0", "lfdr"}
+        else:
+            needs = set(THRESHOLD_RULES[self.method].needs)
+            needs |= {"lfdr"} if self.soft else set()
+        if "lfdr" in needs:  # lfdr is proportional to pi0
+            needs.add("pi0")
+        if "pi0" in needs and self._pi0_pvalue_kind() == self.pvalue:
+            needs.add("pvalues")
+        if "pvalues" in needs:
             stats.pvalues = empirical_pvalues(
                 stats.z, sorted_null_z, kind=self.pvalue, null_is_sorted=True
             )
-        if needs_pi0:
+        if "pi0" in needs:
             if isinstance(self.pi0, str):
-                stats.pi0 = estimate_pi0(
-                    self._pi0_pvalues(stats, sorted_null_z), method=self.pi0
+                kind = self._pi0_pvalue_kind()
+                pi0_pvalues = (
+                    stats.pvalues
+                    if kind == self.pvalue
+                    else empirical_pvalues(
+                        stats.z, sorted_null_z, kind=kind, null_is_sorted=True
+                    )
                 )
+                stats.pi0 = estimate_pi0(pi0_pvalues, method=self.pi0)
             else:
                 stats.pi0 = np.full(X.shape[0], float(self.pi0))
-        if needs_lfdr:
+        if "lfdr" in needs:
             stats.lfdr = local_fdr(
                 stats.z,
                 stats.pi0,
@@ -302,19 +324,20 @@ class BootstrapAttentionRegularizer(TransformerMixin, BaseEstimator):
             gamma=self.gamma,
             z_threshold=self.z_threshold,
             threshold_kind=self.threshold_kind,
+            pixels_per_token=self.pi0_pixels_per_token,
         )
         stats.regularized = regularize_scores(
             stats.scores, stats.keep_mask, lfdr=stats.lfdr if self.soft else None
         )
         return stats
 
-    def _pi0_pvalues(self, stats: Bunch, sorted_null_z: np.ndarray) -> np.ndarray:
-        """The p-values pi0 is estimated from (``pi0_pvalues``)."""
-        if self.pi0_pvalues == "thresholded" or self.pvalue != "one-sided":
-            return stats.pvalues  # two-sided already, or asked for
-        return empirical_pvalues(
-            stats.z, sorted_null_z, kind="two-sided", null_is_sorted=True
-        )
+    def _pi0_pvalue_kind(self) -> str | None:
+        """The kind of p-values pi0 is estimated from; None for a fixed pi0."""
+        if not isinstance(self.pi0, str):
+            return None
+        if self.pi0_pvalues == "thresholded" or self.pvalue == "reference":
+            return self.pvalue  # the reference p-values are two-sided already
+        return "two-sided"
 
     def _validate_for_transform(self, X: ArrayLike) -> np.ndarray:
         check_is_fitted(self)

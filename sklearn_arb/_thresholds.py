@@ -1,6 +1,7 @@
 """The regularisation step: which scores to keep (Method page, step 7)."""
 
-from typing import Literal
+from collections.abc import Callable, Mapping
+from typing import Literal, NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -56,18 +57,27 @@ def resolve_threshold(
     return np.full((statistic.shape[0], 1), float(threshold))
 
 
-def keep_most_significant(pvalues: np.ndarray, pi0: np.ndarray) -> np.ndarray:
+def keep_most_significant(
+    pvalues: np.ndarray, pi0: np.ndarray, *, pixels_per_token: int | None = None
+) -> np.ndarray:
     """Keep the ``1 - pi0`` most significant scores of each image (the pi0 method).
 
-    ``k = floor((1 - pi0) n_tokens)``; a score is kept when its p-value is at most the
-    k-th smallest p-value of its image (the ``1 - pi0`` quantile as an order
-    statistic). Tied p-values are kept or dropped together, so the result does not
-    depend on token order; ``k = 0`` (pi0 = 1) keeps nothing.
+    With ``q = 1 - pi0`` and P tokens, ``k = floor(q P)`` scores are kept (the
+    project's rule), or, with ``pixels_per_token=r``, ``k = floor(q P - q / r) + 1``:
+    what the authors' ``q`` percentile of the p-values keeps on maps upsampled so
+    that each token is repeated r times (the percentile at position ``q (rP - 1)``
+    of the rP sorted values falls in token ``floor(q P - q / r)``; one token even at
+    pi0 = 1). A score is kept when its p-value is at most the k-th smallest p-value
+    of its image. Tied p-values are kept or dropped together, so the result does not
+    depend on token order; ``k = 0`` keeps nothing.
 
     Parameters
     ----------
     pvalues : ndarray of shape (n_images, n_tokens)
     pi0 : ndarray of shape (n_images,)
+    pixels_per_token : int, default=None
+        None: ``floor(q P)``; r >= 1: the authors' count on r-fold repeated maps
+        (r = patch size squared: 256 for a /16 model).
 
     Returns
     -------
@@ -77,15 +87,80 @@ def keep_most_significant(pvalues: np.ndarray, pi0: np.ndarray) -> np.ndarray:
     --------
     >>> import numpy as np
     >>> from sklearn_arb._thresholds import keep_most_significant
-    >>> keep_most_significant(np.array([[0.5, 0.01, 0.2, 0.9]]), np.array([0.5]))
+    >>> p, pi0 = np.array([[0.5, 0.01, 0.2, 0.9]]), np.array([0.5])
+    >>> keep_most_significant(p, pi0)
     array([[False,  True,  True, False]])
+    >>> keep_most_significant(p, pi0, pixels_per_token=256)  # floor(2 - 1/512) + 1
+    array([[False,  True,  True, False]])
+    >>> keep_most_significant(p, np.array([1.0]), pixels_per_token=256)
+    array([[False,  True, False, False]])
     """
     n_tokens = pvalues.shape[1]
-    n_keep = np.floor((1.0 - pi0) * n_tokens + _COUNT_ROUNDING).astype(np.intp)
+    kept_fraction = 1.0 - np.asarray(pi0, dtype=np.float64)
+    if pixels_per_token is None:
+        n_keep = np.floor(kept_fraction * n_tokens + _COUNT_ROUNDING)
+    else:
+        n_keep = 1 + np.floor(
+            kept_fraction * (n_tokens - 1.0 / pixels_per_token) + _COUNT_ROUNDING
+        )
+    n_keep = np.minimum(n_keep, n_tokens).astype(np.intp)
     kth_smallest = np.take_along_axis(
         np.sort(pvalues, axis=1), np.maximum(n_keep - 1, 0)[:, np.newaxis], axis=1
     )
     return (pvalues <= kth_smallest) & (n_keep > 0)[:, np.newaxis]
+
+
+class ThresholdSettings(NamedTuple):
+    """The thresholds a rule may read (the regularizer's parameters)."""
+
+    alpha: Threshold = 0.05
+    gamma: Threshold = 0.2
+    threshold_kind: ThresholdKind = "value"
+    pixels_per_token: int | None = None
+
+
+class ThresholdRule(NamedTuple):
+    """A method: the statistics it reads, and which scores it keeps."""
+
+    needs: tuple[str, ...]
+    keep: Callable[[Mapping[str, np.ndarray], ThresholdSettings], np.ndarray]
+
+
+def _keep_all(statistics: Mapping[str, np.ndarray], _: ThresholdSettings) -> np.ndarray:
+    return np.ones(statistics["z"].shape, dtype=bool)
+
+
+def _keep_small_p(
+    statistics: Mapping[str, np.ndarray], settings: ThresholdSettings
+) -> np.ndarray:
+    p = statistics["pvalues"]
+    return p <= resolve_threshold(settings.alpha, p, settings.threshold_kind)
+
+
+def _keep_small_lfdr(
+    statistics: Mapping[str, np.ndarray], settings: ThresholdSettings
+) -> np.ndarray:
+    lfdr = statistics["lfdr"]
+    return lfdr <= resolve_threshold(settings.gamma, lfdr, settings.threshold_kind)
+
+
+def _keep_1_minus_pi0(
+    statistics: Mapping[str, np.ndarray], settings: ThresholdSettings
+) -> np.ndarray:
+    return keep_most_significant(
+        statistics["pvalues"],
+        statistics["pi0"],
+        pixels_per_token=settings.pixels_per_token,
+    )
+
+
+# The methods, applied after the z-step; the regularizer's ``method`` options.
+THRESHOLD_RULES: dict[str, ThresholdRule] = {
+    "z": ThresholdRule((), _keep_all),
+    "p": ThresholdRule(("pvalues",), _keep_small_p),
+    "lfdr": ThresholdRule(("lfdr",), _keep_small_lfdr),
+    "pi0": ThresholdRule(("pvalues", "pi0"), _keep_1_minus_pi0),
+}
 
 
 def significance_mask(
@@ -99,10 +174,12 @@ def significance_mask(
     gamma: Threshold = 0.2,
     z_threshold: Threshold = 0.0,
     threshold_kind: ThresholdKind = "value",
+    pixels_per_token: int | None = None,
 ) -> np.ndarray:
     """Which scores survive the regularisation step.
 
-    First the z-step keeps ``z_t >= z_threshold``; then, by ``method``:
+    First the z-step keeps ``z_t >= z_threshold``; then the ``method``'s rule
+    (:data:`THRESHOLD_RULES`):
 
     - ``"z"``: the z-step alone;
     - ``"p"``: also ``p_t <= alpha``;
@@ -122,6 +199,8 @@ def significance_mask(
         Thresholds (see :func:`resolve_threshold`); ``z_threshold`` is a value or
         ``"median"``, ``alpha`` and ``gamma`` follow ``threshold_kind``.
     threshold_kind : {"value", "quantile"}, default="value"
+    pixels_per_token : int, default=None
+        The pi0 rule's count (see :func:`keep_most_significant`).
 
     Returns
     -------
@@ -136,21 +215,22 @@ def significance_mask(
     >>> significance_mask(z, method="p", pvalues=p, alpha=0.05)
     array([[ True, False, False]])
     """
+    if method not in THRESHOLD_RULES:
+        raise ValueError(
+            f"method must be one of {', '.join(map(repr, THRESHOLD_RULES))}; got "
+            f"{method!r}."
+        )
+    rule = THRESHOLD_RULES[method]
+    statistics = {"z": z, "pvalues": pvalues, "lfdr": lfdr, "pi0": pi0}
+    missing = [name for name in rule.needs if statistics[name] is None]
+    if missing:
+        raise ValueError(
+            f"method={method!r} needs {' and '.join(missing)}; pass "
+            f"{'them' if len(missing) > 1 else 'it'}."
+        )
+    settings = ThresholdSettings(alpha, gamma, threshold_kind, pixels_per_token)
     keep = z >= resolve_threshold(z_threshold, z, "value")
-    if method == "z":
-        return keep
-    needed = {"p": pvalues, "pi0": pvalues, "lfdr": lfdr}
-    if method not in needed:
-        raise ValueError(f"method must be 'z', 'p', 'lfdr' or 'pi0'; got {method!r}.")
-    statistic = needed[method]
-    if statistic is None:
-        raise ValueError(f"method={method!r} needs its statistic; pass it.")
-    if method == "pi0":
-        if pi0 is None:
-            raise ValueError("method='pi0' needs pi0; pass it.")
-        return keep & keep_most_significant(statistic, pi0)
-    threshold = alpha if method == "p" else gamma
-    return keep & (statistic <= resolve_threshold(threshold, statistic, threshold_kind))
+    return keep & rule.keep(statistics, settings)
 
 
 def regularize_scores(

@@ -9,6 +9,8 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from sklearn_arb import BootstrapAttentionRegularizer, MapLayout
 from sklearn_arb._layout import with_layout
 from sklearn_arb._thresholds import (
+    THRESHOLD_RULES,
+    ThresholdSettings,
     keep_most_significant,
     regularize_scores,
     resolve_threshold,
@@ -389,6 +391,57 @@ def test_keep_most_significant_ties_and_extremes():
         [[False, True, True, False], [False, False, False, False]],
     )
     assert keep_most_significant(p, np.array([0.0, 0.0])).all()
+
+
+@pytest.mark.parametrize("pixels_per_token", [1, 4, 256])
+def test_authors_pi0_count_equals_their_percentile_on_repeated_maps(pixels_per_token):
+    rng = np.random.default_rng(0)
+    pvalues = rng.permutation(np.linspace(0.001, 0.999, 50))[np.newaxis]
+    for pi0 in (0.0, 0.02, 0.5, 0.73, 0.98, 1.0):
+        # the authors: percentile q of the p-values repeated r times, keep p <= it
+        repeated = np.repeat(pvalues, pixels_per_token)
+        threshold = np.percentile(repeated, 100 * (1 - pi0))
+        expected = pvalues <= threshold
+        mask = keep_most_significant(
+            pvalues, np.array([pi0]), pixels_per_token=pixels_per_token
+        )
+        assert_array_equal(mask, expected, err_msg=f"pi0={pi0}")
+        q = 1 - pi0
+        assert mask.sum() == np.floor(q * 50 - q / pixels_per_token + 1e-9) + 1
+    # the project's rule keeps floor(q P): none at pi0 = 1
+    assert not keep_most_significant(pvalues, np.array([1.0])).any()
+
+
+def test_regularizer_pi0_pixels_per_token_keeps_one_token_at_pi0_1():
+    X = _maps(n_tokens=100)
+    arb = BootstrapAttentionRegularizer(method="pi0", pi0=1.0, z_threshold=-np.inf)
+    assert not arb.fit(X).transform(X).any()
+    stats = arb.set_params(pi0_pixels_per_token=256).fit(X).compute_statistics(X)
+    # the one most significant token, with the tokens tied with it
+    most_significant = stats.pvalues == stats.pvalues.min(axis=1, keepdims=True)
+    assert_array_equal(stats.keep_mask, most_significant)
+    assert_array_equal(stats.regularized > 0, most_significant)
+
+
+def test_methods_are_the_registry():
+    options = BootstrapAttentionRegularizer._parameter_constraints["method"][0]
+    assert options.options == set(THRESHOLD_RULES)
+    z = np.array([[2.0, 1.0, 0.5, -1.0]])
+    statistics = {
+        "pvalues": np.array([[0.01, 0.3, 0.04, 0.01]]),
+        "lfdr": np.array([[0.1, 0.05, 0.5, 0.0]]),
+        "pi0": np.array([0.5]),
+    }
+    for method, rule in THRESHOLD_RULES.items():
+        given = {name: statistics[name] for name in rule.needs}
+        mask = significance_mask(z, method=method, **given)
+        expected = (z >= 0) & rule.keep({"z": z, **given}, ThresholdSettings())
+        assert_array_equal(mask, expected)
+        for name in rule.needs:  # each rule states what it reads
+            with pytest.raises(ValueError, match=f"needs {name}"):
+                significance_mask(
+                    z, method=method, **{k: v for k, v in given.items() if k != name}
+                )
 
 
 def test_regularize_scores_keeps_values_and_zeroes_the_rest():
