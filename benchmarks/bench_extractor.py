@@ -57,8 +57,8 @@ import numpy as np
 import torch
 
 from sklearn_arb import AttentionExtractor, load_images
-from sklearn_arb._extractor import _image_seeds
 from sklearn_arb.backbone import draw_bootstrap, reference_cls_attention
+from sklearn_arb.backbone._bootstrap import image_seeds
 from sklearn_arb.backbone._cache import array_digests
 
 DATA_DIR = Path(
@@ -113,7 +113,7 @@ def baseline_inputs(extractor, images):
     mean = torch.tensor(extractor.mean_).view(1, 3, 1, 1)
     std = torch.tensor(extractor.std_).view(1, 3, 1, 1)
     observed = ((loaded.permute(0, 3, 1, 2) - mean) / std).to(extractor.device_)
-    seeds = _image_seeds(array_digests(loaded.numpy()), extractor.random_state)
+    seeds = image_seeds(array_digests(loaded.numpy()), extractor.random_state)
     samples = draw_bootstrap(
         observed,
         extractor.n_bootstrap,
@@ -162,7 +162,8 @@ def bench(label, extractor, images, repeats):
         f"{100 * statistics.median(shares):.0f}% of sgemm (per-round "
         f"{', '.join(f'{100 * s:.0f}' for s in shares)}; sgemm "
         f"{statistics.median(sgemms) / 1e9:.0f} GFLOP/s) (batch "
-        f"{extractor._batch_size()}, {n_forward} forward images, load average "
+        f"{extractor._forward_pass().batch_size}, {n_forward} forward images, "
+        f"load average "
         f"{os.getloadavg()[0]:.1f})"
     )
     if extractor.device_.type == "cuda":

@@ -47,7 +47,7 @@ import numpy as np
 from sklearn.model_selection import GridSearchCV, KFold
 
 from sklearn_arb import load_images, make_arb_pipeline
-from sklearn_arb._extractor import _IMAGE_MAPS, _LOADED_MODELS
+from sklearn_arb.backbone._cache import _IMAGE_MAPS, _LOADED_MODELS
 from sklearn_arb.datasets import make_noise_simulation
 from sklearn_arb.metrics import balanced_scorer, make_arb_scorer
 

@@ -65,7 +65,7 @@ def cpu_autocast_maps(extractor, images, dtype=None) -> np.ndarray:
         maps = torch.cat(
             [
                 cls_attention(extractor.model_, batch)
-                for batch in inputs.split(extractor._batch_size())
+                for batch in inputs.split(extractor._forward_pass().batch_size)
             ]
         )
     return maps.reshape(len(images), -1).double().numpy()

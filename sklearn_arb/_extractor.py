@@ -5,16 +5,13 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Iterator, Sequence
-from contextlib import closing
+from functools import partial
 from numbers import Integral, Real
-from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
-import xxhash
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
-from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, check_memory
 from timm.data import resolve_data_config
@@ -22,107 +19,25 @@ from torch import nn
 
 from ._images import _size_pair, load_images
 from ._layout import MapLayout, with_layout
-from .backbone._attention import _block_index, cls_attention
-from .backbone._bootstrap import BOOTSTRAP_KINDS, draw_bootstrap
-from .backbone._cache import LRUCache, array_digests
-from .backbone._loading import load_vit
-from .backbone._streams import ordered_map, torch_threads
+from .backbone._attention import _block_index
+from .backbone._batching import PRECISIONS, ForwardPass, default_batch_size
+from .backbone._bootstrap import BOOTSTRAP_KINDS, draw_bootstrap, image_seeds
+from .backbone._cache import MapCache, array_digests, settings_digest, shared_model
+from .backbone._loading import check_geometry, load_vit, resolve_device
+from .backbone._weights import module_weights_identity, named_weights_identity
 
 __all__ = ["AttentionExtractor"]
 
-_PRECISIONS = {
-    "float32": torch.float32,
-    "bfloat16": torch.bfloat16,
-    "float16": torch.float16,
-}
-# Activation memory per token and embedding dimension for one image, in bytes:
-# about 20 float32 buffers of (N, D) alive at once in a block (qkv, MLP hidden).
-_BYTES_PER_TOKEN_DIM = 80
-# On CPU, batches whose activations stay near the cache run fastest: measured on
-# 2 cores (4 MiB L2), DeiT-Tiny at 448 px takes 53 ms/image in batches of 2-8 and
-# 70 ms/image in batches of 16-48; ViT-S/8 at 488 px is fastest one image at a time.
-_CPU_BATCH_BYTES = 32 << 20
-# With ``memory`` set, the clones of an extractor in one process (GridSearchCV makes
-# one per candidate and fold) share loaded models and computed maps through these,
-# in front of the disk cache: a hit costs a dictionary lookup, not a model load or
-# a file read. Both are keyed on everything that changes their content.
-_LOADED_MODELS = LRUCache(max_items=4)
-_IMAGE_MAPS = LRUCache(max_items=1 << 20, max_bytes=512 << 20)
-
-
-def _resolve_device(device: str | torch.device) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise ValueError(
-            f"device={device!r} is not a torch device; use 'auto', 'cpu' or 'cuda'."
-        ) from None
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(
-            f"device={device!r} but CUDA is not available; use device='auto' or 'cpu'."
-        )
-    return resolved
-
-
-def _named_weights_identity(
-    model: str | nn.Module, pretrained: bool, checkpoint_path: str | os.PathLike | None
-) -> str | None:
-    """A key for named weights known before loading them: a hub name, or a
-    checkpoint file's path, modification time and size; None for anything else."""
-    if isinstance(model, str) and checkpoint_path is not None:
-        path = Path(checkpoint_path).resolve()
-        if not path.is_file():
-            return None  # load_vit reports the missing file
-        stat = path.stat()
-        return f"{model}|{path}|{stat.st_mtime_ns}|{stat.st_size}"
-    if isinstance(model, str) and pretrained:
-        return f"{model}|hub"
-    return None
-
-
-def _module_weights_identity(vit: nn.Module) -> str:
-    """A key for a passed module or random weights: its architecture and weights."""
-    state = vit.state_dict()
-    # The head count changes the attention without changing any weight's shape.
-    architecture = (
-        f"{type(vit).__qualname__}|heads={vit.blocks[0].attn.num_heads}|"
-        f"prefix={vit.num_prefix_tokens}|{list(state)}"
-    )
-    weights = array_digests(v.detach().float().cpu().numpy() for v in state.values())
-    return xxhash.xxh3_128_hexdigest("|".join([architecture, *weights]).encode())
-
-
-def _image_seeds(digests: list[str], random_state: Any) -> np.ndarray:
-    """One bootstrap seed per image.
-
-    With an int ``random_state`` the seed is a function of the state and of the
-    image's content alone, so an image gets the same bootstrap maps in any batch,
-    subset or order (``transform(X)[idx] == transform(X[idx])``), which is what lets
-    the cache work per image across cross-validation folds.
-    """
-    if isinstance(random_state, Integral):
-        return np.array(
-            [
-                np.random.SeedSequence(
-                    [int(random_state), int(digest, 16)]
-                ).generate_state(1)[0]
-                for digest in digests
-            ],
-            dtype=np.int64,
-        )
-    return check_random_state(random_state).randint(
-        0, np.iinfo(np.int32).max, size=len(digests)
-    )
-
-
-def _cached_image_maps(
-    settings_key: str, image_key: str, computed: np.ndarray | None
-) -> np.ndarray | None:
-    """One image's maps in the disk cache, keyed on (settings, image);
-    ``computed`` is the value to store on a miss and is not part of the key."""
-    return computed
+# The parameters, besides the weights, image size and device, that change maps.
+_MAP_PARAMETERS = (
+    "n_bootstrap",
+    "bootstrap",
+    "bootstrap_width",
+    "bootstrap_moments",
+    "head",
+    "precision",
+    "random_state",
+)
 
 
 class AttentionExtractor(TransformerMixin, BaseEstimator):
@@ -232,14 +147,10 @@ class AttentionExtractor(TransformerMixin, BaseEstimator):
     grid order; values are softmax attention weights (> 0), and an observed block
     sums to the CLS attention mass on the patches (< 1).
 
-    On CPU, when there are at least ``torch.get_num_threads()`` forward batches,
-    the batches run in that many parallel threads of one torch thread each (small
-    matrices keep one core busy better than several), while the calling thread
-    draws the next bootstrap samples; the caller's torch thread count is not
-    changed. Maps may then differ from a single-stream run in the
-    last float32 bits. On CPU, too, the blocks of timm's plain ViT update their
-    tokens in place with buffers reused from block to block, which saves the
-    page faults of fresh activations and gives timm's result bit for bit.
+    On CPU, forward batches run as parallel single-threaded streams when there
+    are enough of them (maps may then differ from a single-stream run in the last
+    float32 bits), and timm's plain blocks run in place with reused buffers
+    (bit-identical to timm); the user guide's CPU section has the details.
 
     Examples
     --------
@@ -271,7 +182,7 @@ class AttentionExtractor(TransformerMixin, BaseEstimator):
         "layer": [Integral],
         "device": [str, torch.device],
         "batch_size": [Interval(Integral, 1, None, closed="left"), None],
-        "precision": [StrOptions(set(_PRECISIONS))],
+        "precision": [StrOptions(set(PRECISIONS))],
         "memory": [None, str, HasMethods(["cache"])],
         "random_state": ["random_state"],
     }
@@ -328,14 +239,14 @@ class AttentionExtractor(TransformerMixin, BaseEstimator):
         self : AttentionExtractor
             The fitted extractor.
         """
-        device = _resolve_device(self.device)
+        device = resolve_device(self.device)
         if self.precision != "float32" and device.type != "cuda":
             raise ValueError(
                 f"precision={self.precision!r} runs on GPU only (reduced precision on "
                 f"CPU is slower, not faster); use precision='float32' on {device}."
             )
         size = None if self.image_size is None else _size_pair(self.image_size)
-        weights_id = _named_weights_identity(
+        weights_id = named_weights_identity(
             self.model, self.pretrained, self.checkpoint_path
         )
         # Named weights are loaded once per process when caching is on; the
@@ -345,50 +256,31 @@ class AttentionExtractor(TransformerMixin, BaseEstimator):
             if self.memory is None or weights_id is None
             else (weights_id, size, str(device))
         )
-        vit = None if shared_key is None else _LOADED_MODELS.get(shared_key)
-        if vit is None:
-            vit = load_vit(
-                self.model,
-                pretrained=self.pretrained,
-                checkpoint_path=self.checkpoint_path,
-                image_size=size,
-            ).to(device)
-            if shared_key is not None:
-                _LOADED_MODELS.put(shared_key, vit)
-        patch_h, patch_w = vit.patch_embed.patch_size
-        if patch_h != patch_w:
-            raise ValueError(
-                f"The model's patches are {patch_h}x{patch_w}; only square patches "
-                f"are supported."
-            )
-        image_size = size if size is not None else tuple(vit.patch_embed.img_size)
-        if image_size[0] % patch_h or image_size[1] % patch_h:
-            fits = [(s // patch_h) * patch_h or patch_h for s in image_size]
-            raise ValueError(
-                f"image_size={image_size} is not divisible by the model's patch size "
-                f"{patch_h}; use a multiple of {patch_h}, e.g. image_size={fits}."
-            )
-        if self.head != "mean" and self.head >= vit.blocks[0].attn.num_heads:
-            raise ValueError(
-                f"head={self.head} but the model has {vit.blocks[0].attn.num_heads} "
-                f"heads; use 'mean' or 0..{vit.blocks[0].attn.num_heads - 1}."
-            )
-        _block_index(vit, self.layer)
+        vit = shared_model(shared_key, partial(self._load_model, size, device))
+        self.image_size_, self.patch_size_ = check_geometry(
+            vit, size, self.head, self.layer
+        )
         data_config = resolve_data_config(model=vit)
         self.model_ = vit
         self.device_ = device
-        self.image_size_ = tuple(int(s) for s in image_size)
-        self.patch_size_ = int(patch_h)
-        self.grid_shape_ = (image_size[0] // patch_h, image_size[1] // patch_h)
+        self.grid_shape_ = tuple(s // self.patch_size_ for s in self.image_size_)
         self.n_tokens_ = self.grid_shape_[0] * self.grid_shape_[1]
         self.n_prefix_tokens_ = int(vit.num_prefix_tokens)
         self.mean_ = tuple(float(m) for m in data_config["mean"])
         self.std_ = tuple(float(s) for s in data_config["std"])
         self.memory_ = check_memory(self.memory)
         if self.memory is not None and weights_id is None:
-            weights_id = _module_weights_identity(vit)
+            weights_id = module_weights_identity(vit)
         self.weights_id_ = weights_id if self.memory is not None else None
         return self
+
+    def _load_model(self, size: tuple[int, int] | None, device: torch.device):
+        return load_vit(
+            self.model,
+            pretrained=self.pretrained,
+            checkpoint_path=self.checkpoint_path,
+            image_size=size,
+        ).to(device)
 
     def transform(self, X: Any) -> np.ndarray:
         """Attention maps of the images and of their bootstrap samples.
@@ -409,7 +301,10 @@ class AttentionExtractor(TransformerMixin, BaseEstimator):
         """
         check_is_fitted(self, "model_")
         if self.memory is None or not isinstance(self.random_state, Integral):
-            maps = self._compute_maps(self._load_images(X))
+            images = self._load_images(X)
+            maps = np.empty((len(images), (1 + self.n_bootstrap) * self.n_tokens_))
+            for chunk, chunk_maps in self._iter_maps(images):
+                maps[chunk] = chunk_maps
         else:
             maps = self._cached_transform(X)
         return with_layout(maps, MapLayout(self.n_tokens_, self.n_bootstrap))
@@ -434,24 +329,9 @@ class AttentionExtractor(TransformerMixin, BaseEstimator):
             "layer": _block_index(self.model_, self.layer),
             "device_type": self.device_.type,
             "image_size": self.image_size_,
-            **{
-                name: getattr(self, name)
-                for name in (
-                    "n_bootstrap",
-                    "bootstrap",
-                    "bootstrap_width",
-                    "bootstrap_moments",
-                    "head",
-                    "precision",
-                    "random_state",
-                )
-            },
+            **{name: getattr(self, name) for name in _MAP_PARAMETERS},
         }
-        # Every value is a str, int, float or tuple of them: repr is a stable key,
-        # and cheaper than joblib.hash on every (cache-hit) call.
-        settings_key = xxhash.xxh3_128_hexdigest(
-            repr(sorted(settings.items())).encode()
-        )
+        cache = MapCache(self.memory_, settings_digest(settings))
         images = None
         if (
             isinstance(X, np.ndarray)
@@ -465,112 +345,50 @@ class AttentionExtractor(TransformerMixin, BaseEstimator):
         else:
             images = self._load_images(X)
             image_keys = array_digests(images)
-        keys = [(settings_key, image_key) for image_key in image_keys]
-        rows = [_IMAGE_MAPS.get(key) for key in keys]
-        missing = [i for i, row in enumerate(rows) if row is None]
-        if missing:
+        rows = cache.get(image_keys)
+        missing = np.array([i for i, row in enumerate(rows) if row is None], int)
+        if missing.size:
             if images is None:
                 images = self._load_images(X)
-            on_disk = self.memory_.cache(_cached_image_maps, ignore=["computed"])
-            for i in missing:
-                if on_disk.check_call_in_cache(*keys[i], None):
-                    rows[i] = on_disk(*keys[i], None)
-            to_compute = np.array([i for i in missing if rows[i] is None], int)
             # Each chunk is stored as soon as it is done: an interrupted
             # transform of many images resumes where it stopped.
-            if to_compute.size:
-                for chunk, chunk_maps in self._iter_maps(images[to_compute]):
-                    for i, row in zip(to_compute[chunk], chunk_maps, strict=True):
-                        rows[i] = on_disk(*keys[i], row)
-            for i in missing:
-                row = np.array(rows[i])  # owns its memory, so eviction frees it
-                row.setflags(write=False)
-                _IMAGE_MAPS.put(keys[i], row)
+            for chunk, chunk_maps in self._iter_maps(images[missing]):
+                for i, row in zip(missing[chunk], chunk_maps, strict=True):
+                    rows[i] = cache.put(image_keys[i], row)
         # A fresh array: the caller may modify it without touching the cache.
         return np.stack(rows)
-
-    def _batch_size(self) -> int:
-        if self.batch_size is not None:
-            return self.batch_size
-        n_tokens = self.n_tokens_ + self.n_prefix_tokens_
-        per_image = n_tokens * self.model_.embed_dim * _BYTES_PER_TOKEN_DIM
-        if self.device_.type == "cuda":
-            budget = torch.cuda.mem_get_info(self.device_)[0] // 2
-        else:
-            budget = _CPU_BATCH_BYTES
-        return int(np.clip(budget // per_image, 1, 256))
-
-    def _compute_maps(self, images: np.ndarray) -> np.ndarray:
-        maps = np.empty((len(images), (1 + self.n_bootstrap) * self.n_tokens_))
-        for rows, chunk_maps in self._iter_maps(images):
-            maps[rows] = chunk_maps
-        return maps
 
     def _iter_maps(self, images: np.ndarray) -> Iterator[tuple[slice, np.ndarray]]:
         """The maps of ``images``, a chunk of images at a time, in order, as they
         are done (so the caller can store each chunk before the next one runs)."""
-        n_images = len(images)
-        seeds = _image_seeds(array_digests(images), self.random_state)
-        n_samples = 1 + self.n_bootstrap
-        batch_size = self._batch_size()
-        images_per_chunk = max(1, batch_size // n_samples)
-        chunks = [
-            slice(start, min(start + images_per_chunk, n_images))
-            for start in range(0, n_images, images_per_chunk)
-        ]
-        n_batches = [
-            -(-(chunk.stop - chunk.start) * n_samples // batch_size) for chunk in chunks
-        ]
-        mean = torch.tensor(self.mean_, device=self.device_).view(1, 3, 1, 1)
-        std = torch.tensor(self.std_, device=self.device_).view(1, 3, 1, 1)
-        # On CPU, one forward batch per core, each single-threaded (see
-        # backbone/_streams.py); too few batches to go round keep every thread on each
-        # operator instead.
-        n_threads = torch.get_num_threads()
-        use_streams = self.device_.type == "cpu" and sum(n_batches) >= n_threads
+        seeds = image_seeds(array_digests(images), self.random_state)
+        return self._forward_pass().iter_maps(images, seeds)
 
-        def forward_batches() -> Iterator[torch.Tensor]:
-            # Drawn in the calling thread, a chunk ahead of the forward passes; on
-            # one torch thread while streams run, so as not to compete with them.
-            for chunk in chunks:
-                with torch.inference_mode(), torch_threads(1 if use_streams else None):
-                    pixels = torch.from_numpy(images[chunk]).to(self.device_)
-                    observed = (pixels.permute(0, 3, 1, 2) - mean) / std
-                    inputs = observed[:, None]
-                    if self.n_bootstrap:
-                        samples = draw_bootstrap(
-                            observed,
-                            self.n_bootstrap,
-                            self.bootstrap,
-                            seeds[chunk],
-                            width=self.bootstrap_width,
-                            moments=self.bootstrap_moments,
-                            patch_size=self.patch_size_,
-                        )
-                        inputs = torch.cat([inputs, samples], dim=1)
-                    yield from inputs.flatten(0, 1).contiguous().split(batch_size)
-
-        def batch_maps(batch: torch.Tensor) -> torch.Tensor:
-            autocast = torch.autocast(
-                device_type=self.device_.type,
-                dtype=_PRECISIONS[self.precision],
-                enabled=self.precision != "float32",
-            )
-            with torch.inference_mode(), autocast:
-                return cls_attention(self.model_, batch, self.layer, self.head)
-
-        with closing(
-            ordered_map(batch_maps, forward_batches(), n_threads if use_streams else 1)
-        ) as batch_results:
-            for chunk, n_chunk_batches in zip(chunks, n_batches, strict=True):
-                maps = torch.cat([next(batch_results) for _ in range(n_chunk_batches)])
-                maps = maps.reshape(chunk.stop - chunk.start, -1).double().cpu().numpy()
-                if not np.isfinite(maps).all():
-                    raise ValueError(
-                        "The model produced non-finite attention (overflow); use "
-                        "precision='float32' or check the checkpoint's weights."
-                    )
-                yield chunk, maps
+    def _forward_pass(self) -> ForwardPass:
+        """The fitted model with the parameters as they are now."""
+        draw_samples = partial(
+            draw_bootstrap,
+            n_bootstrap=self.n_bootstrap,
+            kind=self.bootstrap,
+            width=self.bootstrap_width,
+            moments=self.bootstrap_moments,
+            patch_size=self.patch_size_,
+        )
+        batch_size = self.batch_size or default_batch_size(
+            self.n_tokens_ + self.n_prefix_tokens_, self.model_.embed_dim, self.device_
+        )
+        return ForwardPass(
+            self.model_,
+            self.device_,
+            self.mean_,
+            self.std_,
+            n_bootstrap=self.n_bootstrap,
+            draw_samples=draw_samples,
+            batch_size=batch_size,
+            layer=self.layer,
+            head=self.head,
+            precision=self.precision,
+        )
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         """Names of the output columns: ``observed_t<k>``, ``bootstrap<b>_t<k>``.

@@ -16,8 +16,8 @@ from sklearn.utils._param_validation import InvalidParameterError
 from sklearn.utils.estimator_checks import check_estimator
 
 from sklearn_arb import AttentionExtractor, load_images
-from sklearn_arb._extractor import _IMAGE_MAPS
 from sklearn_arb.backbone import embed_tokens, reference_cls_attention
+from sklearn_arb.backbone._cache import _IMAGE_MAPS
 
 IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
 IMAGENET_STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
@@ -408,16 +408,16 @@ def test_missing_checkpoint_is_named_with_or_without_memory(tmp_path):
 
 
 def test_cpu_streams_give_the_sequential_maps(make_tiny_vit, monkeypatch):
-    import sklearn_arb._extractor as extractor_module
+    import sklearn_arb.backbone._batching as batching
 
-    real_ordered_map = extractor_module.ordered_map
+    real_ordered_map = batching.ordered_map
     streams = []
 
     def spy(func, items, n_streams):
         streams.append(n_streams)
         return real_ordered_map(func, items, n_streams)
 
-    monkeypatch.setattr(extractor_module, "ordered_map", spy)
+    monkeypatch.setattr(batching, "ordered_map", spy)
     images = np.random.default_rng(0).random((5, 32, 32, 3))
     extractor = AttentionExtractor(
         make_tiny_vit(), image_size=32, batch_size=2, random_state=0, device="cpu"

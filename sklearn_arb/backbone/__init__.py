@@ -10,7 +10,7 @@ is the scikit-learn face of these functions.
 from ._attention import cls_attention, embed_tokens, reference_cls_attention
 from ._blocks import run_blocks
 from ._bootstrap import BOOTSTRAP_KINDS, draw_bootstrap
-from ._loading import load_checkpoint, load_vit, validate_vit
+from ._loading import load_checkpoint, load_vit, resolve_device, validate_vit
 
 __all__ = [
     "BOOTSTRAP_KINDS",
@@ -20,6 +20,7 @@ __all__ = [
     "load_checkpoint",
     "load_vit",
     "reference_cls_attention",
+    "resolve_device",
     "run_blocks",
     "validate_vit",
 ]

@@ -9,10 +9,14 @@ bootstrap samples do not depend on the batch it is processed in.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from numbers import Integral
+from typing import Any
 
+import numpy as np
 import torch
+from sklearn.utils import check_random_state
 
-__all__ = ["BOOTSTRAP_KINDS", "draw_bootstrap"]
+__all__ = ["BOOTSTRAP_KINDS", "draw_bootstrap", "image_seeds"]
 
 
 def _moments_dims(moments: str) -> tuple[int, ...]:
@@ -171,3 +175,45 @@ def draw_bootstrap(
             )
         )
     return torch.stack(samples)
+
+
+def image_seeds(digests: Sequence[str], random_state: Any) -> np.ndarray:
+    """One bootstrap seed per image.
+
+    With an int ``random_state`` the seed is a function of the state and of the
+    image's content alone, so an image gets the same bootstrap samples in any
+    batch, subset or order (``transform(X)[idx] == transform(X[idx])``), which is
+    what lets maps be cached per image across cross-validation folds. A
+    RandomState instance or None draws the seeds in image order.
+
+    Parameters
+    ----------
+    digests : sequence of str
+        Hexadecimal content digests of the images (see ``array_digests``).
+    random_state : int, RandomState instance or None
+        The extractor's ``random_state``.
+
+    Returns
+    -------
+    seeds : ndarray of int64, shape (n_images,)
+
+    Examples
+    --------
+    >>> from sklearn_arb.backbone._bootstrap import image_seeds
+    >>> first, second = image_seeds(["ab", "cd"], 0), image_seeds(["cd"], 0)
+    >>> bool(first[1] == second[0]), bool(first[0] == first[1])
+    (True, False)
+    """
+    if isinstance(random_state, Integral):
+        return np.array(
+            [
+                np.random.SeedSequence(
+                    [int(random_state), int(digest, 16)]
+                ).generate_state(1)[0]
+                for digest in digests
+            ],
+            dtype=np.int64,
+        )
+    return check_random_state(random_state).randint(
+        0, np.iinfo(np.int32).max, size=len(digests)
+    )

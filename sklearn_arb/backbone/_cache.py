@@ -1,22 +1,25 @@
-"""In-process caches shared by the clones of an estimator, and content digests.
+"""Caches shared by the clones of an estimator, and content digests.
 
 ``GridSearchCV`` clones and refits a Pipeline for every candidate and fold; with
-``memory`` set, these caches let every clone reuse the model already loaded and
-the attention maps already computed in this process, at the cost of a dictionary
-lookup, before falling back to ``memory``'s disk cache.
+``memory`` set, the caches here let every clone reuse the model already loaded
+and the attention maps already computed in this process, at the cost of a
+dictionary lookup, before falling back to ``memory``'s disk cache. Both are
+keyed on everything that changes their content.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from typing import Any
 
+import joblib
 import numpy as np
 import xxhash
+from torch import nn
 
-__all__ = ["LRUCache", "array_digests"]
+__all__ = ["LRUCache", "MapCache", "array_digests", "settings_digest", "shared_model"]
 
 
 def array_digests(arrays: Iterable[np.ndarray]) -> list[str]:
@@ -109,3 +112,101 @@ class LRUCache:
         with self._lock:
             self._items.clear()
             self._nbytes = 0
+
+
+_LOADED_MODELS = LRUCache(max_items=4)
+_IMAGE_MAPS = LRUCache(max_items=1 << 20, max_bytes=512 << 20)
+
+
+def shared_model(key: Hashable | None, load: Callable[[], nn.Module]) -> nn.Module:
+    """``load()``, or the module an earlier call loaded under ``key`` in this
+    process (None: always ``load()``). The shared module must not be modified.
+
+    Examples
+    --------
+    >>> from torch import nn
+    >>> from sklearn_arb.backbone._cache import shared_model
+    >>> first = shared_model("doc-example", nn.Identity)
+    >>> shared_model("doc-example", nn.Identity) is first
+    True
+    """
+    model = None if key is None else _LOADED_MODELS.get(key)
+    if model is None:
+        model = load()
+        if key is not None:
+            _LOADED_MODELS.put(key, model)
+    return model
+
+
+def settings_digest(settings: dict[str, Any]) -> str:
+    """A key for settings whose values are str, int, float, None or tuples of
+    them: an xxh3 of their sorted repr, cheaper than ``joblib.hash`` on every
+    (cache-hit) call.
+
+    Examples
+    --------
+    >>> from sklearn_arb.backbone._cache import settings_digest
+    >>> settings_digest({"a": 1, "b": "x"}) == settings_digest({"b": "x", "a": 1})
+    True
+    """
+    return xxhash.xxh3_128_hexdigest(repr(sorted(settings.items())).encode())
+
+
+def _cached_image_maps(
+    settings_key: str, image_key: str, computed: np.ndarray | None
+) -> np.ndarray | None:
+    """One image's maps in the disk cache, keyed on (settings, image);
+    ``computed`` is the value to store on a miss and is not part of the key."""
+    return computed
+
+
+class MapCache:
+    """Per-image maps under one settings key: in this process, then on disk.
+
+    Parameters
+    ----------
+    memory : joblib.Memory
+        The disk cache.
+    settings_key : str
+        Everything but the image that changes the maps (see
+        :func:`settings_digest`).
+
+    Examples
+    --------
+    >>> import tempfile, joblib, numpy as np
+    >>> from sklearn_arb.backbone._cache import MapCache
+    >>> cache = MapCache(joblib.Memory(tempfile.mkdtemp(), verbose=0), "settings")
+    >>> cache.get(["image"])
+    [None]
+    >>> cache.put("image", np.ones(2))
+    array([1., 1.])
+    >>> cache.get(["image"])
+    [array([1., 1.])]
+    """
+
+    def __init__(self, memory: joblib.Memory, settings_key: str) -> None:
+        self.settings_key = settings_key
+        self._on_disk = memory.cache(_cached_image_maps, ignore=["computed"])
+
+    def get(self, image_keys: Iterable[str]) -> list[np.ndarray | None]:
+        """The stored maps of each image (read-only), or None where there are none."""
+        rows = []
+        for image_key in image_keys:
+            key = (self.settings_key, image_key)
+            row = _IMAGE_MAPS.get(key)
+            if row is None and self._on_disk.check_call_in_cache(*key, None):
+                row = self._remember(key, self._on_disk(*key, None))
+            rows.append(row)
+        return rows
+
+    def put(self, image_key: str, row: np.ndarray) -> np.ndarray:
+        """Store one image's maps on disk and in this process; returns them."""
+        key = (self.settings_key, image_key)
+        return self._remember(key, self._on_disk(*key, row))
+
+    @staticmethod
+    def _remember(key: tuple[str, str], row: np.ndarray) -> np.ndarray:
+        row = np.array(row)  # owns its memory, so eviction frees it
+        row.setflags(write=False)
+        _IMAGE_MAPS.put(key, row)
+        return row

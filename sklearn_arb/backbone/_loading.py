@@ -12,7 +12,15 @@ from timm.layers import Attention, resample_abs_pos_embed
 from timm.models.vision_transformer import Block, VisionTransformer
 from torch import nn
 
-__all__ = ["load_checkpoint", "load_vit", "validate_vit"]
+from ._attention import _block_index
+
+__all__ = [
+    "check_geometry",
+    "load_checkpoint",
+    "load_vit",
+    "resolve_device",
+    "validate_vit",
+]
 
 # DINO and similar training checkpoints nest the weights under one of these keys;
 # the teacher is the network DINO evaluates.
@@ -20,6 +28,30 @@ _NESTED_KEYS = ("teacher", "model", "state_dict", "student", "model_ema")
 _WRAPPER_PREFIXES = ("module.", "backbone.", "_orig_mod.")
 # The classifier (or DINO projection head) never runs: ARB needs the attention only.
 _HEAD_PREFIXES = ("head.", "head_dist.", "fc_norm.")
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """The torch device of a ``device`` parameter (``"auto"``: CUDA if available).
+
+    Examples
+    --------
+    >>> from sklearn_arb.backbone import resolve_device
+    >>> resolve_device("cpu")
+    device(type='cpu')
+    """
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(
+            f"device={device!r} is not a torch device; use 'auto', 'cpu' or 'cuda'."
+        ) from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            f"device={device!r} but CUDA is not available; use device='auto' or 'cpu'."
+        )
+    return resolved
 
 
 def _read_checkpoint_file(path: Path) -> dict:
@@ -241,3 +273,43 @@ def load_vit(
         state_dict = _resample_pos_embed(load_checkpoint(checkpoint_path), vit)
         _load_state_dict(vit, state_dict, f"{str(checkpoint_path)!r} for {source}")
     return vit.eval()
+
+
+def check_geometry(
+    vit: nn.Module, size: tuple[int, int] | None, head: str | int, layer: int
+) -> tuple[tuple[int, int], int]:
+    """The input size and the (square) patch size, once the model and the
+    extractor's ``image_size``, ``head`` and ``layer`` are known to fit.
+
+    Examples
+    --------
+    >>> from sklearn_arb.backbone._loading import check_geometry, load_vit
+    >>> vit = load_vit("vit_tiny_patch16_224", image_size=64)
+    >>> check_geometry(vit, (64, 64), "mean", -1)
+    ((64, 64), 16)
+    >>> check_geometry(vit, (60, 64), "mean", -1)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: image_size=(60, 64) is not divisible by the model's patch size 16; ...
+    """
+    patch_h, patch_w = vit.patch_embed.patch_size
+    if patch_h != patch_w:
+        raise ValueError(
+            f"The model's patches are {patch_h}x{patch_w}; only square patches "
+            f"are supported."
+        )
+    image_size = size if size is not None else tuple(vit.patch_embed.img_size)
+    if image_size[0] % patch_h or image_size[1] % patch_h:
+        fits = [(s // patch_h) * patch_h or patch_h for s in image_size]
+        raise ValueError(
+            f"image_size={image_size} is not divisible by the model's patch size "
+            f"{patch_h}; use a multiple of {patch_h}, e.g. image_size={fits}."
+        )
+    n_heads = vit.blocks[0].attn.num_heads
+    if head != "mean" and head >= n_heads:
+        raise ValueError(
+            f"head={head} but the model has {n_heads} heads; use 'mean' or "
+            f"0..{n_heads - 1}."
+        )
+    _block_index(vit, layer)
+    return tuple(int(s) for s in image_size), int(patch_h)
