@@ -8,8 +8,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
-from sklearn_arb import plotting
+from sklearn_arb import plotting, upsample_map
 from sklearn_arb.plotting import (
+    overlay_map,
     plot_attention_overlay,
     plot_attention_panel,
     plot_lfdr_histogram,
@@ -31,27 +32,84 @@ def _heights(bars) -> np.ndarray:
     return np.array([bar.get_height() for bar in bars])
 
 
-def test_overlay_extent_matches_image_and_grid_is_row_major():
+def test_overlay_map_known_values():
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (6, 9, 3), dtype=np.uint8)
+    scores = np.array([0.0, 0.5, 1.0, 2.0, 0.25, 0.75])  # 2 x 3 patches of 3 x 3
+    # alpha 0 gives the image, whatever the map
+    plain = overlay_map(image, scores, grid_shape=(2, 3), alpha=0.0, hide_zeros=False)
+    assert plain.dtype == np.uint8 and plain.shape == (6, 9, 3)
+    np.testing.assert_array_equal(plain, image)
+    # alpha 1 gives the colormap of score / vmax, each patch over its 3 x 3 pixels
+    inferno = matplotlib.colormaps["inferno"]
+    full = overlay_map(image, scores, grid_shape=(2, 3), alpha=1.0, vmax=1.0)
+    expected = np.round(255 * inferno(np.clip(scores, 0, 1))[:, :3])
+    expected = upsample_map(expected.reshape(2, 3, 3).transpose(2, 0, 1), 3)
+    expected = expected.transpose(1, 2, 0)
+    expected[:3, :3] = image[:3, :3]  # the zero score is hidden: the image shows
+    np.testing.assert_allclose(full, expected, atol=1)  # float32 rounding only
+    grey = overlay_map(image, scores, grid_shape=(2, 3), alpha=1.0, cmap="gray")
+    assert grey[0, 8].tolist() == [128, 128, 128] and grey[3, 0].tolist() == [255] * 3
+    # alpha 0.5 of a white image and a black colour: half the image
+    white = np.ones((2, 2))
+    half = overlay_map(white, np.full((2, 2), 0.1), alpha=0.5, vmax=1e6, cmap="gray")
+    np.testing.assert_array_equal(half, 128)  # rint(127.5)
+
+
+def test_overlay_map_lines_up_with_an_image_of_another_size():
+    # The 2 x 2 map of the model's resized input over a 5 x 7 original image.
+    grid = np.array([[1.0, 0.0], [0.0, 0.0]])
+    overlay = overlay_map(np.zeros((5, 7), np.uint8), grid, alpha=1.0, cmap="gray")
+    coloured = overlay[..., 0] > 0
+    np.testing.assert_array_equal(np.flatnonzero(coloured.any(axis=1)), [0, 1, 2])
+    np.testing.assert_array_equal(np.flatnonzero(coloured.any(axis=0)), [0, 1, 2, 3])
+
+
+def test_overlay_map_inputs_and_errors():
+    image = np.random.default_rng(1).random((8, 8, 4))  # alpha channel dropped
+    scores = np.arange(4.0)
+    image_copy, scores_copy = image.copy(), scores.copy()
+    overlay_map(image, scores, patch_size=4)
+    np.testing.assert_array_equal(image, image_copy)
+    np.testing.assert_array_equal(scores, scores_copy)
+    sixteen = (image[..., :3] * 65535).astype(np.uint16)  # 16-bit like an 8-bit
+    np.testing.assert_allclose(
+        overlay_map(sixteen, scores, patch_size=4),
+        overlay_map((image[..., :3] * 255).astype(np.uint8), scores, patch_size=4),
+        atol=1,
+    )
+    with pytest.raises(ValueError, match="alpha"):
+        overlay_map(image, scores, patch_size=4, alpha=1.5)
+    with pytest.raises(ValueError, match="divide 0-255"):
+        overlay_map(image * 255, scores, patch_size=4)
+    with pytest.raises(ValueError, match="one image"):
+        overlay_map(np.zeros((2, 8, 8, 3)), scores, patch_size=4)
+
+
+def test_overlay_draws_the_overlay_array_and_keeps_the_grid():
     image = np.random.default_rng(0).random((32, 48, 3))
     scores = np.arange(1.0, 7.0)
     result = plot_attention_overlay(image, scores, patch_size=16)
-    assert result.attention.get_extent() == result.image.get_extent()
     assert result.image.get_extent() == [-0.5, 47.5, 31.5, -0.5]
+    np.testing.assert_array_equal(
+        result.image.get_array(), overlay_map(image, scores, patch_size=16)
+    )
     np.testing.assert_array_equal(result.attention.get_array(), [[1, 2, 3], [4, 5, 6]])
     # Same picture from the grid itself, or from an explicit grid_shape.
     grid = plot_attention_overlay(image, scores.reshape(2, 3))
     np.testing.assert_array_equal(grid.attention.get_array(), [[1, 2, 3], [4, 5, 6]])
     shaped = plot_attention_overlay(image, scores, grid_shape=(2, 3))
-    np.testing.assert_array_equal(shaped.attention.get_array(), [[1, 2, 3], [4, 5, 6]])
+    np.testing.assert_array_equal(shaped.image.get_array(), result.image.get_array())
 
 
-def test_overlay_extent_follows_an_image_of_another_size():
+def test_overlay_of_a_grey_image_of_another_size():
     # The map of a 224 px model input drawn over the original 427 x 640 image.
     image = np.zeros((427, 640), dtype=np.uint8)
     result = plot_attention_overlay(image, np.ones(196), grid_shape=(14, 14))
-    assert result.attention.get_extent() == [-0.5, 639.5, 426.5, -0.5]
-    assert result.image.get_cmap().name == "gray"
-    assert result.image.get_clim() == (0, 255)
+    assert result.image.get_extent() == [-0.5, 639.5, 426.5, -0.5]
+    assert result.image.get_array().shape == (427, 640, 3)
+    untouched = plot_attention_overlay(image, np.zeros(196), grid_shape=(14, 14))
+    assert not untouched.image.get_array().any()  # grey, zeros hidden: the image
 
 
 def test_overlay_hides_zeros_and_keeps_the_colour_scale():
@@ -82,7 +140,7 @@ def test_overlay_draws_on_the_given_axes():
     _, ax = plt.subplots()
     result = plot_attention_overlay(np.zeros((4, 4)), np.ones(4), patch_size=2, ax=ax)
     assert result.ax is ax
-    assert result.attention in ax.get_images()
+    assert ax.get_images() == [result.image]
 
 
 @pytest.mark.parametrize(
@@ -248,5 +306,7 @@ def test_sensitivity_specificity_shape_mismatch():
 
 def test_public_names_are_exported():
     assert sorted(plotting.__all__) == sorted(
-        name for name in dir(plotting) if name.startswith("plot_")
+        name
+        for name in dir(plotting)
+        if name.startswith("plot_") or name == "overlay_map"
     )

@@ -1,15 +1,20 @@
-"""Attention maps drawn over their image, alone or as a before/after panel."""
+"""Attention maps blended into their image: as an RGB array, on an axes, or as a
+before/after panel."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
+import matplotlib
 import numpy as np
 from matplotlib.axes import Axes
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize
 from matplotlib.image import AxesImage
 from numpy.typing import ArrayLike
 from sklearn.utils import Bunch
 
+from .._images import _as_float_rgb
 from .._maps import tokens_to_grid
 from ._axes import finite_values, get_axes
 
@@ -75,6 +80,103 @@ def _attention_grid(
     return finite_values(grid, "attention").reshape(grid.shape)
 
 
+def _colour_top(grid: np.ndarray, vmax: float | None) -> float:
+    """The score drawn with the top colour; a map of zeros (everything removed)
+    still needs a non-empty colour range."""
+    top = float(grid.max()) if vmax is None else float(vmax)
+    return top if top > 0 else 1.0
+
+
+def overlay_map(
+    image: ArrayLike,
+    attention: ArrayLike,
+    *,
+    grid_shape: tuple[int, int] | None = None,
+    patch_size: int | None = None,
+    cmap: str = "inferno",
+    alpha: float = 0.6,
+    vmax: float | None = None,
+    hide_zeros: bool = True,
+) -> np.ndarray:
+    """Blend an attention map into its image, as an RGB array.
+
+    What pytorch-grad-cam users know as ``show_cam_on_image``: each pixel is
+    ``(1 - alpha) * image + alpha * cmap(score / vmax)``, with the score of the
+    patch the pixel lies in (nearest-neighbour upsampling on the image's own
+    extent, so a map of the model's resized input lines up with the original
+    image). Scores that are exactly 0 (removed by regularization) leave the
+    image unchanged when ``hide_zeros``. :func:`plot_attention_overlay` and
+    :func:`plot_attention_panel` draw these arrays.
+
+    Parameters
+    ----------
+    image : array-like of shape (H, W), (H, W, 1), (H, W, 3) or (H, W, 4)
+        The image: uint8 (0-255), uint16 (0-65535) or float in [0, 1]
+        (see :func:`sklearn_arb.load_images`); grey images become grey RGB, an
+        alpha channel is dropped.
+    attention : array-like of shape (n_tokens,) or (rows, cols)
+        The attention map of that image: a token vector in row-major order of
+        the patch grid (one observed or regularized map), or the grid itself (a
+        map at the image's resolution is a grid of one pixel per cell).
+    grid_shape : tuple of int, default=None
+        ``(rows, cols)`` of the patch grid when ``attention`` is a token vector.
+    patch_size : int, default=None
+        Patch size in pixels of ``image``; gives the grid when ``grid_shape``
+        is None.
+    cmap : str, default="inferno"
+        Matplotlib colormap of the scores.
+    alpha : float in [0, 1], default=0.6
+        Weight of the map's colour: 0 gives the image, 1 the colormap alone.
+    vmax : float, default=None
+        Score given the top colour (the bottom one is 0; scores are clipped to
+        [0, vmax]). None: the map's maximum. Give the same ``vmax`` to maps
+        before and after regularization so that their colours compare.
+    hide_zeros : bool, default=True
+        Leave pixels whose score is exactly 0 as the image.
+
+    Returns
+    -------
+    overlay : ndarray of shape (H, W, 3), dtype uint8
+        A new array; the inputs are not modified.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_arb.plotting import overlay_map
+    >>> image = np.full((4, 6, 3), 200, dtype=np.uint8)
+    >>> scores = np.array([0.0, 0.5, 1.0, 0.0, 0.0, 1.0])  # a 2 x 3 patch grid
+    >>> overlay = overlay_map(image, scores, grid_shape=(2, 3), cmap="gray")
+    >>> overlay.shape, overlay.dtype
+    ((4, 6, 3), dtype('uint8'))
+    >>> overlay[0, :, 0].tolist()  # 200; 0.4 * 200 + 0.6 * 128; 0.4 * 200 + 0.6 * 255
+    [200, 200, 157, 157, 233, 233]
+    >>> bool((overlay_map(image, scores, grid_shape=(2, 3), alpha=0.0) == image).all())
+    True
+    """
+    image_array = _image_array(image)
+    grid = _attention_grid(attention, image_array.shape[:2], grid_shape, patch_size)
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    blended = _as_float_rgb(image_array, "image", "dtype")  # a new float32 array
+    levels = np.clip(grid / _colour_top(grid, vmax), 0.0, 1.0)
+    colours = matplotlib.colormaps[cmap](levels)[..., :3].astype(np.float32)
+    weights = np.full(grid.shape, alpha, dtype=np.float32)
+    if hide_zeros:
+        weights[grid == 0] = 0.0
+    # Nearest neighbour: pixel (y, x) takes the token its patch belongs to, on the
+    # image's own extent, whatever the image's size (the model saw it resized).
+    height, width = blended.shape[:2]
+    rows = (np.arange(height) * grid.shape[0] // height)[:, np.newaxis]
+    cols = (np.arange(width) * grid.shape[1] // width)[np.newaxis, :]
+    weight = weights[rows, cols, np.newaxis]
+    # (1 - w) image + w colour, in place: exactly the image at w = 0, the colour
+    # at w = 1.
+    blended *= 1.0 - weight
+    blended += weight * colours[rows, cols]
+    blended *= 255.0
+    return np.rint(blended, out=blended).astype(np.uint8)
+
+
 def plot_attention_overlay(
     image: ArrayLike,
     attention: ArrayLike,
@@ -91,18 +193,18 @@ def plot_attention_overlay(
 ) -> Bunch:
     """Draw an attention map over its image.
 
-    Each patch's score covers the pixels of that patch (nearest-neighbour
-    upsampling): the map is drawn with the image's own extent, so it lines up
-    with the image whatever the image's size.
+    Draws the RGB array of :func:`overlay_map`: each patch's score covers the
+    pixels of that patch (nearest-neighbour upsampling) on the image's own
+    extent, so the map lines up with the image whatever the image's size.
 
     Parameters
     ----------
     image : array-like of shape (H, W), (H, W, 1), (H, W, 3) or (H, W, 4)
-        The image, uint8 or float in [0, 1]. Grey images are drawn in grey.
+        The image, uint8, uint16 or float in [0, 1]. Grey images are drawn in
+        grey.
     attention : array-like of shape (n_tokens,) or (rows, cols)
         The attention map of that image: a token vector in row-major order of
-        the patch grid (one row of the extractor's or regularizer's output), or
-        the grid itself.
+        the patch grid (one observed or regularized map), or the grid itself.
     grid_shape : tuple of int, default=None
         ``(rows, cols)`` of the patch grid when ``attention`` is a token vector.
     patch_size : int, default=None
@@ -112,15 +214,15 @@ def plot_attention_overlay(
         Axes to draw on; a new figure is created when None.
     cmap : str, default="inferno"
         Colormap of the attention scores.
-    alpha : float, default=0.6
-        Opacity of the map over the image (1 hides the image).
+    alpha : float in [0, 1], default=0.6
+        Weight of the map's colour over the image (1 hides the image).
     vmax : float, default=None
         Score drawn with the top colour (the bottom one is 0). None: the map's
         maximum. Give the same ``vmax`` to a map before and after
         regularization so that their colours compare.
     hide_zeros : bool, default=True
-        Draw scores that are exactly 0 (removed by regularization) as
-        transparent, so the image shows through.
+        Leave the image unchanged where scores are exactly 0 (removed by
+        regularization).
     colorbar : bool, default=False
         Add a colorbar of the scores.
     title : str, default=None
@@ -129,8 +231,10 @@ def plot_attention_overlay(
     Returns
     -------
     result : Bunch
-        ``ax``, ``image`` (the image's ``AxesImage``), ``attention`` (the map's
-        ``AxesImage``) and ``colorbar`` (a ``Colorbar`` or None).
+        ``ax``, ``image`` (the ``AxesImage`` of the blended RGB array),
+        ``attention`` (a ``ScalarMappable`` holding the map's grid, masked where
+        zeros are hidden, and its colour scale: pass it to ``colorbar``) and
+        ``colorbar`` (a ``Colorbar`` or None).
 
     Examples
     --------
@@ -143,30 +247,21 @@ def plot_attention_overlay(
     (2, 3)
     """
     image_array = _image_array(image)
-    image_shape = image_array.shape[:2]
-    grid = _attention_grid(attention, image_shape, grid_shape, patch_size)
-    if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
-    ax = get_axes(ax)
-
-    image_artist = _draw_image(ax, image_array)
-    top = float(grid.max()) if vmax is None else float(vmax)
-    # A map of zeros (everything removed) still needs a non-empty colour range.
-    top = top if top > 0 else 1.0
-    shown = np.ma.masked_equal(grid, 0.0) if hide_zeros else grid
-    attention_artist = ax.imshow(
-        shown,
-        cmap=cmap,
-        alpha=alpha,
-        vmin=0.0,
-        vmax=top,
-        extent=image_artist.get_extent(),
-        interpolation="nearest",
+    grid = _attention_grid(attention, image_array.shape[:2], grid_shape, patch_size)
+    top = _colour_top(grid, vmax)
+    overlay = overlay_map(
+        image_array, grid, cmap=cmap, alpha=alpha, vmax=top, hide_zeros=hide_zeros
     )
+    ax = get_axes(ax)
+    image_artist = ax.imshow(overlay)
+    ax.set_axis_off()
+    # The colours are in the pixels; this carries the scores and their scale.
+    attention_scale = ScalarMappable(norm=Normalize(0.0, top), cmap=cmap)
+    attention_scale.set_array(np.ma.masked_equal(grid, 0.0) if hide_zeros else grid)
     if title is not None:
         ax.set_title(title)
-    bar = ax.figure.colorbar(attention_artist, ax=ax, shrink=0.8) if colorbar else None
-    return Bunch(ax=ax, image=image_artist, attention=attention_artist, colorbar=bar)
+    bar = ax.figure.colorbar(attention_scale, ax=ax, shrink=0.8) if colorbar else None
+    return Bunch(ax=ax, image=image_artist, attention=attention_scale, colorbar=bar)
 
 
 def plot_attention_panel(
@@ -207,8 +302,8 @@ def plot_attention_panel(
     -------
     result : Bunch
         ``figure``, ``axes`` (array of Axes), ``image`` (the first axes'
-        ``AxesImage``) and ``overlays`` (dict title -> the Bunch returned by
-        :func:`plot_attention_overlay`).
+        ``AxesImage``, the image alone) and ``overlays`` (dict title -> the
+        Bunch returned by :func:`plot_attention_overlay`).
 
     Examples
     --------
