@@ -117,12 +117,13 @@ class BootstrapAttentionRegularizer(TransformerMixin, BaseEstimator):
         Bootstrap maps per image, B (``layout_.n_bootstrap``).
     n_tokens_ : int
         Tokens per map, P (``layout_.n_tokens``).
-    null_mean_ : float
-        Mean of the pooled null log scores (``null="pooled"`` only).
-    null_std_ : float
+    null_mean_ : float or None
+        Mean of the pooled null log scores (None when fitted with
+        ``null="per_image"``).
+    null_std_ : float or None
         Their standard deviation (ddof 0; 1 when the null is constant).
-    null_z_sorted_ : ndarray of shape (n_images * n_bootstrap * n_tokens_,)
-        Pooled null z, sorted (``null="pooled"`` only).
+    null_z_sorted_ : ndarray of shape (n_images * n_bootstrap_ * n_tokens_,) or None
+        Pooled null z, sorted (None when fitted with ``null="per_image"``).
 
     See Also
     --------
@@ -254,6 +255,8 @@ class BootstrapAttentionRegularizer(TransformerMixin, BaseEstimator):
             self.null_mean_ = float(mean[0])
             self.null_std_ = float(std[0])
             self.null_z_sorted_ = np.sort(z_scores(null_logs, mean, std), axis=None)
+        else:  # nothing to learn; None, so a later null="pooled" cannot use a stale one
+            self.null_mean_ = self.null_std_ = self.null_z_sorted_ = None
         return self
 
     def _statistics(self, X: np.ndarray, everything: bool) -> Bunch:
@@ -341,6 +344,17 @@ class BootstrapAttentionRegularizer(TransformerMixin, BaseEstimator):
 
     def _validate_for_transform(self, X: ArrayLike) -> np.ndarray:
         check_is_fitted(self)
+        self._validate_params()  # thresholds may have been set after fit
+        if self.null == "pooled" and self.null_z_sorted_ is None:
+            raise ValueError(
+                "null='pooled' judges images against the null that fit learns, but "
+                "this regularizer was fitted with null='per_image'. Call fit again."
+            )
+        if self.n_bootstrap not in ("auto", self.n_bootstrap_):
+            raise ValueError(
+                f"n_bootstrap={self.n_bootstrap} but the regularizer was fitted on "
+                f"maps with n_bootstrap={self.n_bootstrap_}. Call fit again."
+            )
         layout = layout_of(X)
         if layout is not None and layout != self.layout_:
             raise ValueError(

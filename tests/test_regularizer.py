@@ -215,6 +215,62 @@ def test_single_image_pooled_equals_per_image(options):
     assert_array_equal(pooled.transform(X), per_image.transform(X))
 
 
+# ----------------------------------------------------------------- set_params after fit
+
+
+def test_pooled_null_after_a_per_image_fit_asks_for_fit():
+    X = _maps()
+    arb = BootstrapAttentionRegularizer(null="per_image").fit(X)
+    arb.set_params(null="pooled")
+    for call in (arb.transform, arb.compute_statistics):
+        with pytest.raises(
+            ValueError, match=r"fitted with null='per_image'.*fit again"
+        ):
+            call(X)
+    assert_array_equal(arb.fit(X).transform(X), clone(arb).fit(X).transform(X))
+    # a pooled fit followed by a per-image fit leaves no stale pooled null
+    arb.set_params(null="per_image").fit(X)
+    with pytest.raises(ValueError, match="fitted with null='per_image'"):
+        arb.set_params(null="pooled").transform(X)
+
+
+def test_per_image_null_after_a_pooled_fit_needs_no_refit():
+    X = _maps()
+    arb = BootstrapAttentionRegularizer(null="pooled").fit(X)
+    per_image = BootstrapAttentionRegularizer(null="per_image").fit(X).transform(X)
+    assert_array_equal(arb.set_params(null="per_image").transform(X), per_image)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"alpha": 2.0},
+        {"gamma": -0.1},
+        {"z_threshold": "mean"},
+        {"threshold_kind": "quantiles"},
+        {"pi0": 1.5},
+        {"pi0_pvalues": "one-sided"},
+    ],
+)
+def test_thresholds_set_after_fit_are_validated_at_transform(params):
+    X = _maps()
+    arb = BootstrapAttentionRegularizer(method="lfdr").fit(X)
+    arb.set_params(**params)
+    name = next(iter(params))
+    for call in (arb.transform, arb.compute_statistics):
+        with pytest.raises(ValueError, match=f"'{name}' parameter"):
+            call(X)
+
+
+def test_n_bootstrap_set_after_fit_asks_for_fit():
+    X = _maps(n_tokens=64, n_bootstrap=3)
+    arb = BootstrapAttentionRegularizer(n_bootstrap=1).fit(X)  # P = 128
+    arb.set_params(n_bootstrap=3)
+    with pytest.raises(ValueError, match=r"n_bootstrap=3 .* n_bootstrap=1.*fit again"):
+        arb.transform(X)
+    assert arb.fit(X).n_tokens_ == 64
+
+
 # ----------------------------------------------------------------- invariances
 
 
