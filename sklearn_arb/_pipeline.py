@@ -27,7 +27,10 @@ def make_arb_pipeline(
     """A Pipeline of AttentionExtractor and BootstrapAttentionRegularizer.
 
     Images in, regularized observed attention maps ``(n_images, n_tokens)`` out.
-    The number of bootstrap samples is stated once and given to both steps;
+    The number of bootstrap samples is stated once, to the extractor; the
+    regularizer (``n_bootstrap="auto"``) reads it from the layout the extractor
+    attaches to its maps, so ``set_params(extractor__n_bootstrap=4)`` or a
+    ``GridSearchCV`` over ``extractor__n_bootstrap`` needs nothing else;
     ``memory`` goes to the extractor, which caches its maps per image (in this
     process and on disk) and shares its loaded model between clones, so a
     ``GridSearchCV`` over the regularizer's parameters (``regularizer__alpha``,
@@ -40,8 +43,8 @@ def make_arb_pipeline(
     model : str or torch.nn.Module, default="deit_tiny_patch16_224"
         The ViT (see :class:`AttentionExtractor`).
     n_bootstrap : int, default=1
-        B, for both steps. To change it later, set ``extractor__n_bootstrap``
-        and ``regularizer__n_bootstrap`` together.
+        B, the extractor's bootstrap maps per image; change it later with
+        ``extractor__n_bootstrap``.
     extractor_params : dict, default=None
         Other :class:`AttentionExtractor` parameters (``image_size``,
         ``checkpoint_path``, ``bootstrap``, ``random_state``, ...). An int
@@ -87,7 +90,7 @@ def make_arb_pipeline(
         model, n_bootstrap=n_bootstrap, memory=memory, **extractor_params
     )
     regularizer = BootstrapAttentionRegularizer(
-        n_bootstrap=n_bootstrap, **regularizer_params
+        n_bootstrap="auto", **regularizer_params
     )
     return Pipeline(
         [("extractor", extractor), ("regularizer", regularizer)],

@@ -26,7 +26,7 @@ def test_pipeline_equals_steps_by_hand(make_tiny_vit, images):
         regularizer_params={"alpha": 0.2},
     )
     extractor, regularizer = pipe.named_steps.values()
-    assert extractor.n_bootstrap == regularizer.n_bootstrap == 3
+    assert (extractor.n_bootstrap, regularizer.n_bootstrap) == (3, "auto")
     maps = AttentionExtractor(vit, image_size=32, n_bootstrap=3, random_state=0)
     by_hand = BootstrapAttentionRegularizer(n_bootstrap=3, alpha=0.2).fit_transform(
         maps.fit_transform(images)
@@ -72,3 +72,47 @@ def test_grid_search_runs_the_vit_once_per_image_set(
     # 6 candidates x 2 folds fit and score, then the refit on all images: the ViT
     # saw each image once (the two halves), the cache serves every other call.
     assert sorted(runs) == [3, 3]
+
+
+def test_grid_search_over_the_extractors_n_bootstrap(make_tiny_vit, images):
+    # B is stated once, by the extractor: the regularizer learns it from the maps,
+    # so setting extractor__n_bootstrap alone gives maps of the right width.
+    pipe = make_arb_pipeline(
+        make_tiny_vit(),
+        n_bootstrap=1,
+        extractor_params={"image_size": 32, "random_state": 0},
+        regularizer_params={"alpha": 0.5},
+    )
+    for n_bootstrap in (1, 2, 4):
+        maps = pipe.set_params(extractor__n_bootstrap=n_bootstrap).fit_transform(images)
+        regularizer = pipe["regularizer"]
+        assert regularizer.layout_.n_bootstrap == n_bootstrap
+        assert maps.shape == (6, 16)
+        by_hand = BootstrapAttentionRegularizer(n_bootstrap=n_bootstrap, alpha=0.5)
+        extractor = pipe["extractor"]
+        np.testing.assert_array_equal(
+            maps, by_hand.fit_transform(np.asarray(extractor.transform(images)))
+        )
+    widths = []
+
+    def observed_width(estimator, X, y=None):
+        widths.append(estimator["regularizer"].layout_.n_bootstrap)
+        return float(estimator.transform(X).shape[1])
+
+    search = GridSearchCV(
+        pipe, {"extractor__n_bootstrap": [1, 2, 4]}, scoring=observed_width, cv=2
+    ).fit(images)
+    np.testing.assert_array_equal(search.cv_results_["mean_test_score"], [16.0] * 3)
+    assert sorted(widths) == [1, 1, 2, 2, 4, 4]
+
+
+def test_a_stated_n_bootstrap_that_disagrees_with_the_maps_raises(
+    make_tiny_vit, images
+):
+    maps = AttentionExtractor(
+        make_tiny_vit(), image_size=32, n_bootstrap=3, random_state=0
+    ).fit_transform(images)
+    # (1 + 3) * 16 columns split evenly into 2 maps of 32: only the layout the
+    # extractor attached can tell that B = 1 is wrong.
+    with pytest.raises(ValueError, match=r"n_bootstrap=1.*3"):
+        BootstrapAttentionRegularizer(n_bootstrap=1).fit(maps)

@@ -124,7 +124,7 @@ def test_scorers_reject_bad_targets(synthetic_maps):
         balanced_scorer(regularizer, X, roi[:3])
     with pytest.raises(ValueError, match="boolean"):
         balanced_scorer(regularizer, X, roi * 2)
-    with pytest.raises(ValueError, match="tokens of y"):
+    with pytest.raises(ValueError, match="same patch grid"):
         balanced_scorer(regularizer, X, roi[:, :60])
     with pytest.raises(ValueError, match="metric"):
         make_arb_scorer("accuracy")

@@ -36,30 +36,23 @@ def _maps_before_and_after(estimator, X, y) -> tuple[np.ndarray, ...]:
 
     For a Pipeline, every step but the last transforms ``X`` (the extractor: its
     ``memory`` avoids running the ViT again) and the last is the regularizer. A bare
-    regularizer gets ``X`` as the extractor's output. Either way its observed block
-    is the first n_tokens columns.
+    regularizer gets ``X`` as the extractor's output. Either way the regularizer's
+    fitted layout says where the observed maps are.
     """
     regularizer = estimator
     if isinstance(estimator, Pipeline):
         regularizer = estimator.steps[-1][1]
         if len(estimator.steps) > 1:
             X = estimator[:-1].transform(X)
-    X = np.asarray(X)
-    roi_masks = _check_token_masks(y, X.shape[0])
-    n_tokens = roi_masks.shape[1]
-    if X.ndim != 2 or X.shape[1] % n_tokens:
-        raise ValueError(
-            f"The regularizer's input has shape {X.shape}, which is not "
-            f"(n_images, (1 + n_bootstrap) * n_tokens) for the {n_tokens} tokens of "
-            "y; make the token masks with the extractor's patch size and image size."
-        )
     maps_after = np.asarray(regularizer.transform(X))
+    roi_masks = _check_token_masks(y, maps_after.shape[0])
     if maps_after.shape != roi_masks.shape:
         raise ValueError(
             f"The regularizer returned maps of shape {maps_after.shape} but y has "
-            f"shape {roi_masks.shape}; y must be token masks of the same patch grid."
+            f"shape {roi_masks.shape}; y must be token masks of the same patch grid "
+            "(make them with the extractor's patch size and image size)."
         )
-    return X[:, :n_tokens], maps_after, roi_masks
+    return regularizer.layout_.observed(np.asarray(X)), maps_after, roi_masks
 
 
 class ARBScorer:
