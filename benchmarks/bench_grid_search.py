@@ -46,8 +46,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.model_selection import GridSearchCV, KFold
 
-from sklearn_arb import load_images, make_arb_pipeline
-from sklearn_arb.backbone._cache import _IMAGE_MAPS, _LOADED_MODELS
+from sklearn_arb import clear_caches, load_images, make_arb_pipeline
 from sklearn_arb.datasets import make_noise_simulation
 from sklearn_arb.metrics import balanced_scorer, make_arb_scorer
 
@@ -76,8 +75,7 @@ def pipeline(memory, n_bootstrap: int):
 
 
 def time_baseline(X, y, n_bootstrap: int, memory: bool = False) -> float:
-    _LOADED_MODELS.clear()
-    _IMAGE_MAPS.clear()
+    clear_caches()
     train, test = next(KFold(2).split(X))
     with tempfile.TemporaryDirectory() as cache:
         start = time.perf_counter()
@@ -87,8 +85,7 @@ def time_baseline(X, y, n_bootstrap: int, memory: bool = False) -> float:
 
 
 def time_search(X, y, n_bootstrap: int) -> tuple[float, GridSearchCV]:
-    _LOADED_MODELS.clear()
-    _IMAGE_MAPS.clear()
+    clear_caches()
     with tempfile.TemporaryDirectory() as cache:
         pipe = pipeline(cache, n_bootstrap)
         step = pipe.steps[-1][0]

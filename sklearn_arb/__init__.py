@@ -6,12 +6,14 @@ bootstrap inputs, and ``BootstrapAttentionRegularizer`` learns from those the nu
 distribution of attention scores and zeroes the scores that are not significant.
 """
 
+from ._config import config_context, get_config, set_config
 from ._extractor import AttentionExtractor
 from ._images import load_images
 from ._layout import MapLayout, TokenMaps, layout_of
 from ._maps import tokens_to_grid, upsample_map
 from ._pipeline import make_arb_pipeline
 from ._regularizer import BootstrapAttentionRegularizer
+from .backbone._cache import clear_caches
 
 __version__ = "0.1.0"
 
@@ -21,9 +23,13 @@ __all__ = [
     "MapLayout",
     "TokenMaps",
     "__version__",
+    "clear_caches",
+    "config_context",
+    "get_config",
     "layout_of",
     "load_images",
     "make_arb_pipeline",
+    "set_config",
     "tokens_to_grid",
     "upsample_map",
 ]

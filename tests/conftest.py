@@ -56,10 +56,9 @@ def make_tiny_vit():
 @pytest.fixture(autouse=True)
 def _empty_in_process_caches():
     """Each test starts without the models and maps earlier tests cached."""
-    from sklearn_arb.backbone._cache import _IMAGE_MAPS, _LOADED_MODELS
+    from sklearn_arb import clear_caches
 
-    _LOADED_MODELS.clear()
-    _IMAGE_MAPS.clear()
+    clear_caches()
 
 
 @pytest.fixture(scope="session")

@@ -15,9 +15,8 @@ from sklearn.utils import estimator_checks
 from sklearn.utils._param_validation import InvalidParameterError
 from sklearn.utils.estimator_checks import check_estimator
 
-from sklearn_arb import AttentionExtractor, load_images
+from sklearn_arb import AttentionExtractor, clear_caches, load_images
 from sklearn_arb.backbone import embed_tokens, reference_cls_attention
-from sklearn_arb.backbone._cache import _IMAGE_MAPS
 
 IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
 IMAGENET_STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
@@ -215,7 +214,7 @@ def test_clones_share_the_maps_in_process_then_on_disk(
     first = extractor.transform(images)
     monkeypatch.setattr(AttentionExtractor, "_iter_maps", _vit_must_not_run)
     # another process (an empty in-process cache) reads the disk
-    _IMAGE_MAPS.clear()
+    clear_caches()
     np.testing.assert_array_equal(clone(extractor).fit().transform(images), first)
     # in this process: served without the disk
     memory.clear(warn=False)

@@ -19,7 +19,16 @@ import numpy as np
 import xxhash
 from torch import nn
 
-__all__ = ["LRUCache", "MapCache", "array_digests", "settings_digest", "shared_model"]
+from .._config import get_config
+
+__all__ = [
+    "LRUCache",
+    "MapCache",
+    "array_digests",
+    "clear_caches",
+    "settings_digest",
+    "shared_model",
+]
 
 
 def array_digests(arrays: Iterable[np.ndarray]) -> list[str]:
@@ -101,11 +110,23 @@ class LRUCache:
                 self._nbytes -= getattr(self._items.pop(key), "nbytes", 0)
             self._items[key] = value
             self._nbytes += nbytes
-            while len(self._items) > self.max_items or (
-                self.max_bytes is not None and self._nbytes > self.max_bytes
-            ):
-                _, evicted = self._items.popitem(last=False)
-                self._nbytes -= getattr(evicted, "nbytes", 0)
+            self._evict()
+
+    def resize(self, max_items: int, max_bytes: int | None = None) -> None:
+        """Set new bounds, evicting the least recently used entries over them."""
+        with self._lock:
+            self.max_items, self.max_bytes = max_items, max_bytes
+            self._evict()
+
+    def _evict(self) -> None:
+        while len(self._items) > self.max_items or (
+            self.max_bytes is not None and self._nbytes > self.max_bytes
+        ):
+            _, evicted = self._items.popitem(last=False)
+            self._nbytes -= getattr(evicted, "nbytes", 0)
+
+    def __len__(self) -> int:
+        return len(self._items)
 
     def clear(self) -> None:
         """Drop every entry."""
@@ -114,8 +135,25 @@ class LRUCache:
             self._nbytes = 0
 
 
+# Bounded by the settings of sklearn_arb.set_config, read at each use.
 _LOADED_MODELS = LRUCache(max_items=4)
 _IMAGE_MAPS = LRUCache(max_items=1 << 20, max_bytes=512 << 20)
+
+
+def clear_caches() -> None:
+    """Empty the in-process caches of loaded models and computed maps.
+
+    ``memory``'s disk cache is left as it is (``joblib.Memory.clear`` empties
+    it). Bounds and the on/off switch are settings of
+    :func:`~sklearn_arb.set_config`.
+
+    Examples
+    --------
+    >>> from sklearn_arb import clear_caches
+    >>> clear_caches()
+    """
+    _LOADED_MODELS.clear()
+    _IMAGE_MAPS.clear()
 
 
 def shared_model(key: Hashable | None, load: Callable[[], nn.Module]) -> nn.Module:
@@ -130,11 +168,14 @@ def shared_model(key: Hashable | None, load: Callable[[], nn.Module]) -> nn.Modu
     >>> shared_model("doc-example", nn.Identity) is first
     True
     """
-    model = None if key is None else _LOADED_MODELS.get(key)
+    config = get_config()
+    if key is None or not config["cache_enabled"]:
+        return load()
+    _LOADED_MODELS.resize(max_items=config["model_cache_size"])
+    model = _LOADED_MODELS.get(key)
     if model is None:
         model = load()
-        if key is not None:
-            _LOADED_MODELS.put(key, model)
+        _LOADED_MODELS.put(key, model)
     return model
 
 
@@ -187,13 +228,17 @@ class MapCache:
     def __init__(self, memory: joblib.Memory, settings_key: str) -> None:
         self.settings_key = settings_key
         self._on_disk = memory.cache(_cached_image_maps, ignore=["computed"])
+        config = get_config()
+        self._in_process = config["cache_enabled"] and config["map_cache_bytes"] > 0
+        if self._in_process:
+            _IMAGE_MAPS.resize(_IMAGE_MAPS.max_items, config["map_cache_bytes"])
 
     def get(self, image_keys: Iterable[str]) -> list[np.ndarray | None]:
         """The stored maps of each image (read-only), or None where there are none."""
         rows = []
         for image_key in image_keys:
             key = (self.settings_key, image_key)
-            row = _IMAGE_MAPS.get(key)
+            row = _IMAGE_MAPS.get(key) if self._in_process else None
             if row is None and self._on_disk.check_call_in_cache(*key, None):
                 row = self._remember(key, self._on_disk(*key, None))
             rows.append(row)
@@ -204,9 +249,9 @@ class MapCache:
         key = (self.settings_key, image_key)
         return self._remember(key, self._on_disk(*key, row))
 
-    @staticmethod
-    def _remember(key: tuple[str, str], row: np.ndarray) -> np.ndarray:
+    def _remember(self, key: tuple[str, str], row: np.ndarray) -> np.ndarray:
         row = np.array(row)  # owns its memory, so eviction frees it
         row.setflags(write=False)
-        _IMAGE_MAPS.put(key, row)
+        if self._in_process:
+            _IMAGE_MAPS.put(key, row)
         return row
