@@ -84,13 +84,24 @@ def test_unknown_model_is_a_bad_argument(image_folder, random_weights, capsys):
     assert "unknown model 'vit_nope'" in _one_error_line(capsys)
 
 
+def _files(folder: Path) -> list[str]:
+    """Every file under ``folder``, as sorted relative paths (hidden ones too)."""
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+
+
+def _summary(output: Path) -> list[dict]:
+    with open(output / "summary.csv") as file:
+        return list(csv.DictReader(file))
+
+
 def test_regularize_writes_panel_npz_and_summary(
-    image_folder, random_weights, tmp_path
+    image_folder, random_weights, tmp_path, monkeypatch
 ):
+    monkeypatch.chdir(image_folder.parent)
     output = tmp_path / "out"
     args = [
         "regularize",
-        str(image_folder),
+        image_folder.name,
         "--weights",
         str(random_weights),
         "--output",
@@ -103,14 +114,12 @@ def test_regularize_writes_panel_npz_and_summary(
         *SMALL,
     ]
     assert main(args) == 0
-    names = ["a", "b", "grey"]
-    assert sorted(p.name for p in output.iterdir()) == sorted(
-        [f"{n}.png" for n in names] + [f"{n}.npz" for n in names] + ["summary.csv"]
-    )
-    with open(output / "summary.csv") as file:
-        rows = list(csv.DictReader(file))
-    assert [row["name"] for row in rows] == names
-    with np.load(output / "a.npz") as stored:
+    names = [f"{image_folder.name}/{n}.png" for n in ["a", "b", "grey"]]
+    expected = [f"{n}.{kind}" for n in names for kind in ("npz", "png")]
+    assert _files(output) == sorted([*expected, "summary.csv"])
+    rows = _summary(output)
+    assert [row["image"] for row in rows] == names
+    with np.load(output / f"{names[0]}.npz") as stored:
         attention, p, lfdr = stored["attention"], stored["pvalues"], stored["lfdr"]
         assert tuple(stored["grid_shape"]) == (4, 4)
         assert stored["null_attention"].shape == (2 * 16,)
@@ -127,8 +136,161 @@ def test_regularize_writes_panel_npz_and_summary(
     assert float(rows[0]["attention_kept_p"]) == pytest.approx(
         attention[kept_p].sum() / attention.sum(), abs=1e-5
     )
-    with Image.open(output / "a.png") as panel:
+    with Image.open(output / f"{names[0]}.png") as panel:
         assert panel.width > 3 * panel.height  # image | attention | p | lfdr
+
+
+def test_maps_are_the_extractors_on_the_same_files(
+    image_folder, random_weights, tmp_path, monkeypatch
+):
+    """The command's maps are the API's, whatever the batch size."""
+    from sklearn_arb import AttentionExtractor
+
+    monkeypatch.chdir(image_folder.parent)
+    files = [image_folder / f"{n}.png" for n in ["a", "b", "grey"]]
+    extractor = AttentionExtractor(
+        checkpoint_path=random_weights, image_size=64, n_bootstrap=1, random_state=0
+    ).fit()
+    expected = extractor.transform(files)
+    for batch_size in ("1", "2"):
+        output = tmp_path / batch_size
+        args = [
+            "regularize",
+            image_folder.name,
+            "--weights",
+            str(random_weights),
+            "--output",
+            str(output),
+            "--batch-size",
+            batch_size,
+            "--no-plots",
+            *SMALL,
+        ]
+        assert main(args) == 0
+        for path, maps in zip(files, expected, strict=True):
+            with np.load(output / image_folder.name / f"{path.name}.npz") as stored:
+                np.testing.assert_allclose(stored["attention"], maps[:16], rtol=1e-5)
+                np.testing.assert_allclose(
+                    stored["null_attention"], maps[16:], rtol=1e-5
+                )
+
+
+def test_images_run_through_the_model_in_batches(
+    image_folder, random_weights, tmp_path, monkeypatch
+):
+    from sklearn_arb import AttentionExtractor
+
+    batches = []
+    transform = AttentionExtractor.transform
+
+    def recording_transform(self, X):
+        batches.append(len(X))
+        return transform(self, X)
+
+    monkeypatch.setattr(AttentionExtractor, "transform", recording_transform)
+    args = ["regularize", str(image_folder), "--weights", str(random_weights)]
+    assert main([*args, "--output", str(tmp_path / "a"), *SMALL]) == 0
+    assert batches == [3]
+    batches.clear()
+    output = tmp_path / "b"
+    assert main([*args, "--output", str(output), "--batch-size", "2", *SMALL]) == 0
+    assert batches == [2, 1]
+
+
+def test_no_plots_and_dpi(image_folder, random_weights, tmp_path):
+    args = [
+        "regularize",
+        str(image_folder / "a.png"),
+        "--weights",
+        str(random_weights),
+        *SMALL,
+    ]
+    output = tmp_path / "none"
+    assert main([*args, "--output", str(output), "--no-plots"]) == 0
+    assert not list(output.rglob("*.png")) and list(output.rglob("*.npz"))
+    widths = {}
+    for dpi in (50, 100):
+        output = tmp_path / str(dpi)
+        assert main([*args, "--output", str(output), "--dpi", str(dpi)]) == 0
+        (panel,) = output.rglob("*.png")
+        with Image.open(panel) as image:
+            widths[dpi] = image.width
+            assert image.info["dpi"] == pytest.approx((dpi, dpi), abs=0.05)
+    assert widths[100] == pytest.approx(2 * widths[50], rel=0.1)
+
+
+def test_panel_of_a_large_image_is_drawn_from_a_small_copy(random_weights, tmp_path):
+    """A panel's size does not follow the file's: 3000 x 2000 px drawn at 300 px
+    a tile, so a huge photograph costs no more memory to draw than a small one."""
+    big = tmp_path / "big.png"
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (2000, 3000, 3), dtype=np.uint8)).save(big)
+    output = tmp_path / "out"
+    args = ["regularize", str(big), "--weights", str(random_weights), *SMALL]
+    assert main([*args, "--output", str(output), "--methods", "p"]) == 0
+    (panel,) = output.rglob("*.png")
+    with Image.open(panel) as image:
+        # image, attention, p: 3 tiles of 3 in at 100 dpi, and a colour bar.
+        assert 900 < image.width < 1300 and image.height < 400
+
+
+def test_rerun_decides_by_content_not_by_name(random_weights, tmp_path, monkeypatch):
+    """Two folders with a photo1.png each, and an image edited in place: every
+    distinct image gets its own result, and the summary lists them all."""
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(2)
+    for folder in ("A", "B"):
+        Path(folder).mkdir()
+        for name in ("photo1", "photo2"):
+            pixels = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(f"{folder}/{name}.png")
+    base = ["--weights", str(random_weights), "--output", "out", *SMALL]
+    assert main(["regularize", "A", *base]) == 0
+    assert main(["regularize", "B", *base]) == 0
+
+    def attention(path: str) -> np.ndarray:
+        with np.load(Path("out", f"{path}.npz")) as stored:
+            return stored["attention"]
+
+    assert not np.array_equal(attention("A/photo1.png"), attention("B/photo1.png"))
+    rows = _summary(Path("out"))
+    assert [row["image"] for row in rows] == [
+        "A/photo1.png",
+        "A/photo2.png",
+        "B/photo1.png",
+        "B/photo2.png",
+    ]
+    # Edited in place: recomputed; its neighbour untouched.
+    stamp = Path("out/A/photo2.png.npz").stat().st_mtime_ns
+    before = attention("A/photo1.png")
+    Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(
+        "A/photo1.png"
+    )
+    assert main(["regularize", "A", *base]) == 0
+    assert not np.array_equal(attention("A/photo1.png"), before)
+    assert Path("out/A/photo2.png.npz").stat().st_mtime_ns == stamp
+    assert len(_summary(Path("out"))) == 4
+
+
+def test_subfolders_are_walked_and_mirrored(random_weights, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(3)
+    for path in ("scans/p1/x.png", "scans/p2/x.png", "scans/top.jpg"):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        pixels = rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(path)
+    Path("scans/.hidden").mkdir()
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save("scans/.hidden/h.png")
+    args = ["regularize", "scans", "--weights", str(random_weights), "--no-plots"]
+    assert main([*args, "--output", "scans/out", *SMALL]) == 0
+    # The output folder inside the input folder is not read as input on a rerun.
+    assert main([*args, "--output", "scans/out", *SMALL]) == 0
+    assert _files(Path("scans/out")) == [
+        "scans/p1/x.png.npz",
+        "scans/p2/x.png.npz",
+        "scans/top.jpg.npz",
+        "summary.csv",
+    ]
 
 
 def test_rerun_skips_done_images_and_recomputes_on_new_settings(
@@ -145,20 +307,129 @@ def test_rerun_skips_done_images_and_recomputes_on_new_settings(
         *SMALL,
     ]
     assert main(args) == 0
-    stamps = {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir()}
-    (tmp_path / "b.npz").unlink()  # as if interrupted before b was done
+    results = {p.name: p for p in tmp_path.rglob("*.png.*")}
+    stamps = {name: p.stat().st_mtime_ns for name, p in results.items()}
+    results["b.png.npz"].unlink()  # as if interrupted before b was done
     capsys.readouterr()
     assert main(args) == 0
     assert "1 image(s) already done" in capsys.readouterr().err
-    assert (tmp_path / "a.npz").stat().st_mtime_ns == stamps["a.npz"]
-    assert (tmp_path / "a.png").stat().st_mtime_ns == stamps["a.png"]
-    assert (tmp_path / "b.npz").is_file()
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temps
+    assert results["a.png.npz"].stat().st_mtime_ns == stamps["a.png.npz"]
+    assert results["a.png.png"].stat().st_mtime_ns == stamps["a.png.png"]
+    assert results["b.png.npz"].is_file()
+    # A panel missing (an earlier --no-plots run): drawn from the stored maps.
+    results["a.png.png"].unlink()
+    assert main(args) == 0
+    assert results["a.png.npz"].stat().st_mtime_ns == stamps["a.png.npz"]
+    assert results["a.png.png"].is_file()
+    assert not [p for p in tmp_path.rglob(".*")]  # no temporaries, no claims
     # Other settings: a is computed again, not silently reused.
     assert main([*args, "--alpha", "0.1"]) == 0
-    assert (tmp_path / "a.npz").stat().st_mtime_ns != stamps["a.npz"]
-    with np.load(tmp_path / "a.npz") as stored:
+    assert results["a.png.npz"].stat().st_mtime_ns != stamps["a.png.npz"]
+    with np.load(results["a.png.npz"]) as stored:
         assert json.loads(str(stored["settings"]))["alpha"] == "0.1"
+
+
+def test_summary_describes_every_result_in_the_folder(
+    image_folder, random_weights, tmp_path
+):
+    base = ["--weights", str(random_weights), "--output", str(tmp_path), *SMALL]
+    assert main(["regularize", str(image_folder / "a.png"), *base]) == 0
+    assert main(["regularize", str(image_folder / "b.png"), *base]) == 0
+    images = [row["image"] for row in _summary(tmp_path)]
+    assert images == [str(image_folder / "a.png"), str(image_folder / "b.png")]
+
+
+def test_output_files_get_ordinary_permissions(image_folder, random_weights, tmp_path):
+    old = os.umask(0o022)
+    try:
+        args = ["regularize", str(image_folder / "a.png"), "--output", str(tmp_path)]
+        assert main([*args, "--weights", str(random_weights), *SMALL]) == 0
+    finally:
+        os.umask(old)
+    files = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert len(files) == 3
+    assert {p.stat().st_mode & 0o777 for p in files} == {0o644}
+
+
+def test_an_image_claimed_by_another_process_is_left_to_it(
+    image_folder, random_weights, tmp_path, capsys
+):
+    from sklearn_arb.cli._results import Claim, output_key
+
+    key = output_key(image_folder / "a.png")
+    folder = tmp_path / key.parent
+    folder.mkdir(parents=True)
+    claim = Claim(folder, key.name)
+    assert claim.acquire()  # held as a live process holds it: a flock
+    args = [
+        "regularize",
+        str(image_folder / "a.png"),
+        str(image_folder / "b.png"),
+        "--weights",
+        str(random_weights),
+        "--output",
+        str(tmp_path),
+        *SMALL,
+    ]
+    try:
+        assert main(args) == 0
+        assert "1 image(s) being computed by another process" in capsys.readouterr().err
+        assert not (folder / "a.png.npz").exists()
+        assert (folder / "b.png.npz").is_file()
+    finally:
+        claim.release()
+    assert main(args) == 0
+    assert (folder / "a.png.npz").is_file()
+
+
+def test_a_killed_runs_claims_and_partial_files_are_taken_over(
+    image_folder, random_weights, tmp_path
+):
+    """What a SIGKILL leaves: a claim file nobody locks, a half-written result."""
+    from sklearn_arb.cli._results import output_key
+
+    key = output_key(image_folder / "a.png")
+    folder = tmp_path / key.parent
+    folder.mkdir(parents=True)
+    (folder / ".a.png.lock").write_text("")
+    (folder / ".a.png.npz~dead0001.partial").write_bytes(b"half")
+    (tmp_path / ".summary.csv~dead0002.partial").write_bytes(b"half")
+    args = ["regularize", str(image_folder / "a.png"), "--output", str(tmp_path)]
+    assert main([*args, "--weights", str(random_weights), *SMALL]) == 0
+    assert _files(tmp_path) == sorted([f"{key}.npz", f"{key}.png", "summary.csv"])
+
+
+def test_interrupted_run_keeps_finished_batches(
+    image_folder, random_weights, tmp_path, monkeypatch
+):
+    from sklearn_arb.cli import _regularize
+
+    calls = []
+    regularize_batch = _regularize._regularize_batch
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return regularize_batch(*args, **kwargs)
+
+    monkeypatch.setattr(_regularize, "_regularize_batch", interrupted)
+    args = ["regularize", str(image_folder), "--output", str(tmp_path)]
+    args += ["--weights", str(random_weights), "--batch-size", "2", *SMALL]
+    assert main(args) == 130
+    done = [p.name for p in tmp_path.rglob("*") if p.is_file()]
+    # The first batch is complete, panels included; nothing half-written.
+    assert sorted(done) == [
+        "a.png.npz",
+        "a.png.png",
+        "b.png.npz",
+        "b.png.png",
+        "summary.csv",
+    ]
+    assert len(_summary(tmp_path)) == 2
+    monkeypatch.setattr(_regularize, "_regularize_batch", regularize_batch)
+    assert main(args) == 0
+    assert len(_summary(tmp_path)) == 3
 
 
 def test_unreadable_image_is_reported_and_others_done(
@@ -178,7 +449,27 @@ def test_unreadable_image_is_reported_and_others_done(
     ]
     assert main(args) == 1
     assert "skipping" in capsys.readouterr().err
-    assert (tmp_path / "out" / "b.npz").is_file()
+    assert list((tmp_path / "out").rglob("b.png.npz"))
+
+
+def test_over_large_image_is_one_error_and_the_run_goes_on(
+    image_folder, random_weights, tmp_path, monkeypatch, capsys
+):
+    """PIL refuses files over MAX_IMAGE_PIXELS as decompression bombs (a 14000 px
+    square PNG by default): here the limit is lowered to make one of 64 x 64."""
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    bomb = tmp_path / "bomb.png"
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(bomb)
+    small = tmp_path / "small.png"
+    Image.fromarray(np.full((20, 20, 3), 9, np.uint8)).save(small)
+    args = ["regularize", str(bomb), str(small), "--output", str(tmp_path / "out")]
+    args += ["--weights", str(random_weights), "--no-plots", *SMALL]
+    for _ in range(2):  # the rerun too
+        capsys.readouterr()
+        assert main(args) == 1
+        err = capsys.readouterr().err
+        assert f"skipping {bomb}:" in err and "Traceback" not in err
+        assert list((tmp_path / "out").rglob("small.png.npz"))
 
 
 def _demo_in_subprocess(output, timeout, **env) -> subprocess.CompletedProcess:
@@ -215,7 +506,10 @@ def test_offline_demo_uses_hub_weights_already_in_the_cache(deit_hub_cache, tmp_
         tmp_path, timeout=300, HF_HUB_OFFLINE="1", HF_HOME=str(deit_hub_cache)
     )
     assert result.returncode == 0, result.stderr
-    assert sorted(p.name for p in tmp_path.glob("*.npz")) == ["china.npz", "flower.npz"]
+    assert sorted(p.name for p in tmp_path.glob("*.npz")) == [
+        "china.jpg.npz",
+        "flower.jpg.npz",
+    ]
 
 
 def test_demo_on_sample_images_with_real_weights(deit_weights, tmp_path):
@@ -232,8 +526,11 @@ def test_demo_on_sample_images_with_real_weights(deit_weights, tmp_path):
         )
         == 0
     )
-    assert sorted(p.name for p in tmp_path.glob("*.png")) == ["china.png", "flower.png"]
-    with np.load(tmp_path / "china.npz") as stored:
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == [
+        "china.jpg.png",
+        "flower.jpg.png",
+    ]
+    with np.load(tmp_path / "china.jpg.npz") as stored:
         # Real weights: regularization removes most tokens but not all attention.
         assert 0 < np.count_nonzero(stored["regularized_p"]) < stored["attention"].size
 

@@ -1,0 +1,269 @@
+"""What the subcommands share: argument types, option groups, the fitted model."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+from pathlib import Path
+from typing import Any, NoReturn
+from urllib.parse import urlparse
+
+import numpy as np
+
+DEFAULT_MODEL = "deit_tiny_patch16_224"
+
+
+class UsageError(Exception):
+    """A bad argument: reported on one line, exit status 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that reports a bad argument on one line (no usage dump)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def string_options(estimator: type, parameter: str) -> list[str]:
+    """The string values ``estimator`` accepts for ``parameter``, read from its
+    ``_parameter_constraints`` (so a command's choices never drift from the API)."""
+    return sorted(
+        option
+        for constraint in estimator._parameter_constraints[parameter]
+        for option in getattr(constraint, "options", ())
+    )
+
+
+# Argument types: each rejects a bad value with a message naming the fix.
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a positive integer, got {text!r}"
+        ) from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a positive number, got {text!r}"
+        ) from None
+    if not np.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
+    return value
+
+
+def threshold(text: str) -> float | str:
+    if text == "median":
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a number in [0, 1] or 'median', got {text!r}"
+        ) from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(
+            f"expected a number in [0, 1] or 'median', got {value}"
+        )
+    return value
+
+
+def z_threshold(text: str) -> float | str:
+    if text == "median":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a number or 'median', got {text!r}"
+        ) from None
+
+
+def existing_file(text: str) -> Path:
+    path = Path(text).expanduser()
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(f"no such file: {text}")
+    return path
+
+
+def device(text: str) -> str:
+    import torch
+
+    if text == "auto":
+        return text
+    try:
+        resolved = torch.device(text)
+    except RuntimeError:
+        raise argparse.ArgumentTypeError(
+            f"unknown device {text!r}; use auto, cpu, cuda or cuda:N"
+        ) from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise argparse.ArgumentTypeError(
+            f"{text!r} asked for but PyTorch sees no CUDA GPU; use --device cpu"
+        )
+    return text
+
+
+def add_model_arguments(
+    parser: argparse.ArgumentParser,
+    batch_help: str = "images per forward pass",
+    batch_dest: str = "batch_size",
+) -> None:
+    group = parser.add_argument_group("model")
+    group.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        help="timm ViT name, e.g. vit_small_patch8_224.dino (default: %(default)s)",
+    )
+    group.add_argument(
+        "--weights",
+        type=existing_file,
+        metavar="PATH",
+        help="local weights: state_dict .pth/.pt, .safetensors or DINO checkpoint",
+    )
+    group.add_argument(
+        "--pretrained",
+        action="store_true",
+        help="download the model's weights from the hub (needs internet)",
+    )
+    group.add_argument(
+        "--image-size",
+        type=positive_int,
+        default=224,
+        help="images are resized to this square size, a multiple of the model's "
+        "patch size (default: %(default)s)",
+    )
+    group.add_argument(
+        "--device",
+        type=device,
+        default="auto",
+        help="auto, cpu, cuda or cuda:N (default: %(default)s)",
+    )
+    group.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=None,
+        dest=batch_dest,
+        metavar="N",
+        help=batch_help,
+    )
+
+
+def add_output_arguments(parser: argparse.ArgumentParser, default: str) -> None:
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=Path(default),
+        metavar="DIR",
+        help="output folder (default: %(default)s)",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+# The model.
+
+
+def build_extractor(args: argparse.Namespace) -> Any:
+    """The fitted extractor; a clear one-line error where no real weights can be
+    had or the model cannot run (not a ViT, an image size it cannot take)."""
+    from .. import AttentionExtractor
+
+    if args.weights is not None and args.pretrained:
+        raise UsageError(
+            f"--pretrained and --weights {args.weights} both name weights for "
+            f"{args.model}; pass one of them"
+        )
+    if args.weights is None and not args.pretrained:
+        raise UsageError(
+            f"no weights for {args.model}: pass --weights PATH (a state_dict, "
+            "safetensors or DINO checkpoint file) or --pretrained to download them "
+            "(needs internet); random weights would give meaningless maps"
+        )
+    import timm
+
+    if not timm.is_model(args.model):
+        raise UsageError(
+            f"unknown model {args.model!r}; pass a timm ViT name such as "
+            "deit_tiny_patch16_224 or vit_small_patch8_224.dino (timm.list_models())"
+        )
+    extractor = AttentionExtractor(
+        args.model,
+        pretrained=args.pretrained,
+        checkpoint_path=args.weights,
+        image_size=args.image_size,
+        n_bootstrap=getattr(args, "n_bootstrap", 1),
+        bootstrap=getattr(args, "bootstrap", "normal"),
+        bootstrap_width=getattr(args, "bootstrap_width", 1.0),
+        device=args.device,
+        # Images per forward pass; sized to the device where not given.
+        batch_size=getattr(args, "batch_size", None),
+        random_state=args.seed,
+    )
+    no_weights = (
+        f"no weights for {args.model}: they could not be downloaded from the hub "
+        "({why}) and no --weights file was given; pass --weights PATH (a local "
+        "state_dict, safetensors or DINO checkpoint) or go online"
+    )
+    # Probe first: without a network, the hub client retries for about a minute
+    # before failing. Declared offline (HF_HUB_OFFLINE) it reads its local cache
+    # and fails at once where the weights are not there: no probe then.
+    if args.pretrained and not _hub_declared_offline() and not _hub_reachable():
+        raise UsageError(no_weights.format(why="the hub cannot be reached"))
+    try:
+        extractor.fit()
+    except Exception as exc:
+        if isinstance(exc, TypeError) and "img_size" in str(exc):
+            # timm builds models that are not ViTs without an img_size argument.
+            raise UsageError(
+                f"{args.model} is not a Vision Transformer (it takes no img_size); "
+                "pass a timm ViT name such as deit_tiny_patch16_224"
+            ) from None
+        if args.pretrained:
+            # The hub fails in many ways when it cannot be reached; all mean the same.
+            raise UsageError(
+                no_weights.format(why=f"offline? {type(exc).__name__}")
+            ) from None
+        if isinstance(exc, (ValueError, TypeError, OSError)):
+            raise UsageError(first_line(exc)) from None
+        raise
+    import torch
+
+    if not all(torch.isfinite(p).all() for p in extractor.model_.parameters()):
+        source = args.weights or "the hub"
+        raise UsageError(
+            f"the weights from {source} hold NaN or infinite values, so every map "
+            "would be NaN; pass a checkpoint saved from a trained model"
+        )
+    return extractor
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception's message, one line."""
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def _hub_declared_offline() -> bool:
+    """Whether ``HF_HUB_OFFLINE`` asks the hub client for its local cache only."""
+    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in {"1", "true", "yes", "on"}
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hugging Face hub (or ``HF_ENDPOINT``) answers a TCP connection."""
+    endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    port = endpoint.port or (80 if endpoint.scheme == "http" else 443)
+    try:
+        socket.create_connection((endpoint.hostname, port), timeout=timeout).close()
+    except OSError:
+        return False
+    return True

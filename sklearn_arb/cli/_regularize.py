@@ -1,0 +1,557 @@
+"""``sklearn-arb regularize`` and ``demo``: images in, maps, panels and a table out.
+
+Images run through the model a batch at a time; each image's ``.npz`` is written as
+soon as its batch is done, and its panel is drawn in a background thread. What is
+done, claimed by another process or left half-written is decided in
+:mod:`._results`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xxhash
+from PIL import Image
+
+from .. import AttentionExtractor, BootstrapAttentionRegularizer, load_images
+from .._images import IMAGE_SUFFIXES
+from .._layout import MapLayout
+from ._arguments import (
+    UsageError,
+    add_model_arguments,
+    add_output_arguments,
+    build_extractor,
+    first_line,
+    positive_float,
+    positive_int,
+    string_options,
+    threshold,
+    z_threshold,
+)
+from ._panels import PanelWriter, render_panel, tile_shape, write_panel
+from ._results import (
+    Result,
+    array_digest,
+    file_digest,
+    output_key,
+    read_summary_rows,
+    remove_stale_partials,
+    write_summary,
+)
+
+DEFAULT_BATCH_SIZE = 16
+_SUMMARY_EVERY_S = 5.0  # summary.csv is rewritten at most this often during a run
+# What one unreadable image raises; the run goes on with the others.
+_IMAGE_ERRORS = (ValueError, OSError, MemoryError, Image.DecompressionBombError)
+
+
+def _add_method_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("bootstrap and regularization")
+    group.add_argument(
+        "--bootstrap",
+        choices=string_options(AttentionExtractor, "bootstrap"),
+        default="normal",
+        help="bootstrap kind (default: %(default)s)",
+    )
+    group.add_argument(
+        "--n-bootstrap",
+        type=positive_int,
+        default=1,
+        metavar="B",
+        help="bootstrap images per image (default: %(default)s)",
+    )
+    group.add_argument(
+        "--bootstrap-width",
+        type=positive_float,
+        default=1.0,
+        metavar="W",
+        help="width factor w (default: %(default)s)",
+    )
+    group.add_argument(
+        "--methods",
+        nargs="+",
+        choices=string_options(BootstrapAttentionRegularizer, "method"),
+        default=["p", "lfdr", "pi0"],
+        help="regularizations to apply (default: p lfdr pi0)",
+    )
+    group.add_argument(
+        "--pvalue",
+        choices=string_options(BootstrapAttentionRegularizer, "pvalue"),
+        default=BootstrapAttentionRegularizer().pvalue,
+        help="p-value definition (default: %(default)s)",
+    )
+    group.add_argument(
+        "--alpha",
+        type=threshold,
+        default=0.05,
+        help="p-value threshold or 'median' (default: %(default)s)",
+    )
+    group.add_argument(
+        "--gamma",
+        type=threshold,
+        default=0.2,
+        help="lfdr threshold or 'median' (default: %(default)s)",
+    )
+    group.add_argument(
+        "--z-threshold",
+        type=z_threshold,
+        default=0.0,
+        help="z-step threshold or 'median' (default: %(default)s)",
+    )
+    group.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the bootstrap draws (default: %(default)s)",
+    )
+
+
+def _add_regularize_arguments(parser: argparse.ArgumentParser, output: str) -> None:
+    # demo is regularize on other images: both take the same options.
+    add_model_arguments(
+        parser,
+        batch_help="images read, run through the model and regularized together; "
+        f"larger batches keep a GPU busier (default: {DEFAULT_BATCH_SIZE})",
+        batch_dest="images_per_batch",
+    )
+    _add_method_arguments(parser)
+    group = parser.add_argument_group("panels")
+    group.add_argument(
+        "--no-plots",
+        dest="plots",
+        action="store_false",
+        help="write the .npz results and summary.csv only, no PNG panels",
+    )
+    group.add_argument(
+        "--dpi",
+        type=positive_int,
+        default=100,
+        help=f"resolution of the PNG panels; each map is {3:g} inches wide "
+        "(default: %(default)s)",
+    )
+    add_output_arguments(parser, output)
+
+
+def add_parsers(commands: argparse._SubParsersAction) -> None:
+    """Declare ``regularize`` and ``demo`` and their options on ``commands``."""
+    regularize = commands.add_parser(
+        "regularize",
+        help="regularize the attention maps of images or folders",
+        description="Per image: an .npz of maps and statistics, a PNG panel (image "
+        "| attention | each method) and a row of summary.csv. Folders are walked "
+        "with their subfolders. Each image's results go to OUTPUT/<its path>.npz "
+        "and .png (its path relative to the working directory, or its absolute "
+        "path where it lies elsewhere). A rerun computes what is missing or "
+        "changed (image bytes or settings) and keeps the rest; processes sharing "
+        "an output folder share the work.",
+    )
+    regularize.add_argument("images", nargs="+", type=Path, metavar="IMAGES_OR_FOLDERS")
+    _add_regularize_arguments(regularize, "arb_output")
+
+    demo = commands.add_parser(
+        "demo",
+        help="regularize scikit-learn's sample images (load_sample_images)",
+        description="The regularize command on sklearn.datasets.load_sample_images(). "
+        "Needs weights: --weights PATH, or internet for the hub's.",
+    )
+    _add_regularize_arguments(demo, "arb_demo")
+
+
+# Inputs.
+
+
+@dataclass
+class _Input:
+    """One image to regularize: where it comes from and how to read it."""
+
+    source: str  # for messages and the summary
+    key: Path  # where its results go, relative to the output folder
+    digest: Callable[[], str]  # of its content
+    load: Callable[[], np.ndarray]  # float RGB in [0, 1], at its own size
+
+
+def _walk_images(folder: Path, skip: Path) -> list[Path]:
+    """The image files under ``folder`` and its subfolders, sorted; hidden files
+    and folders and the output folder ``skip`` are left out."""
+    files = []
+    for root, folders, names in os.walk(folder):
+        folders[:] = sorted(
+            name
+            for name in folders
+            if not name.startswith(".") and Path(root, name).resolve() != skip
+        )
+        files.extend(
+            Path(root, name)
+            for name in sorted(names)
+            if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_SUFFIXES
+        )
+    if not files:
+        raise UsageError(
+            f"no image files in {folder} or its subfolders (looked for "
+            f"{', '.join(IMAGE_SUFFIXES)}); pass image files or folders of them"
+        )
+    return files
+
+
+def _file_inputs(sources: Sequence[Path], output: Path) -> list[_Input]:
+    """Files, and the image files of folders, in the order given, each once."""
+    skip = output.resolve()
+    files: dict[Path, None] = {}
+    for source in sources:
+        if source.is_dir():
+            files.update(dict.fromkeys(_walk_images(source, skip)))
+        elif source.is_file():
+            files[source] = None
+        else:
+            raise UsageError(f"no such file or folder: {source}")
+    return [
+        _Input(
+            source=str(path),
+            key=output_key(path),
+            digest=lambda path=path: file_digest(path),
+            load=lambda path=path: load_images(path)[0],
+        )
+        for path in files
+    ]
+
+
+def _settings(args: argparse.Namespace) -> str:
+    """The settings that change the results, as JSON (stored with each result)."""
+    keys = (
+        "model",
+        "pretrained",
+        "image_size",
+        "bootstrap",
+        "n_bootstrap",
+        "bootstrap_width",
+        "methods",
+        "pvalue",
+        "alpha",
+        "gamma",
+        "z_threshold",
+        "seed",
+    )
+    settings = {key: str(getattr(args, key)) for key in keys}
+    if args.weights is not None:
+        # A checkpoint overwritten in place is other weights.
+        stat = Path(args.weights).stat()
+        settings["weights"] = f"{Path(args.weights).resolve()}|{stat.st_size}|"
+        settings["weights"] += str(stat.st_mtime_ns)
+    return json.dumps(settings, sort_keys=True)
+
+
+# The run.
+
+
+@dataclass
+class _Loaded:
+    """An image of a batch, read: the model's input and the panel's copy."""
+
+    item: _Input
+    result: Result
+    digest: str
+    model_input: np.ndarray
+    display: np.ndarray | None
+
+
+def _display_copy(image: np.ndarray, dpi: int) -> np.ndarray:
+    """The image as the panel shows it: uint8, at the size of one tile."""
+    small = load_images(image[None], image_size=tile_shape(image.shape[:2], dpi))[0]
+    return np.round(255 * small).astype(np.uint8)
+
+
+def _load(
+    item: _Input, result: Result, digest: str, extractor: Any, dpi: int | None
+) -> _Loaded:
+    """Read one image at full size once; keep only the two small copies needed,
+    so memory does not grow with the size of the files."""
+    image = item.load()
+    model_input = load_images(image[None], image_size=extractor.image_size_)[0]
+    display = None if dpi is None else _display_copy(image, dpi)
+    return _Loaded(item, result, digest, model_input, display)
+
+
+def _method_label(method: str, args: argparse.Namespace) -> str:
+    return {
+        "z": f"z > {args.z_threshold}",
+        "p": f"p \N{LESS-THAN OR EQUAL TO} {args.alpha}",
+        "lfdr": f"lfdr \N{LESS-THAN OR EQUAL TO} {args.gamma}",
+        "pi0": "pi0 (auto)",
+    }[method]
+
+
+def _regularize_batch(
+    batch: list[_Loaded],
+    extractor: Any,
+    args: argparse.Namespace,
+    settings: str,
+) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """Maps, statistics and regularized maps of a batch: per image, its summary
+    row and the arrays of its ``.npz``."""
+    start = time.perf_counter()
+    try:
+        maps = extractor.transform(np.stack([loaded.model_input for loaded in batch]))
+    except ValueError as exc:  # the model itself (e.g. overflow): every image alike
+        raise UsageError(first_line(exc)) from None
+    layout = MapLayout(extractor.n_tokens_, args.n_bootstrap)
+    regularizer = BootstrapAttentionRegularizer(
+        n_bootstrap=args.n_bootstrap,
+        pvalue=args.pvalue,
+        alpha=args.alpha,
+        gamma=args.gamma,
+        z_threshold=args.z_threshold,
+        null="per_image",
+    ).fit(maps)
+    statistics = regularizer.compute_statistics(maps)
+    regularized = {
+        method: regularizer.set_params(method=method).transform(maps)
+        for method in args.methods
+    }
+    seconds = (time.perf_counter() - start) / len(batch)
+    outputs = []
+    for i, loaded in enumerate(batch):
+        attention = statistics.scores[i]
+        row: dict[str, Any] = {
+            "image": loaded.item.source,
+            "result": str(loaded.item.key),
+            "n_tokens": attention.size,
+            "pi0": round(float(statistics.pi0[i]), 6),
+        }
+        for method, values in regularized.items():
+            row[f"nonzero_percent_{method}"] = round(
+                100.0 * np.count_nonzero(values[i]) / values[i].size, 3
+            )
+            row[f"attention_kept_{method}"] = round(
+                float(values[i].sum() / attention.sum()), 6
+            )
+        row["seconds"] = round(seconds, 4)
+        arrays = {
+            "attention": attention,
+            "null_attention": layout.bootstrap(maps)[i],
+            "grid_shape": np.asarray(extractor.grid_shape_),
+            "z": statistics.z[i],
+            "null_z": statistics.null_z[i],
+            "pvalues": statistics.pvalues[i],
+            "lfdr": statistics.lfdr[i],
+            "pi0": statistics.pi0[i],
+            **{f"regularized_{m}": values[i] for m, values in regularized.items()},
+            "methods": np.asarray(args.methods),
+            "labels": np.asarray([_method_label(m, args) for m in args.methods]),
+            "digest": np.asarray(loaded.digest),
+            "settings": np.asarray(settings),
+            "summary": np.asarray(json.dumps(row)),
+        }
+        outputs.append((row, arrays))
+    return outputs
+
+
+def _panel_job(
+    result: Result, display: np.ndarray, arrays: dict[str, Any], dpi: int
+) -> Callable[[], None]:
+    """Draw and write the panel of one result from its arrays."""
+    maps = {"attention": arrays["attention"]}
+    for method, label in zip(arrays["methods"], arrays["labels"], strict=True):
+        maps[str(label)] = arrays[f"regularized_{method}"]
+    grid_shape = tuple(int(s) for s in arrays["grid_shape"])
+
+    def job() -> None:
+        panel = render_panel(display, maps, grid_shape, str(result.key))
+        write_panel(result.png, panel, dpi)
+
+    return job
+
+
+class _Run:
+    """One ``regularize`` run: its counters, summary rows and background panels."""
+
+    def __init__(self, args: argparse.Namespace, progress: Any) -> None:
+        self.args = args
+        self.output: Path = args.output
+        self.dpi = args.dpi if args.plots else None
+        self.batch_size = args.images_per_batch or DEFAULT_BATCH_SIZE
+        self.settings = _settings(args)
+        self.rows = read_summary_rows(self.output)
+        self.panels = PanelWriter() if args.plots else None
+        self.progress = progress
+        self.failures = 0
+        self.done_before = 0
+        self.busy = 0  # claimed by another process
+        self._summary_written = time.monotonic()
+
+    def digest(self, item: _Input) -> str:
+        """The digest a result must record to be done: content and settings."""
+        combined = xxhash.xxh3_128(item.digest().encode())
+        combined.update(self.settings.encode())
+        return combined.hexdigest()
+
+    def need(self, result: Result, digest: str) -> str | None:
+        """What a result still needs: "compute", "panel", or None when done."""
+        if result.stored(digest) is None:
+            return "compute"
+        if self.dpi is not None and not result.png.is_file():
+            return "panel"
+        return None
+
+    def skip(self, source: str, exc: BaseException) -> None:
+        self.failures += 1
+        self.progress.write(f"skipping {source}: {first_line(exc)}", file=sys.stderr)
+        self.progress.update()
+
+    def claimed_batches(self, items: Sequence[_Input]) -> Any:
+        """Batches of ``(item, result, digest, need)`` still to do, each claimed
+        by this process; images done or claimed elsewhere are counted, passed over."""
+        batch = []
+        for item in items:
+            result = Result(self.output, item.key)
+            try:
+                digest = self.digest(item)
+            except OSError as exc:
+                self.skip(item.source, exc)
+                continue
+            need = self.need(result, digest)
+            if need is not None:
+                result.folder.mkdir(parents=True, exist_ok=True)
+                if not result.claim.acquire():
+                    self.busy += 1
+                    self.progress.update()
+                    continue
+                # Done by another process between the check and the claim?
+                need = self.need(result, digest)
+                if need is None:
+                    result.claim.release()
+            if need is None:
+                self.done_before += 1
+                self.progress.update()
+                continue
+            batch.append((item, result, digest, need))
+            if len(batch) == self.batch_size:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
+    def finish(self, result: Result, arrays: dict[str, Any], display: Any) -> None:
+        """Queue the panel of a result whose ``.npz`` is written; its claim is
+        released once its last file is in place."""
+        if self.panels is None:
+            result.claim.release()
+        else:
+            job = _panel_job(result, display, arrays, self.dpi)
+            self.panels.submit(job, done=result.claim.release)
+        self.progress.update()
+
+    def add_row(self, result: Result, row: dict[str, Any]) -> None:
+        self.rows[str(result.npz.relative_to(self.output))] = row
+        if time.monotonic() - self._summary_written > _SUMMARY_EVERY_S:
+            write_summary(self.output, self.rows)
+            self._summary_written = time.monotonic()
+
+    def finish_panels(self) -> None:
+        """Wait for the queued panels (also on interrupt: each takes milliseconds)."""
+        if self.panels is not None:
+            self.panels.close()
+            self.failures += self.panels.failures
+
+
+def _run_batch(run: _Run, batch: list, extractor: Any) -> None:
+    """Read, compute and write one claimed batch."""
+    loaded = []
+    for item, result, digest, need in batch:
+        try:
+            if need == "panel":
+                display = _display_copy(item.load(), run.dpi)
+                run.finish(result, result.stored(digest), display)
+                continue
+            loaded.append(_load(item, result, digest, extractor, run.dpi))
+        except _IMAGE_ERRORS as exc:
+            result.claim.release()
+            run.skip(item.source, exc)
+    if loaded:
+        outputs = _regularize_batch(loaded, extractor, run.args, run.settings)
+        for done, (row, arrays) in zip(loaded, outputs, strict=True):
+            done.result.write(arrays)
+            run.add_row(done.result, row)
+            run.finish(done.result, arrays, done.display)
+
+
+def _run_regularize(items: Sequence[_Input], args: argparse.Namespace) -> int:
+    """Regularize ``items`` into ``args.output``."""
+    from tqdm import tqdm
+
+    if args.output.exists() and not args.output.is_dir():
+        raise UsageError(
+            f"--output {args.output} is a file; pass a folder (it is created if "
+            "missing)"
+        )
+    extractor = build_extractor(args)
+    args.output.mkdir(parents=True, exist_ok=True)
+    removed = remove_stale_partials(args.output)
+    if removed:
+        print(
+            f"removed {removed} partial file(s) of an interrupted run", file=sys.stderr
+        )
+    progress = tqdm(
+        total=len(items),
+        desc="images",
+        unit="image",
+        disable=args.quiet,
+        file=sys.stderr,
+    )
+    run = _Run(args, progress)
+    batch = []
+    try:
+        for batch in run.claimed_batches(items):
+            _run_batch(run, batch, extractor)
+    finally:
+        progress.close()
+        run.finish_panels()
+        # An interrupted batch: the claims of its unfinished images.
+        for _, result, _, _ in batch:
+            result.claim.release()
+        write_summary(args.output, read_summary_rows(args.output))
+    if run.done_before:
+        print(
+            f"{run.done_before} image(s) already done in {args.output}, skipped",
+            file=sys.stderr,
+        )
+    if run.busy:
+        print(
+            f"{run.busy} image(s) being computed by another process, skipped",
+            file=sys.stderr,
+        )
+    print(
+        f"results in {args.output} (summary.csv, one .npz and .png per image)",
+        file=sys.stderr,
+    )
+    return 1 if run.failures else 0
+
+
+def regularize(args: argparse.Namespace) -> int:
+    return _run_regularize(_file_inputs(args.images, args.output), args)
+
+
+def demo(args: argparse.Namespace) -> int:
+    from sklearn.datasets import load_sample_images
+
+    sample = load_sample_images()
+    items = [
+        _Input(
+            source=Path(filename).name,
+            key=Path(Path(filename).name),
+            digest=lambda image=image: array_digest(image),
+            load=lambda image=image: load_images(image[np.newaxis])[0],
+        )
+        for filename, image in zip(sample.filenames, sample.images, strict=True)
+    ]
+    if args.weights is None and not args.pretrained:
+        args.pretrained = True  # the demo fetches the hub's weights when online
+    return _run_regularize(items, args)
