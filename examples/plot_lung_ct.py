@@ -67,8 +67,9 @@ def main() -> None:
         random_state=0,
     ).fit()
     maps = extractor.transform(images)
+    # B is read from the layout the extractor's maps carry.
     regularizer = BootstrapAttentionRegularizer(
-        n_bootstrap=1, alpha="median", gamma="median", null="per_image"
+        alpha="median", gamma="median", null="per_image"
     ).fit(maps)
     statistics = regularizer.compute_statistics(maps)
     regularized = {
