@@ -257,7 +257,8 @@ def load_images(
         An array ``(n, H, W)`` or ``(n, H, W, C)`` (C = 1, 3 or 4) of images; a
         list of such single-image arrays ``(H, W)`` or ``(H, W, C)``, PIL images
         or file paths, of any sizes; one file path; or a folder path, whose image
-        files (:data:`IMAGE_SUFFIXES`) are read in sorted order. A 3-D array whose
+        files (.bmp, .gif, .jpeg, .jpg, .png, .tif, .tiff, .webp) are read in
+        sorted order. A 3-D array whose
         last axis is 1, 3 or 4 could be one image or grey images a few pixels
         wide, and raises a ValueError: pass ``X[None]`` for one image,
         ``X[..., None]`` for grey images.

@@ -102,6 +102,17 @@ def test_overlay_draws_the_overlay_array_and_keeps_the_grid():
     np.testing.assert_array_equal(shaped.image.get_array(), result.image.get_array())
 
 
+def test_panel_draws_16bit_and_grey_images_as_load_images_scales_them():
+    ramp = (np.arange(64, dtype=np.uint16) * 1000).reshape(8, 8)
+    result = plot_attention_panel(ramp, {"attention": np.ones(4)}, grid_shape=(2, 2))
+    shown = result.image.get_array()
+    assert shown.shape == (8, 8, 3) and shown.dtype == np.uint8
+    np.testing.assert_array_equal(shown[..., 1], np.rint(ramp / 65535 * 255))
+    np.testing.assert_array_equal(
+        shown, overlay_map(ramp, np.ones(4), grid_shape=(2, 2), alpha=0.0)
+    )
+
+
 def test_overlay_of_a_grey_image_of_another_size():
     # The map of a 224 px model input drawn over the original 427 x 640 image.
     image = np.zeros((427, 640), dtype=np.uint8)

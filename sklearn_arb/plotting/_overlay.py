@@ -35,15 +35,11 @@ def _image_array(image: ArrayLike) -> np.ndarray:
 
 
 def _draw_image(ax: Axes, image: np.ndarray) -> AxesImage:
-    """Draw an image validated by ``_image_array``; grey images in grey."""
-    grey = image.ndim == 2
-    top = 255 if image.dtype == np.uint8 else 1.0
-    artist = ax.imshow(
-        image,
-        cmap="gray" if grey else None,
-        vmin=0 if grey else None,
-        vmax=top if grey else None,
-    )
+    """Draw an image validated by ``_image_array`` as the RGB array :func:`overlay_map`
+    starts from (scaled as ``load_images`` scales it; grey as grey RGB)."""
+    rgb = _as_float_rgb(image, "image", "dtype")
+    rgb *= 255.0
+    artist = ax.imshow(np.rint(rgb, out=rgb).astype(np.uint8))
     ax.set_axis_off()
     return artist
 
