@@ -1,20 +1,51 @@
-"""The noise simulation study of the ARB paper, shared by the command line
-(``sklearn-arb simulate``) and ``benchmarks/simulation_study.py``.
+"""The noise simulation study of the ARB paper, run by ``sklearn-arb simulate``.
 
-See that script's docstring for the protocol.
+Protocol (Chung & Laletin, section 3.2, with the authors' code for what the text
+lost): every image, resized to the model's input size, gets Gaussian noise
+(per-channel mean and standard deviation of the image) in a region of interest (ROI),
+a square of 100 px at 488 px scaled to the image (46 px at 224 px) or diffuse
+clusters of as many pixels; grey images (all channels equal, e.g. CT slices) get grey
+noise. The extractor's bootstrap maps (the paper: one normal bootstrap sample, B = 1,
+w = 1) give z statistics against the image's own bootstrap null, then three
+regularizations: p-values (alpha = 0.3), lfdr (gamma = 0.3), both the thresholds of
+the authors' code, and the automatic pi0 threshold. Metrics are computed at pixel
+resolution, on maps upsampled by nearest neighbour, as the authors did:
+
+- mean percentile of the ROI scores among the rest of the original map, and the
+  percentage of non-zero ROI scores, before and after (Fig. 3);
+- the suppression factor D per class and method, for the images with
+  |mean z in ROI| <= 1 ("selected", the paper's main result) and for all (Fig. 4,
+  Fig. S10);
+- sensitivity/specificity curves over 50 thresholds of alpha and gamma for five
+  random selected images per class (Fig. 5);
+- mean z in ROI against mean percentile (Fig. S6), sRMSD of the ROI p-values
+  (Fig. S7).
+
+The images are streamed: loaded, perturbed and mapped ``chunk_size`` at a time, and
+only per-image numbers are kept (the metrics and each image's sensitivity and
+specificity at every threshold of the sweep), so memory does not grow with the
+number of images. Three stages: :func:`compute_study` (the numbers),
+:func:`write_tables` (the CSV files and ``summary.txt``) and :func:`draw_figures`
+(the PNG figures); :func:`run_simulation_study` runs the three. For the statistics
+themselves see the Method page of the user guide.
 """
 
 from __future__ import annotations
 
 import csv
+import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
+from sklearn.utils import Bunch
+from tqdm import tqdm
 
 from ._extractor import AttentionExtractor
-from ._images import load_images
+from ._images import IMAGE_SUFFIXES, load_images
+from ._layout import MapLayout
 from ._maps import tokens_to_grid, upsample_map
 from ._regularizer import BootstrapAttentionRegularizer
 from .datasets import make_noise_simulation
@@ -30,15 +61,46 @@ from .metrics import (
 )
 from .plotting import plot_sensitivity_specificity, plot_suppression_factors
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"}
 METHODS = ("p", "lfdr", "pi0")
 METHOD_COLORS = {"p": "tab:red", "lfdr": "gold", "pi0": "tab:green"}
 SWEEP = np.linspace(0.02, 1.0, 50)  # alpha and gamma values of Fig. 5
+SWEPT = {"p": "alpha", "lfdr": "gamma"}  # the threshold each Fig. 5 curve sweeps
 CURVES_PER_CLASS = 5
+CHUNK_SIZE = 16
+DPI = 120
+
+
+@dataclass(frozen=True)
+class StudySettings:
+    """What the study does besides the model: noise, thresholds, seed."""
+
+    noise: str = "square"
+    roi_size: int | None = None
+    alpha: float = 0.3
+    gamma: float = 0.3
+    pvalue: str = "one-sided"
+    seed: int = 0
+
+    def regularizer(
+        self, method: str, n_bootstrap: int
+    ) -> BootstrapAttentionRegularizer:
+        """The paper's regularizer: each image against its own bootstrap null."""
+        return BootstrapAttentionRegularizer(
+            n_bootstrap=n_bootstrap,
+            method=method,
+            alpha=self.alpha,
+            gamma=self.gamma,
+            null="per_image",
+            pvalue=self.pvalue,
+        )
+
+
+# Compute: per-image numbers, chunk by chunk.
 
 
 def list_images(folder: Path, n_images: int | None) -> tuple[list[Path], list[str]]:
-    """Image files of the class folders, taken class by class in turn."""
+    """Image files of the class folders, taken class by class in turn, and their
+    classes; sorted by path."""
     if not folder.is_dir():
         raise ValueError(f"No data folder at {folder}; pass a folder of class folders.")
     per_class = [
@@ -56,47 +118,160 @@ def list_images(folder: Path, n_images: int | None) -> tuple[list[Path], list[st
     ordered = [
         files[i] for i in range(longest) for files in per_class if i < len(files)
     ]
-    paths = ordered[:n_images] if n_images else ordered
-    paths = sorted(paths)
+    paths = sorted(ordered[:n_images] if n_images else ordered)
     return paths, [p.parent.name for p in paths]
 
 
-def simulate(
-    images: np.ndarray, noise: str, size: int | None, seed: int, patch_size: int
-) -> tuple[np.ndarray, ...]:
-    """Noise simulation; grey images get grey noise."""
-    grey = bool(np.all(images == images[..., :1]))
-    source = images[..., 0] if grey else images
-    noisy, pixel_masks, token_masks = make_noise_simulation(
-        source,
-        noise=noise,
-        size=size,
-        patch_size=patch_size,
-        random_state=seed,
+def perturb(
+    images: np.ndarray,
+    settings: StudySettings,
+    patch_size: int,
+    rng: np.random.RandomState,
+) -> Bunch:
+    """The noise simulation, image by image from one random stream, so chunks of a
+    stream get the noise the whole set would; a grey image gets grey noise."""
+    noisy = np.empty_like(images)
+    pixel_masks = np.empty(images.shape[:3], dtype=bool)
+    token_masks, grey = [], []
+    for i, image in enumerate(images):
+        grey.append(bool(np.all(image == image[..., :1])))
+        source = image[np.newaxis, ..., 0] if grey[-1] else image[np.newaxis]
+        perturbed, masks, tokens = make_noise_simulation(
+            source,
+            noise=settings.noise,
+            size=settings.roi_size,
+            patch_size=patch_size,
+            random_state=rng,
+        )
+        noisy[i] = perturbed[0, ..., np.newaxis] if grey[-1] else perturbed[0]
+        pixel_masks[i] = masks[0]
+        token_masks.append(tokens[0])
+    return Bunch(
+        images=noisy,
+        pixel_masks=pixel_masks,
+        token_masks=np.array(token_masks),
+        grey=np.array(grey),
     )
-    if grey:
-        noisy = np.repeat(noisy[..., np.newaxis], 3, axis=-1)
-    return noisy, pixel_masks, token_masks, grey
 
 
-def to_pixels(token_maps: np.ndarray, extractor) -> np.ndarray:
-    return upsample_map(
-        tokens_to_grid(token_maps, extractor.grid_shape_), extractor.patch_size_
+def _to_pixels(token_maps: np.ndarray, extractor: AttentionExtractor) -> np.ndarray:
+    grid = tokens_to_grid(token_maps, extractor.grid_shape_)
+    return upsample_map(grid, extractor.patch_size_)
+
+
+def chunk_metrics(
+    X: np.ndarray,
+    pixel_masks: np.ndarray,
+    extractor: AttentionExtractor,
+    settings: StudySettings,
+) -> Bunch:
+    """Per-image metrics and sweep curves of one chunk of maps (its pixel maps
+    live only here)."""
+    layout = MapLayout(extractor.n_tokens_, extractor.n_bootstrap)
+    before = _to_pixels(layout.observed(X), extractor)
+    stats = settings.regularizer("p", layout.n_bootstrap).fit(X).compute_statistics(X)
+    z_pixels = _to_pixels(stats.z, extractor)
+    metrics = {
+        "mean_z_roi": mean_in_roi(z_pixels, pixel_masks),
+        "selected": select_by_roi_z(z_pixels, pixel_masks),
+        "mp_before": mean_percentile_in_roi(before, pixel_masks),
+        "nz_before": nonzero_percentage_in_roi(before, pixel_masks),
+        "srmsd_roi": pvalue_srmsd(_to_pixels(stats.pvalues, extractor), pixel_masks),
+        "pi0": np.asarray(stats.pi0, dtype=float),
+    }
+    curves = {}
+    for method in METHODS:
+        regularizer = settings.regularizer(method, layout.n_bootstrap).fit(X)
+        after = _to_pixels(regularizer.transform(X), extractor)
+        metrics[f"mp_after_{method}"] = mean_percentile_in_roi(
+            after, pixel_masks, reference=before
+        )
+        metrics[f"nz_after_{method}"] = nonzero_percentage_in_roi(after, pixel_masks)
+        metrics[f"sensitivity_{method}"] = sensitivity(before, after, pixel_masks)
+        metrics[f"specificity_{method}"] = specificity(before, after, pixel_masks)
+        if method in SWEPT:
+            curves[method] = _sweep(regularizer, X, before, pixel_masks, extractor)
+    return Bunch(metrics=metrics, curves=curves)
+
+
+def _sweep(regularizer, X, before, pixel_masks, extractor) -> tuple[np.ndarray, ...]:
+    """Sensitivity and specificity ``(n_images, len(SWEEP))`` over the sweep of the
+    regularizer's threshold."""
+    sens, spec = [], []
+    for value in SWEEP:
+        regularizer.set_params(**{SWEPT[regularizer.method]: value})
+        after = _to_pixels(regularizer.transform(X), extractor)
+        sens.append(sensitivity(before, after, pixel_masks))
+        spec.append(specificity(before, after, pixel_masks))
+    return np.array(sens).T, np.array(spec).T
+
+
+def compute_study(
+    paths: list[Path],
+    extractor: AttentionExtractor,
+    settings: StudySettings,
+    *,
+    chunk_size: int = CHUNK_SIZE,
+    progress: bool = False,
+) -> Bunch:
+    """Per-image results of the study, ``chunk_size`` images in memory at a time.
+
+    Returns a Bunch: ``metrics`` (name -> array (n_images,)), ``curves`` (method ->
+    (sensitivity, specificity), each (n_images, len(SWEEP))), ``grey`` (n_images,)
+    and ``roi_pixels`` (n_images,), the ROI size in pixels.
+    """
+    rng = np.random.RandomState(settings.seed)
+    parts = []
+    with tqdm(
+        total=len(paths),
+        desc="images",
+        unit="image",
+        disable=not progress,
+        file=sys.stderr,
+    ) as bar:
+        for start in range(0, len(paths), chunk_size):
+            images = load_images(
+                paths[start : start + chunk_size], image_size=extractor.image_size_
+            )
+            noisy = perturb(images, settings, extractor.patch_size_, rng)
+            del images
+            part = chunk_metrics(
+                extractor.transform(noisy.images),
+                noisy.pixel_masks,
+                extractor,
+                settings,
+            )
+            part.metrics["token_roi_size"] = noisy.token_masks.sum(axis=1)
+            part.grey = noisy.grey
+            part.roi_pixels = noisy.pixel_masks.sum(axis=(1, 2))
+            parts.append(part)
+            bar.update(len(noisy.images))
+    return _concatenate(parts)
+
+
+def _concatenate(parts: list[Bunch]) -> Bunch:
+    first = parts[0]
+    return Bunch(
+        metrics={
+            key: np.concatenate([p.metrics[key] for p in parts])
+            for key in first.metrics
+        },
+        curves={
+            method: tuple(
+                np.concatenate([p.curves[method][k] for p in parts]) for k in (0, 1)
+            )
+            for method in first.curves
+        },
+        grey=np.concatenate([p.grey for p in parts]),
+        roi_pixels=np.concatenate([p.roi_pixels for p in parts]),
     )
 
 
-def regularizer(
-    method: str, alpha: float, gamma: float, pvalue: str, **params
-) -> BootstrapAttentionRegularizer:
-    return BootstrapAttentionRegularizer(
-        n_bootstrap=1,
-        method=method,
-        alpha=alpha,
-        gamma=gamma,
-        null="per_image",
-        pvalue=pvalue,
-        **params,
-    )
+# Tables: per_image.csv, curves.csv, suppression_factors.csv, summary.txt.
+
+
+def _subsets(selected: np.ndarray) -> dict[str, np.ndarray]:
+    return {"selected": selected, "all": np.ones_like(selected)}
 
 
 def write_csv(path: Path, rows: list[dict]) -> None:
@@ -106,23 +281,111 @@ def write_csv(path: Path, rows: list[dict]) -> None:
         writer.writerows(rows)
 
 
-def suppression_table(results: dict, classes: np.ndarray, subset: np.ndarray):
+def suppression_table(metrics: dict, classes: np.ndarray, subset: np.ndarray):
     """D and its error per class (rows) and method (columns); NaN for < 2 images."""
-    class_names = sorted(set(classes))
-    factors = np.full((len(class_names) + 1, len(METHODS)), np.nan)
+    class_names = [*sorted(set(classes)), "all classes"]
+    factors = np.full((len(class_names), len(METHODS)), np.nan)
     errors = np.full_like(factors, np.nan)
-    for row, name in enumerate([*class_names, "all classes"]):
+    counts = []
+    for row, name in enumerate(class_names):
         in_set = subset & ((classes == name) | (name == "all classes"))
-        if in_set.sum() < 2:
+        counts.append(int(in_set.sum()))
+        if counts[-1] < 2:
             continue
         for col, method in enumerate(METHODS):
             factors[row, col], errors[row, col] = suppression_factor(
-                results["mp_before"][in_set], results[f"mp_after_{method}"][in_set]
+                metrics["mp_before"][in_set], metrics[f"mp_after_{method}"][in_set]
             )
-    return [*class_names, "all classes"], factors, errors
+    return Bunch(names=class_names, factors=factors, errors=errors, counts=counts)
 
 
-def plot_fig3(results, subset, title, path: Path) -> None:
+def _summary_lines(results: Bunch, subset_name: str, subset: np.ndarray) -> list[str]:
+    table, metrics = results.tables[subset_name], results.metrics
+    lines = [f"\nD per class, {subset_name} images (method: D +- error [paired])"]
+    for name, n_in, row, err in zip(
+        table.names, table.counts, table.factors, table.errors, strict=True
+    ):
+        lines.append(
+            f"  {name:<14} n={n_in:<4}"
+            + "  ".join(
+                f"{m}: {d:.3f}+-{e:.3f}"
+                for m, d, e in zip(METHODS, row, err, strict=True)
+            )
+        )
+    for m in METHODS:
+        lines.append(
+            f"  {m}: mean percentile {metrics['mp_before'][subset].mean():.1f}"
+            f" -> {metrics[f'mp_after_{m}'][subset].mean():.1f}, non-zero % "
+            f"{metrics['nz_before'][subset].mean():.1f} -> "
+            f"{metrics[f'nz_after_{m}'][subset].mean():.1f}, sensitivity "
+            f"{metrics[f'sensitivity_{m}'][subset].mean():.3f}, specificity "
+            f"{metrics[f'specificity_{m}'][subset].mean():.3f}"
+        )
+    return lines
+
+
+def _per_image_rows(results: Bunch) -> list[dict]:
+    return [
+        {"image": name, "class": cls}
+        | {key: values[i].item() for key, values in results.metrics.items()}
+        for i, (name, cls) in enumerate(
+            zip(results.names, results.classes, strict=True)
+        )
+    ]
+
+
+def _curve_rows(results: Bunch) -> list[dict]:
+    return [
+        {
+            "image": results.names[i],
+            "method": method,
+            "threshold": float(value),
+            "sensitivity": float(sens[i, j]),
+            "specificity": float(spec[i, j]),
+        }
+        for method, (sens, spec) in results.curves.items()
+        for i in range(len(results.names))
+        for j, value in enumerate(SWEEP)
+    ]
+
+
+def _factor_rows(results: Bunch) -> list[dict]:
+    return [
+        {"subset": subset, "class": name, "method": m, "D": d, "D_error": e}
+        for subset, table in results.tables.items()
+        for name, row, err in zip(table.names, table.factors, table.errors, strict=True)
+        for m, d, e in zip(METHODS, row.tolist(), err.tolist(), strict=True)
+    ]
+
+
+def write_tables(results: Bunch, output: Path, header: str, footer: str) -> str:
+    """Write the CSV tables and ``summary.txt`` (between ``header`` and
+    ``footer``); return the summary."""
+    write_csv(output / "per_image.csv", _per_image_rows(results))
+    write_csv(output / "curves.csv", _curve_rows(results))
+    write_csv(output / "suppression_factors.csv", _factor_rows(results))
+    selected = results.metrics["selected"]
+    lines = [
+        header,
+        f"selected (|mean z in ROI| <= 1): {int(selected.sum())} of {len(selected)}",
+    ]
+    for subset_name, subset in _subsets(selected).items():
+        lines += _summary_lines(results, subset_name, subset)
+    text = "\n".join([*lines, footer]) + "\n"
+    (output / "summary.txt").write_text(text)
+    return text
+
+
+# Figures: Fig. 3, 4 (and S10), 5, S6 and S7.
+
+
+def _save(fig, path: Path) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+
+
+def plot_fig3(metrics: dict, subset: np.ndarray, title: str, path: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.5))
     for ax, key, label in zip(
         axes,
@@ -132,8 +395,8 @@ def plot_fig3(results, subset, title, path: Path) -> None:
     ):
         for method in METHODS:
             ax.scatter(
-                results[f"{key}_before"][subset],
-                results[f"{key}_after_{method}"][subset],
+                metrics[f"{key}_before"][subset],
+                metrics[f"{key}_after_{method}"][subset],
                 s=10,
                 alpha=0.6,
                 color=METHOD_COLORS[method],
@@ -148,27 +411,89 @@ def plot_fig3(results, subset, title, path: Path) -> None:
         )
         ax.legend()
     fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(fig, path)
 
 
-def plot_fig4(table, title, path: Path) -> None:
-    names, factors, errors = table
-    keep = np.all(np.isfinite(factors), axis=1)
+def plot_fig4(table: Bunch, title: str, path: Path) -> None:
+    keep = np.all(np.isfinite(table.factors), axis=1)
     fig, ax = plt.subplots(figsize=(10, 4.5))
     plot_suppression_factors(
-        factors[keep],
-        errors[keep],
-        class_names=[n for n, k in zip(names, keep, strict=True) if k],
+        table.factors[keep],
+        table.errors[keep],
+        class_names=[n for n, k in zip(table.names, keep, strict=True) if k],
         method_names=list(METHODS),
         ax=ax,
     )
     ax.set_title(title)
     ax.tick_params(axis="x", labelrotation=30)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(fig, path)
+
+
+def curve_images(selected: np.ndarray, classes: np.ndarray, seed: int) -> np.ndarray:
+    """Indices of the Fig. 5 images: up to five random selected images per class."""
+    rng = np.random.default_rng(seed)
+    shown = [
+        rng.choice(idx, size=min(CURVES_PER_CLASS, idx.size), replace=False)
+        for cls in sorted(set(classes))
+        if (idx := np.flatnonzero(selected & (classes == cls))).size
+    ]
+    return np.concatenate([np.zeros(0, dtype=int), *shown]).astype(int)
+
+
+def plot_fig5(results: Bunch, seed: int, path: Path) -> None:
+    shown = curve_images(results.metrics["selected"], results.classes, seed)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 5))
+    for ax, (method, (sens, spec)) in zip(axes, results.curves.items(), strict=True):
+        if shown.size:
+            plot_sensitivity_specificity(
+                sens[shown],
+                spec[shown],
+                labels=list(results.classes[shown]),
+                points=(
+                    results.metrics["sensitivity_pi0"][shown],
+                    results.metrics["specificity_pi0"][shown],
+                ),
+                ax=ax,
+            )
+        ax.set_title(
+            f"{method} thresholds {SWEEP[0]:.2f}..{SWEEP[-1]:.2f} "
+            f"(dots: pi0), {shown.size} selected images"
+        )
+        if ax.get_legend() is not None:
+            ax.get_legend().set_visible(method == "lfdr")
+    _save(fig, path)
+
+
+def plot_figs6_s7(metrics: dict, path: Path) -> None:
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.5))
+    axes[0].scatter(
+        metrics["mp_before"],
+        metrics["mean_z_roi"],
+        s=10,
+        c=np.where(metrics["selected"], "tab:blue", "tab:gray"),
+    )
+    axes[0].axhspan(-1, 1, color="tab:blue", alpha=0.1)
+    axes[0].set(xlabel="mean percentile in ROI, before", ylabel="mean z in ROI")
+    axes[1].scatter(metrics["mp_before"], metrics["srmsd_roi"], s=10)
+    axes[1].set(xlabel="mean percentile in ROI, before", ylabel="sRMSD of ROI p-values")
+    _save(fig, path)
+
+
+def draw_figures(results: Bunch, output: Path, title: str, seed: int) -> None:
+    """Draw the study's PNG figures into ``output``; ``title`` names data and noise."""
+    plot_fig5(results, seed, output / "fig5_sensitivity_specificity.png")
+    for name, subset in _subsets(results.metrics["selected"]).items():
+        subset_title = f"{title}, {name} images (n={int(subset.sum())})"
+        plot_fig3(results.metrics, subset, subset_title, output / f"fig3_{name}.png")
+        plot_fig4(
+            results.tables[name],
+            f"suppression factor D, {subset_title}",
+            output / f"fig4_suppression_{name}.png",
+        )
+    plot_figs6_s7(results.metrics, output / "figS6_S7_z_and_srmsd.png")
+
+
+# The three stages.
 
 
 def run_simulation_study(
@@ -177,12 +502,14 @@ def run_simulation_study(
     *,
     extractor: AttentionExtractor,
     noise: str = "square",
-    size: int | None = None,
+    roi_size: int | None = None,
     n_images: int | None = None,
     alpha: float = 0.3,
     gamma: float = 0.3,
     pvalue: str = "one-sided",
     seed: int = 0,
+    chunk_size: int = CHUNK_SIZE,
+    progress: bool = False,
 ) -> str:
     """Run the noise simulation study on a folder of class folders.
 
@@ -194,10 +521,11 @@ def run_simulation_study(
         Results folder (created): ``per_image.csv``, ``curves.csv``,
         ``suppression_factors.csv``, ``summary.txt`` and PNG figures.
     extractor : AttentionExtractor
-        A fitted extractor with ``n_bootstrap=1`` (the model and its weights).
+        A fitted extractor (the model, its weights and the bootstrap; the paper
+        uses ``n_bootstrap=1``).
     noise : {"square", "diffuse"}, default="square"
         Kind of injected noise.
-    size : int, default=None
+    roi_size : int, default=None
         ROI side in px (default: 100 px at 488 px, scaled).
     n_images : int, default=None
         Use this many images, spread evenly over the classes (default: all).
@@ -207,6 +535,10 @@ def run_simulation_study(
         p-value definition.
     seed : int, default=0
         Seed of the noise and of the curves' image choice.
+    chunk_size : int, default=16
+        Images in memory at a time; the results do not depend on it.
+    progress : bool, default=False
+        Show a progress bar on stderr.
 
     Returns
     -------
@@ -214,199 +546,27 @@ def run_simulation_study(
         The text written to ``summary.txt``.
     """
     data, output = Path(data), Path(output)
-    data_name = data.name
-    image_size = extractor.image_size_[0]
-    model = extractor.model if isinstance(extractor.model, str) else "module"
-    output.mkdir(parents=True, exist_ok=True)
+    settings = StudySettings(noise, roi_size, alpha, gamma, pvalue, seed)
     start = time.perf_counter()
-
     paths, classes = list_images(data, n_images)
-    classes = np.array(classes)
-    images = load_images(paths, image_size=extractor.image_size_)
-    noisy, pixel_masks, token_masks, grey = simulate(
-        images, noise, size, seed, extractor.patch_size_
+    output.mkdir(parents=True, exist_ok=True)
+    results = compute_study(
+        paths, extractor, settings, chunk_size=chunk_size, progress=progress
     )
-    roi_side = round(np.sqrt(pixel_masks[0].sum()))
-    X = extractor.transform(noisy)
-    n_tokens = extractor.n_tokens_
-    print(
-        f"{len(paths)} images from {data} ({len(set(classes))} classes), "
-        f"{noise} noise of {roi_side}^2 px{' (grey)' if grey else ''}; "
-        f"maps in {time.perf_counter() - start:.0f} s"
-    )
-
-    before = to_pixels(X[:, :n_tokens], extractor)
-    stats = regularizer("p", alpha, gamma, pvalue).fit(X).compute_statistics(X)
-    z_pixels = to_pixels(stats.z, extractor)
-    results = {
-        "mean_z_roi": mean_in_roi(z_pixels, pixel_masks),
-        "selected": select_by_roi_z(z_pixels, pixel_masks),
-        "mp_before": mean_percentile_in_roi(before, pixel_masks),
-        "nz_before": nonzero_percentage_in_roi(before, pixel_masks),
-        "srmsd_roi": pvalue_srmsd(to_pixels(stats.pvalues, extractor), pixel_masks),
-        "pi0": np.asarray(stats.pi0, dtype=float),
+    results.names = [str(path.relative_to(data)) for path in paths]
+    results.classes = np.array(classes)
+    results.tables = {
+        name: suppression_table(results.metrics, results.classes, subset)
+        for name, subset in _subsets(results.metrics["selected"]).items()
     }
-    for method in METHODS:
-        after = to_pixels(
-            regularizer(method, alpha, gamma, pvalue).fit(X).transform(X), extractor
-        )
-        results[f"mp_after_{method}"] = mean_percentile_in_roi(
-            after, pixel_masks, reference=before
-        )
-        results[f"nz_after_{method}"] = nonzero_percentage_in_roi(after, pixel_masks)
-        results[f"sensitivity_{method}"] = sensitivity(before, after, pixel_masks)
-        results[f"specificity_{method}"] = specificity(before, after, pixel_masks)
-    selected = results["selected"]
-
-    rows = [
-        {
-            "image": str(path.relative_to(data)),
-            "class": cls,
-            **{
-                key: (bool(values[i]) if key == "selected" else float(values[i]))
-                for key, values in results.items()
-            },
-            "token_roi_size": int(token_masks[i].sum()),
-        }
-        for i, (path, cls) in enumerate(zip(paths, classes, strict=True))
-    ]
-    write_csv(output / "per_image.csv", rows)
-
-    # Fig. 5: threshold sweeps (for every image; five selected per class drawn).
-    curves = {}
-    for method, param in (("p", "alpha"), ("lfdr", "gamma")):
-        sweep_reg = regularizer(method, alpha, gamma, pvalue).fit(X)
-        sens, spec = [], []
-        for value in SWEEP:
-            after = to_pixels(
-                sweep_reg.set_params(**{param: value}).transform(X), extractor
-            )
-            sens.append(sensitivity(before, after, pixel_masks))
-            spec.append(specificity(before, after, pixel_masks))
-        curves[method] = (np.array(sens).T, np.array(spec).T)  # (n_images, 50)
-    curve_rows = [
-        {
-            "image": str(paths[i].relative_to(data)),
-            "method": method,
-            "threshold": float(value),
-            "sensitivity": float(sens[i, j]),
-            "specificity": float(spec[i, j]),
-        }
-        for method, (sens, spec) in curves.items()
-        for i in range(len(paths))
-        for j, value in enumerate(SWEEP)
-    ]
-    write_csv(output / "curves.csv", curve_rows)
-
-    rng = np.random.default_rng(seed)
-    shown = np.concatenate(
-        [
-            rng.choice(idx, size=min(CURVES_PER_CLASS, idx.size), replace=False)
-            for cls in sorted(set(classes))
-            if (idx := np.flatnonzero(selected & (classes == cls))).size
-        ]
-    ).astype(int)
-    fig, axes = plt.subplots(1, 2, figsize=(11, 5))
-    for ax, (method, (sens, spec)) in zip(axes, curves.items(), strict=True):
-        if shown.size:
-            plot_sensitivity_specificity(
-                sens[shown],
-                spec[shown],
-                labels=list(classes[shown]),
-                points=(
-                    results["sensitivity_pi0"][shown],
-                    results["specificity_pi0"][shown],
-                ),
-                ax=ax,
-            )
-        ax.set_title(
-            f"{method} thresholds {SWEEP[0]:.2f}..{SWEEP[-1]:.2f} "
-            f"(dots: pi0), {shown.size} selected images"
-        )
-        ax.get_legend() and ax.get_legend().set_visible(method == "lfdr")
-    fig.tight_layout()
-    fig.savefig(output / "fig5_sensitivity_specificity.png", dpi=120)
-    plt.close(fig)
-
-    # Fig. 3, 4 and S10: selected and all images.
-    summary = [
-        f"data: {data} ({len(paths)} images), noise: {noise}, ROI "
-        f"{roi_side}x{roi_side} px at {image_size} px, model {model}, "
-        f"alpha={alpha}, gamma={gamma}, p-values {pvalue}, "
-        f"seed={seed}",
-        f"selected (|mean z in ROI| <= 1): {int(selected.sum())} of {len(paths)}",
-    ]
-    for subset_name, subset in (
-        ("selected", selected),
-        ("all", np.ones_like(selected)),
-    ):
-        title = (
-            f"{data_name}, {noise} noise, {subset_name} images (n={int(subset.sum())})"
-        )
-        plot_fig3(results, subset, title, output / f"fig3_{subset_name}.png")
-        table = suppression_table(results, classes, subset)
-        plot_fig4(
-            table,
-            f"suppression factor D, {title}",
-            output / f"fig4_suppression_{subset_name}.png",
-        )
-        names, factors, errors = table
-        summary.append(
-            f"\nD per class, {subset_name} images (method: D +- error [paired])"
-        )
-        for name, row, err in zip(names, factors, errors, strict=True):
-            n_in = int((subset & ((classes == name) | (name == "all classes"))).sum())
-            summary.append(
-                f"  {name:<14} n={n_in:<4}"
-                + "  ".join(
-                    f"{m}: {d:.3f}+-{e:.3f}"
-                    for m, d, e in zip(METHODS, row, err, strict=True)
-                )
-            )
-        for method in METHODS:
-            summary.append(
-                f"  {method}: mean percentile {results['mp_before'][subset].mean():.1f}"
-                f" -> {results[f'mp_after_{method}'][subset].mean():.1f}, non-zero % "
-                f"{results['nz_before'][subset].mean():.1f} -> "
-                f"{results[f'nz_after_{method}'][subset].mean():.1f}, sensitivity "
-                f"{results[f'sensitivity_{method}'][subset].mean():.3f}, specificity "
-                f"{results[f'specificity_{method}'][subset].mean():.3f}"
-            )
-    write_csv(
-        output / "suppression_factors.csv",
-        [
-            {
-                "subset": s,
-                "class": name,
-                "method": m,
-                "D": float(d),
-                "D_error": float(e),
-            }
-            for s, subset in (("selected", selected), ("all", np.ones_like(selected)))
-            for name, row, err in zip(
-                *suppression_table(results, classes, subset), strict=True
-            )
-            for m, d, e in zip(METHODS, row, err, strict=True)
-        ],
+    draw_figures(results, output, f"{data.name}, {noise} noise", seed)
+    roi_side = round(np.sqrt(results.roi_pixels[0]))
+    model = extractor.model if isinstance(extractor.model, str) else "module"
+    header = (
+        f"data: {data} ({len(paths)} images, {int(results.grey.sum())} grey), "
+        f"noise: {noise}, ROI {roi_side}x{roi_side} px at "
+        f"{extractor.image_size_[0]} px, model {model}, alpha={alpha}, "
+        f"gamma={gamma}, p-values {pvalue}, seed={seed}"
     )
-
-    # Fig. S6 and S7.
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4.5))
-    axes[0].scatter(
-        results["mp_before"],
-        results["mean_z_roi"],
-        s=10,
-        c=np.where(selected, "tab:blue", "tab:gray"),
-    )
-    axes[0].axhspan(-1, 1, color="tab:blue", alpha=0.1)
-    axes[0].set(xlabel="mean percentile in ROI, before", ylabel="mean z in ROI")
-    axes[1].scatter(results["mp_before"], results["srmsd_roi"], s=10)
-    axes[1].set(xlabel="mean percentile in ROI, before", ylabel="sRMSD of ROI p-values")
-    fig.tight_layout()
-    fig.savefig(output / "figS6_S7_z_and_srmsd.png", dpi=120)
-    plt.close(fig)
-
-    summary.append(f"\ntotal time {time.perf_counter() - start:.0f} s")
-    text = "\n".join(summary) + "\n"
-    (output / "summary.txt").write_text(text)
-    return text
+    footer = f"\ntotal time {time.perf_counter() - start:.0f} s"
+    return write_tables(results, output, header, footer)

@@ -97,6 +97,23 @@ def test_random_state_reproduces_and_varies(float_images):
     assert not np.array_equal(first[1], third[1])
 
 
+@pytest.mark.parametrize("noise", ["square", "diffuse"])
+def test_noise_of_a_set_equals_noise_image_by_image_from_one_stream(noise):
+    # The study streams images in chunks through one random stream: each image's
+    # noise (its own channel means and spreads) must not depend on the batch.
+    images = np.random.default_rng(4).random((5, 48, 40, 3), dtype=np.float32)
+    whole = make_noise_simulation(images, noise=noise, random_state=0)
+    rng = np.random.RandomState(0)
+    one_by_one = [
+        make_noise_simulation(image[np.newaxis], noise=noise, random_state=rng)
+        for image in images
+    ]
+    for k in (0, 1):
+        np.testing.assert_array_equal(
+            whole[k], np.concatenate([part[k] for part in one_by_one])
+        )
+
+
 def test_token_masks_follow_the_half_rule():
     pixel_masks = np.zeros((1, 8, 8), dtype=bool)
     pixel_masks[0, 0:4, 0:4] = True  # token 0: full
@@ -170,3 +187,182 @@ def test_suppression_bars_get_a_legend_only_to_name_or_tell_methods_apart(
     shown = ax.get_legend()
     assert legend == (None if shown is None else [t.get_text() for t in shown.texts])
     plt.close(ax.figure)
+
+
+# The simulation study (sklearn_arb._study): streamed in chunks.
+
+
+def _make_class_folders(root, n_per_class):
+    """Two class folders of ``n_per_class`` 40 x 36 RGB images each."""
+    from PIL import Image
+
+    rng = np.random.default_rng(1)
+    for cls in ("cats", "dogs"):
+        (root / cls).mkdir(parents=True)
+        for i in range(n_per_class):
+            pixels = rng.integers(0, 256, (40, 36, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(root / cls / f"{cls}{i}.png")
+    return root
+
+
+@pytest.fixture
+def class_folders(tmp_path):
+    return _make_class_folders(tmp_path, 3)
+
+
+@pytest.fixture
+def tiny_extractor(make_tiny_vit):
+    from sklearn_arb import AttentionExtractor
+
+    return AttentionExtractor(
+        make_tiny_vit(), image_size=32, n_bootstrap=1, random_state=0
+    ).fit()
+
+
+def _all_in_memory(paths, extractor, settings):
+    """The study's numbers computed on all images at once, from the public
+    functions: the reference the streamed computation must reproduce."""
+    from sklearn_arb import BootstrapAttentionRegularizer, load_images
+    from sklearn_arb._study import SWEEP
+    from sklearn_arb.metrics import mean_in_roi, mean_percentile_in_roi, sensitivity
+
+    noisy, pixel_masks = make_noise_simulation(
+        load_images(paths, image_size=32), random_state=settings.seed
+    )
+    X = extractor.transform(noisy)
+    pixels = lambda maps: np.repeat(np.repeat(maps.reshape(-1, 4, 4), 8, 1), 8, 2)  # noqa: E731
+    before = pixels(X[:, :16])
+    reg = BootstrapAttentionRegularizer(null="per_image", alpha=0.3, gamma=0.3)
+    reference = {
+        "mean_z_roi": mean_in_roi(
+            pixels(reg.fit(X).compute_statistics(X).z), pixel_masks
+        ),
+        "mp_before": mean_percentile_in_roi(before, pixel_masks),
+    }
+    for method in ("p", "lfdr", "pi0"):
+        after = pixels(reg.set_params(method=method).transform(X))
+        reference[f"sensitivity_{method}"] = sensitivity(before, after, pixel_masks)
+    sweep = [pixels(reg.set_params(method="p", alpha=a).transform(X)) for a in SWEEP]
+    reference["curve_p"] = np.stack(
+        [sensitivity(before, after, pixel_masks) for after in sweep], axis=1
+    )
+    return reference
+
+
+def test_streamed_study_equals_the_all_in_memory_computation(
+    class_folders, tiny_extractor
+):
+    from sklearn_arb._study import StudySettings, compute_study, list_images
+
+    paths, _ = list_images(class_folders, None)
+    settings = StudySettings(seed=3)
+    whole = compute_study(paths, tiny_extractor, settings, chunk_size=len(paths))
+    streamed = compute_study(paths, tiny_extractor, settings, chunk_size=4)
+    reference = _all_in_memory(paths, tiny_extractor, settings)
+    # The model's float32 rounding varies with the batch's composition (z moves
+    # by ~1e-6): equal to that precision; a misaligned noise stream, image or
+    # chunk boundary would be off by ~0.1.
+    for result in (whole, streamed):
+        for key in (
+            "mean_z_roi",
+            "mp_before",
+            *(f"sensitivity_{m}" for m in "p lfdr pi0".split()),
+        ):
+            np.testing.assert_allclose(
+                result.metrics[key], reference[key], rtol=1e-5, atol=1e-5
+            )
+        np.testing.assert_allclose(
+            result.curves["p"][0], reference["curve_p"], rtol=1e-5, atol=1e-5
+        )
+    for key, values in whole.metrics.items():
+        np.testing.assert_allclose(streamed.metrics[key], values, rtol=1e-5, atol=1e-5)
+        assert streamed.metrics[key].dtype == values.dtype
+
+
+def test_study_memory_does_not_grow_with_the_number_of_images(tmp_path, tiny_extractor):
+    import tracemalloc
+
+    from sklearn_arb._study import StudySettings, compute_study, list_images
+
+    folder = _make_class_folders(tmp_path, 8)
+    paths, _ = list_images(folder, None)
+    compute_study(paths[:2], tiny_extractor, StudySettings(), chunk_size=2)  # warm
+    peaks = {}
+    for n_images in (4, 16):
+        tracemalloc.start()
+        compute_study(paths[:n_images], tiny_extractor, StudySettings(), chunk_size=2)
+        peaks[n_images] = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    # Kept per image: ~25 numbers and 2 x 2 curves of 50 (measured: ~6 KB with the
+    # chunks' copies). In one chunk, as before streaming, it grows ~150 KB per
+    # image: images and a dozen pixel maps (32 x 32 float64, 8 KB each).
+    growth_per_image = (peaks[16] - peaks[4]) / 12
+    assert growth_per_image < 2 * 32 * 32 * 8, peaks
+
+
+# sklearn-arb simulate, and the benchmark script that runs it.
+
+
+@pytest.fixture(scope="module")
+def random_deit_weights(tmp_path_factory):
+    """A DeiT-Tiny state_dict with random weights, so no download is needed."""
+    import timm
+    import torch
+
+    path = tmp_path_factory.mktemp("weights") / "deit_tiny_random.pth"
+    torch.manual_seed(0)
+    torch.save(timm.create_model("deit_tiny_patch16_224").state_dict(), path)
+    return path
+
+
+def test_simulate_options_reach_the_study(
+    class_folders, random_deit_weights, tmp_path, capsys
+):
+    from sklearn_arb.cli import main
+
+    output = tmp_path / "study"
+    args = ["simulate", str(class_folders), "--weights", str(random_deit_weights)]
+    args += ["--image-size", "32", "--roi-size", "12", "--pvalue", "reference"]
+    args += ["--batch-size", "4", "--n-images", "4", "--output", str(output)]
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert "4/4" in err  # the progress bar, on stderr
+    header = (output / "summary.txt").read_text().splitlines()[0]
+    assert "(4 images, 0 grey)" in header and "ROI 12x12 px at 32 px" in header
+    assert "p-values reference" in header
+    with open(output / "per_image.csv") as file:
+        assert sum(1 for _ in file) == 1 + 4
+    assert main([*args, "--quiet"]) == 0
+    assert "4/4" not in capsys.readouterr().err
+
+
+def test_simulate_output_naming_a_file_is_one_line(class_folders, tmp_path, capsys):
+    from sklearn_arb.cli import main
+
+    (tmp_path / "taken").write_text("")
+    args = ["simulate", str(class_folders), "--output", str(tmp_path / "taken")]
+    assert main([*args, "--pretrained"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is a file; pass a folder" in err[0]
+
+
+def test_benchmark_script_runs_the_simulate_command(
+    class_folders, random_deit_weights, tmp_path
+):
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "simulation_study.py"
+    spec = importlib.util.spec_from_file_location("simulation_study", script)
+    benchmark = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(benchmark)
+    args = [str(class_folders), "--weights", str(random_deit_weights), "--quiet"]
+    args += ["--image-size", "32", "--n-images", "2"]
+    assert benchmark.run([*args, "--output", str(tmp_path / "script")]) == 0
+
+    from sklearn_arb.cli import main
+
+    assert main(["simulate", *args, "--output", str(tmp_path / "cli")]) == 0
+    for name in ("per_image.csv", "curves.csv"):
+        script_table = (tmp_path / "script" / name).read_text()
+        assert script_table == (tmp_path / "cli" / name).read_text()
