@@ -26,8 +26,8 @@ only per-image numbers are kept (the metrics and each image's sensitivity and
 specificity at every threshold of the sweep), so memory does not grow with the
 number of images. Three stages: :func:`compute_study` (the numbers),
 :func:`write_tables` (the CSV files and ``summary.txt``) and :func:`draw_figures`
-(the PNG figures); :func:`run_simulation_study` runs the three. For the statistics
-themselves see the Method page of the user guide.
+(the PNG figures); :func:`run_simulation_study` runs the three. The statistics and
+the metrics' equations: the Method page of the user guide.
 """
 
 from __future__ import annotations

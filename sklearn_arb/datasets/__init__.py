@@ -1,4 +1,8 @@
-"""Simulated data with a known ground truth: noise injected into images."""
+"""Simulated data with a known ground truth: noise injected into images.
+
+The equations: the Method page of the user guide, "Evaluation: the noise
+simulation".
+"""
 
 from ._noise_simulation import make_noise_simulation
 from ._token_masks import pixel_to_token_masks

@@ -1,4 +1,8 @@
-"""The paper's noise simulation: Gaussian noise injected into a known region."""
+"""The paper's noise simulation: Gaussian noise injected into a known region.
+
+The equations: the Method page of the user guide, "Evaluation: the noise
+simulation".
+"""
 
 from numbers import Integral, Real
 

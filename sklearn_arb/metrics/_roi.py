@@ -1,4 +1,8 @@
-"""Where the attention falls inside the region of interest (ROI)."""
+"""Where the attention falls inside the region of interest (ROI).
+
+The equations: the Method page of the user guide, "Evaluation: the noise
+simulation".
+"""
 
 import numpy as np
 

@@ -1,4 +1,8 @@
-"""How much attention regularisation removes from the ROI and keeps elsewhere."""
+"""How much attention regularisation removes from the ROI and keeps elsewhere.
+
+The equations: the Method page of the user guide, "Evaluation: the noise
+simulation".
+"""
 
 import numpy as np
 

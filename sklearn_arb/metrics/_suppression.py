@@ -1,4 +1,8 @@
-"""The suppression factor D over a set of images."""
+"""The suppression factor D over a set of images.
+
+The equations: the Method page of the user guide, "Evaluation: the noise
+simulation".
+"""
 
 import numpy as np
 from sklearn.utils._param_validation import StrOptions, validate_params

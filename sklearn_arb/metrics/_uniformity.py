@@ -1,4 +1,8 @@
-"""Signed RMSD: how far p-values are from uniform (Yao & Ochoa 2023)."""
+"""Signed RMSD: how far p-values are from uniform (Yao & Ochoa 2023).
+
+The equations: the Method page of the user guide, "Evaluation: the noise
+simulation".
+"""
 
 import numpy as np
 
