@@ -206,3 +206,18 @@ def test_extractor_refuses_one_image_without_batch_axis(make_tiny_vit):
     extractor = AttentionExtractor(make_tiny_vit(), image_size=32).fit()
     with pytest.raises(ValueError, match=r"X\[None\]"):
         extractor.transform(np.zeros((40, 50, 3), dtype=np.uint8))
+
+
+def test_extractor_maps_of_a_16bit_file_equal_those_of_its_array(
+    make_tiny_vit, tmp_path
+):
+    from sklearn_arb import AttentionExtractor
+
+    ramp = (np.arange(32 * 32, dtype=np.uint16) * 4).reshape(32, 32)  # 12-bit
+    path = _saved(tmp_path, ramp, "I;16", ".png")
+    extractor = AttentionExtractor(make_tiny_vit(), image_size=32, random_state=0)
+    from_file = extractor.fit().transform([path])
+    from_array = extractor.transform(ramp[None])
+    np.testing.assert_array_equal(from_file, from_array)
+    clipped = extractor.transform(np.minimum(ramp, 255).astype(np.uint8)[None])
+    assert not np.allclose(from_file, clipped)  # not the old 8-bit reading
