@@ -6,6 +6,8 @@ whose checkpoint files (``deit_tiny.pth``, ``deit_tiny_patch16_224.pth``) link t
 shared DeiT-Tiny weights. From the first block that names such a file on, a document
 is skipped, with the reason, where the weights are absent.
 
+The example scripts, which the documents include, run too, at a small image size.
+
 Not run here: shell blocks (``bash``). They install the package, run the test suite
 or build these documents (which CI does as steps of its own), or call the command
 line, whose subcommands and options ``tests/test_cli.py`` runs.
@@ -14,6 +16,8 @@ line, whose subcommands and options ``tests/test_cli.py`` runs.
 from __future__ import annotations
 
 import re
+import runpy
+import sys
 import textwrap
 from pathlib import Path
 
@@ -26,6 +30,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCUMENTS = [ROOT / "README.rst", *sorted((ROOT / "doc").glob("*.rst"))]
+EXAMPLES = sorted((ROOT / "examples").glob("*.py"))
 # The checkpoint file names the documents use, all the shared DeiT-Tiny weights.
 CHECKPOINT_NAMES = ("deit_tiny.pth", "deit_tiny_patch16_224.pth")
 
@@ -115,3 +120,18 @@ def test_document_snippets_run(document, tmp_path, monkeypatch, request):
             pytest.fail(f"the code block at {where} raised {exc!r}\n\n{code}")
         finally:
             plt.close("all")
+
+
+@pytest.mark.parametrize("script", EXAMPLES, ids=[p.name for p in EXAMPLES])
+def test_example_scripts_run(
+    script, tmp_path, monkeypatch, deit_weights, lung_ct_paths
+):
+    # Every example reads the shared data and takes --output and --image-size.
+    monkeypatch.setenv("SKLEARN_ARB_DATA", str(deit_weights.parents[1]))
+    output = tmp_path / "out"
+    monkeypatch.setattr(
+        sys, "argv", [str(script), "--output", str(output), "--image-size", "224"]
+    )
+    runpy.run_path(str(script), run_name="__main__")
+    plt.close("all")
+    assert list(output.glob("*.png")), f"{script.name} wrote no figure"
