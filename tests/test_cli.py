@@ -94,6 +94,76 @@ def _summary(output: Path) -> list[dict]:
         return list(csv.DictReader(file))
 
 
+@pytest.fixture(scope="module")
+def nan_weights(tmp_path_factory, random_weights) -> Path:
+    """The random DeiT-Tiny state_dict with one NaN weight."""
+    state = torch.load(random_weights, weights_only=True)
+    state["blocks.0.attn.qkv.weight"][0, 0] = float("nan")
+    path = tmp_path_factory.mktemp("weights") / "deit_tiny_nan.pth"
+    torch.save(state, path)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--image-size", "8"], "multiple of the model's patch size"),
+        (["--image-size", "100"], "use a multiple of 16"),
+        (["--model", "resnet18"], "is not a Vision Transformer"),
+        (["--pretrained"], "--pretrained and --weights"),
+        (["--output", "__file__"], "is a file; pass a folder"),
+    ],
+)
+def test_model_and_output_errors_are_one_line(
+    extra, message, image_folder, random_weights, tmp_path, capsys
+):
+    extra = [str(tmp_path / "taken") if e == "__file__" else e for e in extra]
+    (tmp_path / "taken").write_text("a file")
+    args = ["regularize", str(image_folder / "a.png"), "--weights", str(random_weights)]
+    if "--output" not in extra:
+        extra += ["--output", str(tmp_path / "out")]
+    assert main([*args, *extra, "--quiet"]) == 2
+    line = _one_error_line(capsys)
+    assert line.startswith("sklearn-arb regularize: error:") and message in line
+
+
+def test_nan_weights_are_one_line_naming_the_weights(
+    image_folder, nan_weights, tmp_path, capsys
+):
+    args = ["regularize", str(image_folder / "a.png"), "--weights", str(nan_weights)]
+    assert main([*args, "--output", str(tmp_path), *SMALL]) == 2
+    line = _one_error_line(capsys)
+    assert "NaN" in line and str(nan_weights) in line
+    assert not list(tmp_path.iterdir())
+
+
+def test_version(capsys):
+    import sklearn_arb
+
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"sklearn-arb {sklearn_arb.__version__}"
+
+
+def test_choices_are_the_estimators_constraints():
+    from sklearn_arb import AttentionExtractor, BootstrapAttentionRegularizer
+    from sklearn_arb.cli import build_parser
+
+    parser = build_parser()
+    commands = next(a for a in parser._actions if a.dest == "command")
+    options = {a.dest: a for a in commands.choices["regularize"]._actions}
+    for dest, estimator, parameter in [
+        ("bootstrap", AttentionExtractor, "bootstrap"),
+        ("methods", BootstrapAttentionRegularizer, "method"),
+        ("pvalue", BootstrapAttentionRegularizer, "pvalue"),
+    ]:
+        (constraint,) = [
+            c
+            for c in estimator._parameter_constraints[parameter]
+            if hasattr(c, "options")
+        ]
+        assert set(options[dest].choices) == set(constraint.options)
+
+
 def test_regularize_writes_panel_npz_and_summary(
     image_folder, random_weights, tmp_path, monkeypatch
 ):

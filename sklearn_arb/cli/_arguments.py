@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import os
-import socket
 from pathlib import Path
 from typing import Any, NoReturn
-from urllib.parse import urlparse
 
 import numpy as np
+
+from ..backbone._hub import hub_declared_offline, hub_reachable
 
 DEFAULT_MODEL = "deit_tiny_patch16_224"
 
@@ -217,17 +216,11 @@ def build_extractor(args: argparse.Namespace) -> Any:
     # Probe first: without a network, the hub client retries for about a minute
     # before failing. Declared offline (HF_HUB_OFFLINE) it reads its local cache
     # and fails at once where the weights are not there: no probe then.
-    if args.pretrained and not _hub_declared_offline() and not _hub_reachable():
+    if args.pretrained and not hub_declared_offline() and not hub_reachable():
         raise UsageError(no_weights.format(why="the hub cannot be reached"))
     try:
         extractor.fit()
     except Exception as exc:
-        if isinstance(exc, TypeError) and "img_size" in str(exc):
-            # timm builds models that are not ViTs without an img_size argument.
-            raise UsageError(
-                f"{args.model} is not a Vision Transformer (it takes no img_size); "
-                "pass a timm ViT name such as deit_tiny_patch16_224"
-            ) from None
         if args.pretrained:
             # The hub fails in many ways when it cannot be reached; all mean the same.
             raise UsageError(
@@ -235,15 +228,13 @@ def build_extractor(args: argparse.Namespace) -> Any:
             ) from None
         if isinstance(exc, (ValueError, TypeError, OSError)):
             raise UsageError(first_line(exc)) from None
+        if isinstance(exc, RuntimeError):  # torch, e.g. an image size below a patch
+            raise UsageError(
+                f"{args.model} cannot run at --image-size {args.image_size} "
+                f"({first_line(exc)}); use a multiple of the model's patch size, "
+                "e.g. 224"
+            ) from None
         raise
-    import torch
-
-    if not all(torch.isfinite(p).all() for p in extractor.model_.parameters()):
-        source = args.weights or "the hub"
-        raise UsageError(
-            f"the weights from {source} hold NaN or infinite values, so every map "
-            "would be NaN; pass a checkpoint saved from a trained model"
-        )
     return extractor
 
 
@@ -251,19 +242,3 @@ def first_line(exc: BaseException) -> str:
     """An exception's message, one line."""
     lines = str(exc).strip().splitlines()
     return lines[0] if lines else type(exc).__name__
-
-
-def _hub_declared_offline() -> bool:
-    """Whether ``HF_HUB_OFFLINE`` asks the hub client for its local cache only."""
-    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in {"1", "true", "yes", "on"}
-
-
-def _hub_reachable(timeout: float = 3.0) -> bool:
-    """Whether the Hugging Face hub (or ``HF_ENDPOINT``) answers a TCP connection."""
-    endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
-    port = endpoint.port or (80 if endpoint.scheme == "http" else 443)
-    try:
-        socket.create_connection((endpoint.hostname, port), timeout=timeout).close()
-    except OSError:
-        return False
-    return True

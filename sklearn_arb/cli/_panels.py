@@ -47,18 +47,15 @@ def _font(size: int) -> ImageFont.ImageFont:
     return ImageFont.load_default(size=size)
 
 
-def _overlay(image: np.ndarray, grid: np.ndarray, vmax: float) -> np.ndarray:
-    """``image`` (uint8 RGB) with ``grid`` drawn over it in colour, zeros clear."""
-    levels = np.clip(grid / vmax if vmax > 0 else grid * 0, 0, 1)
-    index = np.round(255 * levels).astype(np.uint8)
-    height, width = image.shape[:2]
+def _overlay(image: Image.Image, grid: np.ndarray, vmax: float) -> Image.Image:
+    """``image`` with ``grid`` drawn over it in colour, zeros clear."""
+    levels = np.clip(grid / vmax, 0, 1) if vmax > 0 else np.zeros_like(grid)
+    colours = _colormap()[np.round(255 * levels).astype(np.uint8)]
     # Nearest-neighbour upsampling: each token covers its own patch of the image.
-    rows = np.arange(height) * grid.shape[0] // height
-    cols = np.arange(width) * grid.shape[1] // width
-    colours = _colormap()[index][rows[:, None], cols[None, :]]
-    shown = (grid != 0)[rows[:, None], cols[None, :], None]
-    blended = (1 - _OPACITY) * image + _OPACITY * colours
-    return np.where(shown, blended, image).astype(np.uint8)
+    colour_image = Image.fromarray(colours).resize(image.size, Image.Resampling.NEAREST)
+    shown = Image.fromarray(np.where(grid != 0, 255, 0).astype(np.uint8))
+    mask = shown.resize(image.size, Image.Resampling.NEAREST)
+    return Image.composite(Image.blend(image, colour_image, _OPACITY), image, mask)
 
 
 def render_panel(
@@ -75,7 +72,8 @@ def render_panel(
     font_size = max(10, width // 18)
     font = _font(font_size)
     gap, head, bar = font_size // 2, 3 * font_size + font_size // 2, font_size
-    tiles = [("image", "", image)] + [
+    picture = Image.fromarray(image)
+    tiles = [("image", "", picture)] + [
         (name, f"{np.count_nonzero(grid) / grid.size:.0%} non-zero", None)
         for name, grid in grids.items()
     ]
@@ -90,8 +88,8 @@ def render_panel(
     for i, (name, note, pixels) in enumerate(tiles):
         left = gap + i * (width + gap)
         if pixels is None:
-            pixels = _overlay(image, grids[name], vmax)
-        panel.paste(Image.fromarray(pixels), (left, head))
+            pixels = _overlay(picture, grids[name], vmax)
+        panel.paste(pixels, (left, head))
         draw.text((left, head - 2 * font_size - 2), name, fill="black", font=font)
         draw.text((left, head - font_size - 2), note, fill="black", font=font)
     # The colour bar: vmax at the top, 0 at the bottom.
@@ -108,7 +106,7 @@ def write_panel(path: Path, panel: Image.Image, dpi: int) -> None:
     """Save ``panel`` as a PNG at ``path``, atomically."""
     write_atomic(
         path,
-        lambda file: panel.save(file, format="PNG", dpi=(dpi, dpi), compress_level=3),
+        lambda file: panel.save(file, format="PNG", dpi=(dpi, dpi), compress_level=1),
     )
 
 
