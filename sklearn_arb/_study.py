@@ -33,13 +33,17 @@ the metrics' equations: the Method page of the user guide.
 from __future__ import annotations
 
 import csv
+import json
+import os
 import sys
+import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
+import xxhash
 from sklearn.utils import Bunch
 from tqdm import tqdm
 
@@ -48,6 +52,7 @@ from ._images import IMAGE_SUFFIXES, load_images
 from ._layout import MapLayout
 from ._maps import tokens_to_grid, upsample_map
 from ._regularizer import BootstrapAttentionRegularizer
+from .backbone._weights import module_weights_identity
 from .datasets import make_noise_simulation
 from .metrics import (
     mean_in_roi,
@@ -67,6 +72,10 @@ SWEEP = np.linspace(0.02, 1.0, 50)  # alpha and gamma values of Fig. 5
 SWEPT = {"p": "alpha", "lfdr": "gamma"}  # the threshold each Fig. 5 curve sweeps
 CURVES_PER_CLASS = 5
 CHUNK_SIZE = 16
+CHECKPOINT = ".simulate_partial.npz"  # in the output folder, until the run ends
+# Extractor parameters that change where or how fast, not what, it computes; the
+# model is named by its weights' digest instead.
+_RUNTIME_PARAMS = {"model", "device", "batch_size", "memory"}
 DPI = 120
 
 
@@ -206,6 +215,24 @@ def _sweep(regularizer, X, before, pixel_masks, extractor) -> tuple[np.ndarray, 
     return np.array(sens).T, np.array(spec).T
 
 
+def _chunk_results(
+    paths: list[Path],
+    extractor: AttentionExtractor,
+    settings: StudySettings,
+    rng: np.random.RandomState,
+) -> Bunch:
+    """Load, perturb, map and score one chunk of images."""
+    images = load_images(paths, image_size=extractor.image_size_)
+    noisy = perturb(images, settings, extractor.patch_size_, rng)
+    del images
+    X = extractor.transform(noisy.images)
+    part = chunk_metrics(X, noisy.pixel_masks, extractor, settings)
+    part.metrics["token_roi_size"] = noisy.token_masks.sum(axis=1)
+    part.grey = noisy.grey
+    part.roi_pixels = noisy.pixel_masks.sum(axis=(1, 2))
+    return part
+
+
 def compute_study(
     paths: list[Path],
     extractor: AttentionExtractor,
@@ -213,40 +240,105 @@ def compute_study(
     *,
     chunk_size: int = CHUNK_SIZE,
     progress: bool = False,
+    checkpoint: Path | None = None,
 ) -> Bunch:
     """Per-image results of the study, ``chunk_size`` images in memory at a time.
 
     Returns a Bunch: ``metrics`` (name -> array (n_images,)), ``curves`` (method ->
     (sensitivity, specificity), each (n_images, len(SWEEP))), ``grey`` (n_images,)
-    and ``roi_pixels`` (n_images,), the ROI size in pixels.
+    and ``roi_pixels`` (n_images,), the ROI size in pixels. With a ``checkpoint``
+    file, the results so far and the noise's random state are saved there after
+    each chunk, and a run with the same images, model and settings continues from it.
     """
     rng = np.random.RandomState(settings.seed)
-    parts = []
+    key = "" if checkpoint is None else _checkpoint_key(paths, extractor, settings)
+    done = None if checkpoint is None else _load_checkpoint(checkpoint, key, rng)
+    parts = [] if done is None else [done]
+    n_done = 0 if done is None else len(done.grey)
     with tqdm(
         total=len(paths),
+        initial=n_done,
         desc="images",
         unit="image",
         disable=not progress,
         file=sys.stderr,
     ) as bar:
-        for start in range(0, len(paths), chunk_size):
-            images = load_images(
-                paths[start : start + chunk_size], image_size=extractor.image_size_
-            )
-            noisy = perturb(images, settings, extractor.patch_size_, rng)
-            del images
-            part = chunk_metrics(
-                extractor.transform(noisy.images),
-                noisy.pixel_masks,
-                extractor,
-                settings,
-            )
-            part.metrics["token_roi_size"] = noisy.token_masks.sum(axis=1)
-            part.grey = noisy.grey
-            part.roi_pixels = noisy.pixel_masks.sum(axis=(1, 2))
-            parts.append(part)
-            bar.update(len(noisy.images))
+        for start in range(n_done, len(paths), chunk_size):
+            chunk = paths[start : start + chunk_size]
+            parts.append(_chunk_results(chunk, extractor, settings, rng))
+            if checkpoint is not None:
+                parts = [_concatenate(parts)]
+                _save_checkpoint(checkpoint, key, parts[0], rng)
+            bar.update(len(chunk))
     return _concatenate(parts)
+
+
+# What an interrupted run keeps: the numbers so far and the noise's random state.
+
+
+def _checkpoint_key(
+    paths: list[Path], extractor: AttentionExtractor, settings: StudySettings
+) -> str:
+    """A digest of what the results depend on: the image files, the extractor's
+    parameters and weights, the settings (not the chunk size)."""
+    params = extractor.get_params(deep=False)
+    described = [
+        asdict(settings),
+        {k: repr(v) for k, v in sorted(params.items()) if k not in _RUNTIME_PARAMS},
+        module_weights_identity(extractor.model_),
+        [f"{p}|{p.stat().st_mtime_ns}|{p.stat().st_size}" for p in paths],
+    ]
+    return xxhash.xxh3_128_hexdigest(json.dumps(described).encode())
+
+
+def _save_checkpoint(
+    path: Path, key: str, done: Bunch, rng: np.random.RandomState
+) -> None:
+    _, state, position, has_gauss, gauss = rng.get_state()
+    arrays = {
+        "key": np.asarray(key),
+        "rng": np.asarray(state),
+        "rng_extra": np.array([position, has_gauss, gauss]),
+        "grey": done.grey,
+        "roi_pixels": done.roi_pixels,
+        **{f"metric_{name}": values for name, values in done.metrics.items()},
+        **{f"curve_{m}_{i}": done.curves[m][i] for m in done.curves for i in (0, 1)},
+    }
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f"{path.name}.")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            np.savez(file, **arrays)
+        os.replace(temporary, path)  # atomic: a kill leaves the old or the new
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _load_checkpoint(path: Path, key: str, rng: np.random.RandomState) -> Bunch | None:
+    """The results saved by an interrupted run with the same ``key`` (``rng`` set
+    to its state), else None."""
+    try:
+        with np.load(path) as stored:
+            if str(stored["key"]) != key:
+                return None
+            position, has_gauss, gauss = stored["rng_extra"]
+            state = ("MT19937", stored["rng"], int(position), int(has_gauss), gauss)
+            done = Bunch(
+                metrics={
+                    name.removeprefix("metric_"): stored[name]
+                    for name in stored.files
+                    if name.startswith("metric_")
+                },
+                curves={
+                    m: (stored[f"curve_{m}_0"], stored[f"curve_{m}_1"]) for m in SWEPT
+                },
+                grey=stored["grey"],
+                roi_pixels=stored["roi_pixels"],
+            )
+    except (OSError, KeyError, ValueError):
+        return None  # none, or damaged: start afresh
+    rng.set_state(state)
+    return done
 
 
 def _concatenate(parts: list[Bunch]) -> Bunch:
@@ -544,14 +636,28 @@ def run_simulation_study(
     -------
     summary : str
         The text written to ``summary.txt``.
+
+    Notes
+    -----
+    After each chunk the results so far are saved in ``output`` (a hidden file,
+    removed at the end): an interrupted run, rerun with the same images, model and
+    settings, continues where it stopped, with the results it would have had.
     """
     data, output = Path(data), Path(output)
     settings = StudySettings(noise, roi_size, alpha, gamma, pvalue, seed)
     start = time.perf_counter()
     paths, classes = list_images(data, n_images)
     output.mkdir(parents=True, exist_ok=True)
+    checkpoint = output / CHECKPOINT
+    for stale in output.glob(f"{CHECKPOINT}.*"):  # a killed run's temporary file
+        stale.unlink()
     results = compute_study(
-        paths, extractor, settings, chunk_size=chunk_size, progress=progress
+        paths,
+        extractor,
+        settings,
+        chunk_size=chunk_size,
+        progress=progress,
+        checkpoint=checkpoint,
     )
     results.names = [str(path.relative_to(data)) for path in paths]
     results.classes = np.array(classes)
@@ -569,4 +675,6 @@ def run_simulation_study(
         f"gamma={gamma}, p-values {pvalue}, seed={seed}"
     )
     footer = f"\ntotal time {time.perf_counter() - start:.0f} s"
-    return write_tables(results, output, header, footer)
+    text = write_tables(results, output, header, footer)
+    checkpoint.unlink()
+    return text

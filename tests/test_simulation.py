@@ -300,6 +300,48 @@ def test_study_memory_does_not_grow_with_the_number_of_images(tmp_path, tiny_ext
     assert growth_per_image < 2 * 32 * 32 * 8, peaks
 
 
+def test_interrupted_study_continues_where_it_stopped(
+    class_folders, tiny_extractor, tmp_path, monkeypatch
+):
+    from sklearn_arb import _study
+
+    paths, _ = _study.list_images(class_folders, None)
+    settings = _study.StudySettings(noise="diffuse", seed=2)
+    uninterrupted = _study.compute_study(paths, tiny_extractor, settings, chunk_size=2)
+    checkpoint = tmp_path / _study.CHECKPOINT
+    chunk_results = _study._chunk_results
+    calls, interrupt = [], [True]
+
+    def interrupted_after_two_chunks(*args):
+        calls.append(len(args[0]))
+        if len(calls) == 3 and interrupt.pop():
+            raise KeyboardInterrupt
+        return chunk_results(*args)
+
+    monkeypatch.setattr(_study, "_chunk_results", interrupted_after_two_chunks)
+    with pytest.raises(KeyboardInterrupt):
+        _study.compute_study(
+            paths, tiny_extractor, settings, chunk_size=2, checkpoint=checkpoint
+        )
+    calls.clear()
+    resumed = _study.compute_study(
+        paths, tiny_extractor, settings, chunk_size=2, checkpoint=checkpoint
+    )
+    assert calls == [2]  # only the last two of six images computed again
+    for key, values in uninterrupted.metrics.items():
+        np.testing.assert_allclose(resumed.metrics[key], values, rtol=1e-5, atol=1e-5)
+    for method, curves in uninterrupted.curves.items():
+        np.testing.assert_allclose(resumed.curves[method], curves, atol=1e-5)
+    # Other settings do not take the saved results.
+    calls.clear()
+    interrupt.append(False)
+    other = _study.StudySettings(noise="diffuse", seed=3)
+    _study.compute_study(
+        paths, tiny_extractor, other, chunk_size=2, checkpoint=checkpoint
+    )
+    assert calls == [2, 2, 2]
+
+
 # sklearn-arb simulate, and the benchmark script that runs it.
 
 
@@ -332,6 +374,7 @@ def test_simulate_options_reach_the_study(
     assert "p-values reference" in header
     with open(output / "per_image.csv") as file:
         assert sum(1 for _ in file) == 1 + 4
+    assert not list(output.glob(".*"))  # the checkpoint is gone once done
     assert main([*args, "--quiet"]) == 0
     assert "4/4" not in capsys.readouterr().err
 
