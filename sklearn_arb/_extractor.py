@@ -23,7 +23,12 @@ from .backbone._attention import _block_index
 from .backbone._batching import PRECISIONS, ForwardPass, default_batch_size
 from .backbone._bootstrap import BOOTSTRAP_KINDS, draw_bootstrap, image_seeds
 from .backbone._cache import MapCache, array_digests, settings_digest, shared_model
-from .backbone._loading import check_geometry, load_vit, resolve_device
+from .backbone._loading import (
+    check_geometry,
+    check_weights_source,
+    load_vit,
+    resolve_device,
+)
 from .backbone._weights import module_weights_identity, named_weights_identity
 
 __all__ = ["AttentionExtractor"]
@@ -239,6 +244,7 @@ class AttentionExtractor(TransformerMixin, BaseEstimator):
         self : AttentionExtractor
             The fitted extractor.
         """
+        check_weights_source(self.model, self.pretrained, self.checkpoint_path)
         device = resolve_device(self.device)
         if self.precision != "float32" and device.type != "cuda":
             raise ValueError(

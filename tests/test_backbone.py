@@ -6,9 +6,11 @@ import sys
 
 import numpy as np
 import pytest
+import timm
 import torch
 from safetensors.torch import save_file
 
+from sklearn_arb import AttentionExtractor
 from sklearn_arb.backbone import cls_attention, load_checkpoint, load_vit
 
 
@@ -144,10 +146,19 @@ def test_deit_checkpoint_at_448_interpolates_pos_embed(deit_weights, imagenette_
     assert maps.shape == (1, 784) and np.isfinite(maps.numpy()).all()
 
 
-def _run_offline(code: str, hf_home) -> subprocess.CompletedProcess:
-    """Run ``code`` in a fresh Python, declared offline with the hub cache
-    ``hf_home`` (also its working folder): huggingface_hub reads both at import."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(hf_home)}
+def _run_offline(
+    code: str, hf_home, declared: bool = True
+) -> subprocess.CompletedProcess:
+    """Run ``code`` in a fresh Python with the hub cache ``hf_home`` (also its
+    working folder), offline: declared (``HF_HUB_OFFLINE=1``), or not declared
+    with a hub endpoint that refuses connections, where the hub client alone
+    retries for about 50 s. huggingface_hub reads these variables at import."""
+    env = {**os.environ, "HF_HOME": str(hf_home)}
+    env.pop("HF_HUB_OFFLINE", None)
+    if declared:
+        env["HF_HUB_OFFLINE"] = "1"
+    else:
+        env["HF_ENDPOINT"] = "http://127.0.0.1:9"  # the discard port: refused
     return subprocess.run(
         [sys.executable, "-c", code],
         capture_output=True,
@@ -155,35 +166,42 @@ def _run_offline(code: str, hf_home) -> subprocess.CompletedProcess:
         env=env,
         cwd=hf_home,
         check=False,
+        timeout=None if declared else 30,
     )
 
 
-def test_offline_hub_weights_say_how_to_fix_it(tmp_path):
-    # Declared offline, with an empty hub cache.
+@pytest.mark.parametrize("declared", [True, False])
+def test_offline_hub_weights_say_how_to_fix_it(tmp_path, declared):
+    # Offline with an empty hub cache: at once (the subprocess's 30 s bound,
+    # where the hub client would retry for 50 s), whether declared or not.
     code = (
-        "from sklearn_arb.backbone import load_vit\n"
+        "from sklearn_arb import AttentionExtractor\n"
         "try:\n"
-        "    load_vit('vit_small_patch8_224.dino', pretrained=True)\n"
+        "    AttentionExtractor('vit_small_patch8_224.dino', pretrained=True).fit()\n"
         "except OSError as exc:\n"
         "    print(exc)\n"
     )
-    result = _run_offline(code, hf_home=tmp_path)
+    result = _run_offline(code, hf_home=tmp_path, declared=declared)
     message = result.stdout.strip()
     assert "'vit_small_patch8_224.dino' could not be downloaded" in message
     assert "checkpoint_path=" in message and "go online" in message
 
 
-def test_hub_weights_by_name_from_the_local_hub_cache(deit_hub_cache, deit_weights):
-    # pretrained=True goes through timm's hub loading (offline, from the cache)
-    # and gives the same model as the same weights from a checkpoint file, the
-    # position embeddings resampled alike (timm's filter vs ours) at 448 px.
+@pytest.mark.parametrize("declared", [True, False])
+def test_hub_weights_by_name_from_the_local_hub_cache(
+    deit_hub_cache, deit_weights, declared
+):
+    # pretrained=True goes through timm's hub loading (offline, from the cache,
+    # whether declared or not) and gives the same model as the same weights from
+    # a checkpoint file, the position embeddings resampled alike (timm's filter
+    # vs ours) at 448 px.
     code = (
         "import torch\n"
         "from sklearn_arb.backbone import load_vit\n"
         "vit = load_vit('deit_tiny_patch16_224', pretrained=True, image_size=448)\n"
         "torch.save(vit.state_dict(), 'hub.pth')\n"
     )
-    result = _run_offline(code, hf_home=deit_hub_cache)
+    result = _run_offline(code, hf_home=deit_hub_cache, declared=declared)
     assert result.returncode == 0, result.stderr
     from_hub = torch.load(deit_hub_cache / "hub.pth", weights_only=True)
     from_file = load_vit(
@@ -192,3 +210,47 @@ def test_hub_weights_by_name_from_the_local_hub_cache(deit_hub_cache, deit_weigh
     assert from_file["pos_embed"].shape == (1, 785, 192)
     assert from_hub.keys() == from_file.keys()
     assert all(torch.equal(from_hub[k], from_file[k]) for k in from_file)
+
+
+def test_nan_weights_in_a_checkpoint_are_named(tmp_path):
+    torch.manual_seed(0)
+    state = timm.create_model("vit_tiny_patch16_224").state_dict()
+    state["blocks.1.attn.qkv.weight"][3, 5] = float("nan")
+    state["norm.bias"][0] = float("inf")
+    torch.save(state, tmp_path / "diverged.pth")
+    extractor = AttentionExtractor(
+        "vit_tiny_patch16_224", checkpoint_path=tmp_path / "diverged.pth"
+    )
+    with pytest.raises(
+        ValueError,
+        match=r"diverged\.pth' has NaN/inf values in blocks\.1\.attn\.qkv\.weight, "
+        r"norm\.bias; .*use another checkpoint",
+    ):
+        extractor.fit()
+
+
+@pytest.mark.parametrize("image_size", [224, None])
+@pytest.mark.parametrize("pretrained", [False, True])
+def test_a_model_that_is_not_a_vit_is_named(image_size, pretrained):
+    # resnet18 takes no img_size (a TypeError from timm) and has no CLS token;
+    # with pretrained=True this is found before any download.
+    extractor = AttentionExtractor(
+        "resnet18", image_size=image_size, pretrained=pretrained
+    )
+    with pytest.raises(
+        ValueError,
+        match=r"'resnet18' is not a Vision Transformer with a CLS token .*use e\.g\. "
+        r"'deit_tiny_patch16_224' or 'vit_small_patch8_224\.dino'",
+    ):
+        extractor.fit()
+
+
+def test_pretrained_and_a_checkpoint_together_raise_before_loading(tmp_path):
+    extractor = AttentionExtractor(
+        "vit_tiny_patch16_224",
+        pretrained=True,
+        checkpoint_path=tmp_path / "vit.pth",
+        memory=str(tmp_path),
+    )
+    with pytest.raises(ValueError, match=r"both give weights; choose one"):
+        extractor.fit()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import os
+from contextlib import nullcontext
 from pathlib import Path
 
 import timm
@@ -13,6 +14,7 @@ from timm.models.vision_transformer import Block, VisionTransformer
 from torch import nn
 
 from ._attention import _block_index
+from ._hub import local_hub_only
 
 __all__ = [
     "check_geometry",
@@ -231,29 +233,9 @@ def load_vit(
     >>> vit.patch_embed.grid_size, vit.pos_embed.shape[1]
     ((4, 4), 17)
     """
+    check_weights_source(model, pretrained, checkpoint_path)
     if isinstance(model, str):
-        kwargs = {"num_classes": 0}
-        if image_size is not None:
-            kwargs["img_size"] = image_size
-        try:
-            vit = timm.create_model(model, pretrained=pretrained, **kwargs)
-        except RuntimeError as exc:
-            if "Unknown model" in str(exc):
-                raise ValueError(
-                    f"{model!r} is not a timm model name; see timm.list_models("
-                    f"'vit_*') or pass a torch.nn.Module."
-                ) from None
-            raise
-        except OSError as exc:  # the hub client's errors when it cannot download
-            if not pretrained:
-                raise
-            raise OSError(
-                f"The pretrained weights of {model!r} could not be downloaded from "
-                f"the Hugging Face hub ({type(exc).__name__}: "
-                f"{str(exc).splitlines()[0] if str(exc) else 'offline?'}); go "
-                f"online, or pass checkpoint_path= a local state_dict, safetensors "
-                f"or DINO checkpoint file."
-            ) from exc
+        vit = _create_named_vit(model, pretrained, image_size)
         source = f"{model!r}"
     elif isinstance(model, nn.Module):
         vit = copy.deepcopy(model)
@@ -269,10 +251,106 @@ def load_vit(
     for block in vit.blocks:
         # timm may be configured to skip SDPA (TIMM_FUSED_ATTN=0); this copy uses it.
         block.attn.fused_attn = True
+    weights = f"The weights of {source}"
     if checkpoint_path is not None:
         state_dict = _resample_pos_embed(load_checkpoint(checkpoint_path), vit)
         _load_state_dict(vit, state_dict, f"{str(checkpoint_path)!r} for {source}")
+        weights = f"Checkpoint {str(checkpoint_path)!r}"
+    _check_finite(vit, weights)
     return vit.eval()
+
+
+def check_weights_source(
+    model: str | nn.Module, pretrained: bool, checkpoint_path: str | os.PathLike | None
+) -> None:
+    """Raise ValueError when two sources of weights are asked for at once.
+
+    Examples
+    --------
+    >>> from sklearn_arb.backbone._loading import check_weights_source
+    >>> check_weights_source("deit_tiny_patch16_224", True, "deit.pth")
+    ... # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: pretrained=True and checkpoint_path='deit.pth' both give weights; ...
+    """
+    if pretrained and checkpoint_path is not None:
+        raise ValueError(
+            f"pretrained=True and checkpoint_path={str(checkpoint_path)!r} both give "
+            f"weights; choose one: pretrained=False to use the file, or "
+            f"checkpoint_path=None for the hub weights."
+        )
+
+
+def _not_a_cls_vit(name: str, reason: str) -> ValueError:
+    return ValueError(
+        f"{name!r} is not a Vision Transformer with a CLS token ({reason}); use e.g. "
+        f"'deit_tiny_patch16_224' or 'vit_small_patch8_224.dino'."
+    )
+
+
+def _check_named_architecture(name: str) -> None:
+    """Build the named model without memory or weights, and check it is a ViT
+    whose CLS attention can be read: before any download of its weights."""
+    with torch.device("meta"):
+        skeleton = timm.create_model(name, pretrained=False, num_classes=0)
+    try:
+        validate_vit(skeleton)
+    except TypeError as exc:
+        raise _not_a_cls_vit(name, f"it builds a {type(skeleton).__name__}") from exc
+
+
+def _create_named_vit(
+    name: str, pretrained: bool, image_size: int | tuple[int, int] | None
+) -> nn.Module:
+    """``timm.create_model`` with the hub offline at once where unreachable."""
+    if not timm.is_model(name):
+        raise ValueError(
+            f"{name!r} is not a timm model name; see timm.list_models('vit_*') or "
+            f"pass a torch.nn.Module."
+        )
+    if pretrained:
+        _check_named_architecture(name)
+    kwargs = {"num_classes": 0}
+    if image_size is not None:
+        kwargs["img_size"] = image_size
+    try:
+        with local_hub_only() if pretrained else nullcontext():
+            vit = timm.create_model(name, pretrained=pretrained, **kwargs)
+    except TypeError as exc:  # a model without img_size: not a ViT
+        raise _not_a_cls_vit(name, str(exc).splitlines()[0]) from exc
+    except OSError as exc:  # the hub client's errors when it cannot download
+        if not pretrained:
+            raise
+        raise OSError(
+            f"The pretrained weights of {name!r} could not be downloaded from the "
+            f"Hugging Face hub ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else 'offline?'}); go online, "
+            f"or pass checkpoint_path= a local state_dict, safetensors or DINO "
+            f"checkpoint file."
+        ) from exc
+    try:
+        validate_vit(vit)
+    except TypeError as exc:
+        raise _not_a_cls_vit(name, str(exc)) from exc
+    return vit
+
+
+def _check_finite(vit: nn.Module, weights: str) -> None:
+    """Raise ValueError naming the weights that hold NaN or infinite values."""
+    bad = [
+        name
+        for name, tensor in vit.state_dict().items()
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all()
+    ]
+    if bad:
+        shown = ", ".join(bad[:3]) + (
+            f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+        )
+        raise ValueError(
+            f"{weights} has NaN/inf values in {shown}; the weights are damaged (or "
+            f"their training diverged): use another checkpoint."
+        )
 
 
 def check_geometry(
