@@ -176,7 +176,7 @@ class _Input:
     source: str  # for messages and the summary
     key: Path  # where its results go, relative to the output folder
     digest: Callable[[], str]  # of its content
-    load: Callable[[], np.ndarray]  # float RGB in [0, 1], at its own size
+    image: Path | np.ndarray  # a file, or one image as a batch of one
 
 
 def _walk_images(folder: Path, skip: Path) -> list[Path]:
@@ -218,7 +218,7 @@ def _file_inputs(sources: Sequence[Path], output: Path) -> list[_Input]:
             source=str(path),
             key=output_key(path),
             digest=lambda path=path: file_digest(path),
-            load=lambda path=path: load_images(path)[0],
+            image=path,
         )
         for path in files
     ]
@@ -263,20 +263,26 @@ class _Loaded:
     display: np.ndarray | None
 
 
-def _display_copy(image: np.ndarray, dpi: int) -> np.ndarray:
-    """The image as the panel shows it: uint8, at the size of one tile."""
-    small = load_images(image[None], image_size=tile_shape(image.shape[:2], dpi))[0]
+def _display_copy(image: Path | np.ndarray, dpi: int) -> np.ndarray:
+    """The image as the panel shows it: uint8, the size of one tile. A JPEG file
+    is decoded at a reduced scale (PIL's draft mode), others in full."""
+    if isinstance(image, Path):
+        with Image.open(image) as file:
+            shape = tile_shape((file.height, file.width), dpi)
+            file.draft(file.mode, (shape[1], shape[0]))
+            small = load_images(file, image_size=shape)[0]
+    else:
+        small = load_images(image, image_size=tile_shape(image.shape[1:3], dpi))[0]
     return np.round(255 * small).astype(np.uint8)
 
 
 def _load(
     item: _Input, result: Result, digest: str, extractor: Any, dpi: int | None
 ) -> _Loaded:
-    """Read one image at full size once; keep only the two small copies needed,
-    so memory does not grow with the size of the files."""
-    image = item.load()
-    model_input = load_images(image[None], image_size=extractor.image_size_)[0]
-    display = None if dpi is None else _display_copy(image, dpi)
+    """The model's copy of an image (as ``load_images(path, image_size)`` makes
+    it, so the maps are the API's) and the panel's; nothing at full size is kept."""
+    model_input = load_images(item.image, image_size=extractor.image_size_)[0]
+    display = None if dpi is None else _display_copy(item.image, dpi)
     return _Loaded(item, result, digest, model_input, display)
 
 
@@ -468,7 +474,7 @@ def _run_batch(run: _Run, batch: list, extractor: Any) -> None:
     for item, result, digest, need in batch:
         try:
             if need == "panel":
-                display = _display_copy(item.load(), run.dpi)
+                display = _display_copy(item.image, run.dpi)
                 run.finish(result, result.stored(digest), display)
                 continue
             loaded.append(_load(item, result, digest, extractor, run.dpi))
@@ -548,7 +554,7 @@ def demo(args: argparse.Namespace) -> int:
             source=Path(filename).name,
             key=Path(Path(filename).name),
             digest=lambda image=image: array_digest(image),
-            load=lambda image=image: load_images(image[np.newaxis])[0],
+            image=image[np.newaxis],
         )
         for filename, image in zip(sample.filenames, sample.images, strict=True)
     ]
