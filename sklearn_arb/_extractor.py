@@ -16,6 +16,7 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, check_memory
 from timm.data import resolve_data_config
 from torch import nn
+from tqdm import tqdm
 
 from ._images import _size_pair, load_images
 from ._layout import MapLayout, with_layout
@@ -109,6 +110,9 @@ class AttentionExtractor(TransformerMixin, BaseEstimator):
         weights are loaded once per process, so the clones a ``GridSearchCV``
         fits reuse both without reading the disk. Maps are written as each
         batch finishes, so an interrupted ``transform`` resumes where it stopped.
+    verbose : int or bool, default=0
+        Show a progress bar over the images of ``transform`` (on stderr;
+        cached images count as done at once).
     random_state : int, RandomState instance or None, default=None
         Seeds the bootstrap: one seed per image, used by a ``torch.Generator``
         on the model's device. With an int, the seed is derived from the int and
@@ -189,6 +193,7 @@ class AttentionExtractor(TransformerMixin, BaseEstimator):
         "batch_size": [Interval(Integral, 1, None, closed="left"), None],
         "precision": [StrOptions(set(PRECISIONS))],
         "memory": [None, str, HasMethods(["cache"])],
+        "verbose": ["verbose"],
         "random_state": ["random_state"],
     }
 
@@ -209,6 +214,7 @@ class AttentionExtractor(TransformerMixin, BaseEstimator):
         batch_size: int | None = None,
         precision: str = "float32",
         memory: Any = None,
+        verbose: int | bool = 0,
         random_state: Any = None,
     ) -> None:
         self.model = model
@@ -225,6 +231,7 @@ class AttentionExtractor(TransformerMixin, BaseEstimator):
         self.batch_size = batch_size
         self.precision = precision
         self.memory = memory
+        self.verbose = verbose
         self.random_state = random_state
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -309,7 +316,8 @@ class AttentionExtractor(TransformerMixin, BaseEstimator):
         if self.memory is None or not isinstance(self.random_state, Integral):
             images = self._load_images(X)
             maps = np.empty((len(images), (1 + self.n_bootstrap) * self.n_tokens_))
-            for chunk, chunk_maps in self._iter_maps(images):
+            chunks = self._progress(self._iter_maps(images), len(images))
+            for chunk, chunk_maps in chunks:
                 maps[chunk] = chunk_maps
         else:
             maps = self._cached_transform(X)
@@ -358,11 +366,28 @@ class AttentionExtractor(TransformerMixin, BaseEstimator):
                 images = self._load_images(X)
             # Each chunk is stored as soon as it is done: an interrupted
             # transform of many images resumes where it stopped.
-            for chunk, chunk_maps in self._iter_maps(images[missing]):
+            done = len(rows) - missing.size
+            chunks = self._progress(self._iter_maps(images[missing]), len(rows), done)
+            for chunk, chunk_maps in chunks:
                 for i, row in zip(missing[chunk], chunk_maps, strict=True):
                     rows[i] = cache.put(image_keys[i], row)
         # A fresh array: the caller may modify it without touching the cache.
         return np.stack(rows)
+
+    def _progress(
+        self, chunks: Iterator[tuple[slice, np.ndarray]], total: int, done: int = 0
+    ) -> Iterator[tuple[slice, np.ndarray]]:
+        """``chunks`` as they come, counted on a progress bar when verbose."""
+        with tqdm(
+            total=total,
+            initial=done,
+            unit="image",
+            desc="attention maps",
+            disable=not self.verbose,
+        ) as bar:
+            for chunk, maps in chunks:
+                bar.update(chunk.stop - chunk.start)
+                yield chunk, maps
 
     def _iter_maps(self, images: np.ndarray) -> Iterator[tuple[slice, np.ndarray]]:
         """The maps of ``images``, a chunk of images at a time, in order, as they

@@ -439,3 +439,23 @@ def test_cpu_streams_give_the_sequential_maps(make_tiny_vit, monkeypatch):
     np.testing.assert_allclose(parallel, sequential, rtol=1e-6)
     np.testing.assert_allclose(one_batch, sequential[:1], rtol=1e-6)
     np.testing.assert_allclose(one_image_parallel, one_image, rtol=1e-6)
+
+
+def test_verbose_shows_a_progress_bar_over_images(
+    make_tiny_vit, images, tmp_path, capsys
+):
+    params = dict(image_size=32, batch_size=2, random_state=0)
+    quiet = AttentionExtractor(make_tiny_vit(), **params).fit()
+    maps = quiet.transform(images)
+    assert capsys.readouterr().err == ""
+    verbose = clone(quiet).set_params(verbose=1).fit()
+    np.testing.assert_array_equal(verbose.transform(images), maps)
+    bar = capsys.readouterr().err
+    assert "attention maps" in bar and "3/3" in bar
+    # with memory, the images already cached count as done at once
+    cached = clone(verbose).set_params(memory=str(tmp_path)).fit()
+    cached.transform(images[:2])
+    capsys.readouterr()
+    np.testing.assert_array_equal(cached.transform(images), maps)
+    bar = capsys.readouterr().err
+    assert "2/3" in bar and "3/3" in bar and "0/3" not in bar
