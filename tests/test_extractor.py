@@ -2,7 +2,6 @@
 
 import os
 import pickle
-import warnings
 
 import joblib
 import numpy as np
@@ -10,10 +9,9 @@ import pytest
 import timm
 import torch
 from sklearn.base import clone
-from sklearn.exceptions import NotFittedError, SkipTestWarning
+from sklearn.exceptions import NotFittedError
 from sklearn.utils import estimator_checks
 from sklearn.utils._param_validation import InvalidParameterError
-from sklearn.utils.estimator_checks import check_estimator
 
 from sklearn_arb import AttentionExtractor, clear_caches, load_images
 from sklearn_arb.backbone import embed_tokens, reference_cls_attention
@@ -327,17 +325,31 @@ def test_maps_of_an_image_do_not_depend_on_the_others(make_tiny_vit, images):
     assert not np.allclose(null[0], null[1])
 
 
-def test_check_estimator_as_for_image_transformers():
-    # Like PatchExtractor, image input is declared through tags, so scikit-learn's
-    # check suite skips the data checks; the API checks that need no 2-D data run
-    # below, and the rest are covered by the explicit tests that follow.
-    extractor = AttentionExtractor()
+def test_what_check_estimator_skips_holds_on_images(make_tiny_vit, images, tmp_path):
+    # Image input is declared through tags, as PatchExtractor declares it, so
+    # check_estimator runs none of its checks that feed data; the properties
+    # those checks test hold on images.
+    extractor = AttentionExtractor(make_tiny_vit(), image_size=32, random_state=0)
     tags = extractor.__sklearn_tags__()
     assert not tags.input_tags.two_d_array and tags.input_tags.three_d_array
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        check_estimator(extractor)
-    assert any(issubclass(w.category, SkipTestWarning) for w in caught)
+    assert not tags.non_deterministic
+    assert (
+        clone(extractor)
+        .set_params(random_state=None)
+        .__sklearn_tags__()
+        .non_deterministic
+    )
+    maps = extractor.fit_transform(images)  # check_transformer_general
+    np.testing.assert_array_equal(extractor.fit(images).transform(images), maps)
+    (path,) = joblib.dump(images, tmp_path / "images.pkl")
+    readonly = joblib.load(path, mmap_mode="r")  # check_readonly_memmap_input
+    np.testing.assert_array_equal(extractor.transform(readonly), maps)
+    # check_fit_idempotent, check_estimators_fit_returns_self, and fitting a
+    # clone changes no parameter (check_dont_overwrite_parameters)
+    cloned = clone(extractor)
+    params = cloned.get_params()
+    assert cloned.fit(images) is cloned and cloned.get_params() == params
+    np.testing.assert_array_equal(cloned.transform(images), maps)
 
 
 # API checks of sklearn.utils.estimator_checks._yield_api_checks that do not feed
