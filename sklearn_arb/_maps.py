@@ -15,8 +15,9 @@ def tokens_to_grid(maps: np.ndarray, grid_shape: Sequence[int]) -> np.ndarray:
     Parameters
     ----------
     maps : array-like of shape (P,) or (n, P)
-        One map per row, ``P = rows * cols`` tokens. Pass the observed block
-        ``X[:, :P]`` of an extractor output, or a regularized map.
+        One map per row, ``P = rows * cols`` tokens: the observed maps of an
+        extractor output (``maps.layout.observed(maps)``, see
+        :class:`~sklearn_arb.MapLayout`), or regularized maps.
     grid_shape : (int, int)
         (rows, cols) of the patch grid, e.g. ``AttentionExtractor.grid_shape_``.
 
@@ -38,8 +39,8 @@ def tokens_to_grid(maps: np.ndarray, grid_shape: Sequence[int]) -> np.ndarray:
     if maps.ndim not in (1, 2) or maps.shape[-1] != rows * cols:
         raise ValueError(
             f"maps of shape {maps.shape} do not fit a {rows}x{cols} grid: the last "
-            f"axis must hold rows * cols = {rows * cols} tokens. Pass the observed "
-            f"block X[:, :{rows * cols}] of the extractor output."
+            f"axis must hold rows * cols = {rows * cols} tokens. Of an extractor's "
+            f"output, pass its observed maps: maps.layout.observed(maps)."
         )
     return maps.reshape(*maps.shape[:-1], rows, cols)
 

@@ -38,6 +38,8 @@ def test_extractor_grid_matches_patch_positions(make_tiny_vit):
 def test_errors():
     with pytest.raises(ValueError, match="rows \\* cols = 6"):
         tokens_to_grid(np.zeros((2, 5)), (2, 3))
+    with pytest.raises(ValueError, match=r"maps\.layout\.observed\(maps\)"):
+        tokens_to_grid(np.zeros((2, 12)), (2, 3))  # observed and bootstrap maps
     with pytest.raises(ValueError, match="whole multiple"):
         upsample_map(np.zeros((2, 3)), (5, 6))
     with pytest.raises(ValueError, match="tokens_to_grid"):
