@@ -227,7 +227,8 @@ class MapCache:
 
     def __init__(self, memory: joblib.Memory, settings_key: str) -> None:
         self.settings_key = settings_key
-        self._on_disk = memory.cache(_cached_image_maps, ignore=["computed"])
+        self._memory = memory
+        self._disk_function = None  # made on first use: a hit in memory needs none
         config = get_config()
         self._in_process = config["cache_enabled"] and config["map_cache_bytes"] > 0
         if self._in_process:
@@ -239,15 +240,22 @@ class MapCache:
         for image_key in image_keys:
             key = (self.settings_key, image_key)
             row = _IMAGE_MAPS.get(key) if self._in_process else None
-            if row is None and self._on_disk.check_call_in_cache(*key, None):
-                row = self._remember(key, self._on_disk(*key, None))
+            if row is None and self._on_disk().check_call_in_cache(*key, None):
+                row = self._remember(key, self._on_disk()(*key, None))
             rows.append(row)
         return rows
 
     def put(self, image_key: str, row: np.ndarray) -> np.ndarray:
         """Store one image's maps on disk and in this process; returns them."""
         key = (self.settings_key, image_key)
-        return self._remember(key, self._on_disk(*key, row))
+        return self._remember(key, self._on_disk()(*key, row))
+
+    def _on_disk(self) -> Any:
+        if self._disk_function is None:
+            self._disk_function = self._memory.cache(
+                _cached_image_maps, ignore=["computed"]
+            )
+        return self._disk_function
 
     def _remember(self, key: tuple[str, str], row: np.ndarray) -> np.ndarray:
         row = np.array(row)  # owns its memory, so eviction frees it
