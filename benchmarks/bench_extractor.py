@@ -1,48 +1,27 @@
 """AttentionExtractor's fast path against the plain full-attention baseline.
 
-Fast path: ``AttentionExtractor.transform`` (fused SDPA blocks, O(N) CLS row in
-the read block, observed and bootstrap images batched together). Baseline:
-``reference_cls_attention`` one image at a time (explicit N x N attention in every
-block, as DINO's ``get_last_selfattention``). Both see the same images, read and
-resized once, and the same forward inputs (each normalised image and its bootstrap
-sample, which the fast path draws in every call and the baseline gets ready).
-Prints seconds per forward image (median over repeats), the speed-up, the largest
-map difference, and the fast path's analytic FLOPs per second as a share of this
-machine's sgemm throughput
-(torch.mm on large float32 matrices, measured in the same run).
+Measures seconds per forward image of two ways to compute the same CLS attention
+maps, side by side in one process, on the same images (read and resized once)
+and the same forward inputs (each normalised image and its bootstrap sample):
 
-Run: ``.venv/bin/python benchmarks/bench_extractor.py [--repeats 3] [--threads N]``.
-Set SKLEARN_ARB_DATA to the shared data folder (default ../shared/data); without
-it, DeiT runs with random weights on random images.
+- fast path: ``AttentionExtractor.transform`` (fused attention kernels, in-place
+  CPU blocks, the read block's CLS row alone in O(N), observed and bootstrap
+  images batched together, parallel single-threaded streams on CPU);
+- baseline: ``reference_cls_attention`` one image at a time (explicit N x N
+  attention in every block, as DINO's ``get_last_selfattention``).
 
-Measured (session 8) on this project's 2-core AMD EPYC VM (AVX-512 on 256-bit
-units, 1 MiB L2 per core; torch 2.14.1, 2 threads, sgemm 172-190 GFLOP/s, at the
-cores' peak; run-to-run noise of +-12%, mostly in the baseline), fast path with
-in-place CPU blocks (``backbone/_blocks.py``) and single-threaded streams:
+Fast path, baseline and a large float32 ``torch.mm`` (this machine's sgemm
+throughput) run interleaved in every round; the script prints their medians, the
+speed-up, the largest map difference, and the fast path's FLOPs per second as a
+share of sgemm. Models: DeiT-Tiny/16 at 448 px (the shared weights if present)
+and ViT-S/8 at 488 px (random weights).
 
-- DeiT-Tiny/16 @448 (default batch 2; medians of 5-7 rounds, 4 and 10 images,
-  four quiet runs): fast 0.084-0.087 s/image (0.092 before the in-place blocks),
-  baseline 0.109-0.113 s/image, 1.26-1.30x; fast path 82-84% of sgemm (per-round
-  71-87). The forward passes alone, on the same streams, run at 88% of sgemm
-  (80 ms/image); normalising and drawing the bootstrap take the other ~3%.
-  Batches of 1 or 4 are no faster (0.087, 0.093 s/image).
-- ViT-S/8 (random) @488 (default batch 1; medians of 3-5 rounds, 4 images, three
-  runs): fast 2.34 s/image every time (unchanged by the in-place blocks), baseline
-  5.34, 5.59 and 6.28 s/image, 2.32x, 2.41x and 2.69x; fast path 89-93% of sgemm.
-  The baseline's spread most likely comes from its page faults (it allocates a
-  330 MB attention matrix per block; system time was ~40% of such a run).
-- Why DeiT cannot be 2x faster than the baseline on this CPU: at N = 785 the
-  baseline does only ~9% more FLOPs than the fast path and already runs at ~75%
-  of sgemm, so 2x would need the fast path at ~140% of the machine's peak.
-- Why DeiT stops near 84% of sgemm: profiled on one thread, the linear layers run
-  at ~100% of single-thread sgemm and ``scaled_dot_product_attention`` at ~83%
-  (explicit attention, even into reused buffers, at ~68%); attention is 40% of
-  DeiT's FLOPs at 448 px. Before the in-place blocks, page faults on each block's
-  fresh activations cost ~14% (GELU's and the MLP bias copy's time fell 4x).
-  Session 7, on an Intel Xeon with twice this sgemm: DeiT 1.31-1.46x at 61-63%,
-  ViT-S/8 2.68x at 70%; bf16 there was slower than float32 (no AMX), and
-  ``torch.compile`` gained under 5% for a 10-30 s compile per shape.
-- Maps: max |fast - baseline| 7.4e-08 (DeiT) and 1.2e-10 (ViT-S/8).
+Run: ``python benchmarks/bench_extractor.py [--repeats 3] [--images 4]
+[--threads N] [--batch-size N] [--device auto] [--only deit|vits8]``, with
+``SKLEARN_ARB_DATA`` pointing to the shared data folder (default
+``../shared/data``; without it, random weights on random images).
+
+Results: the "Extractor speed" table of the Benchmarks page (doc/benchmarks.rst).
 """
 
 from __future__ import annotations

@@ -1,39 +1,30 @@
 """GridSearchCV over regularisation thresholds must not re-run the ViT.
 
-Compares, on the same noisy images (Imagenette with the shared DeiT-Tiny weights
-when present, else random images and a random DeiT-Tiny):
+Measures, side by side in one process on the same noisy images (Imagenette with
+the shared DeiT-Tiny weights when present, else random images and a random
+DeiT-Tiny):
 
 - baseline: one fit-and-score, what each GridSearchCV candidate costs without
   caching: fit the Pipeline (extractor, regularizer) on one half of the images,
   score it on the other half (the ViT runs once per image); also timed with the
-  search's own ``memory`` (a fresh folder), which adds hashing and cache writes;
+  extractor's own ``memory`` (a fresh folder), which adds hashing and cache
+  writes;
 - search: GridSearchCV over method x alpha/gamma (20 candidates), 2-fold, scored
   with sensitivity, specificity and balanced, refit on balanced, with the
-  extractor's ``memory`` in a fresh folder and its in-process caches emptied
-  first (so the search pays for loading the model and running the ViT once).
+  extractor's ``memory`` in a fresh folder and the in-process caches emptied
+  first (``sklearn_arb.clear_caches``), so the search pays for loading the
+  model and running the ViT once.
 
-The search should cost at most 1.3x the baseline. Prints medians and the ratio
-(taken per round, baseline and search interleaved, then the median).
+The goal: the search costs at most 1.3x the baseline. Baseline and search run
+interleaved; the script prints their medians and the median of the per-round
+ratios.
 
-Measured (session 7, this project's 2-core VM, medians of 5-7 rounds; the
-per-round ratios spread by +-0.2 on this shared machine):
+Run: ``python benchmarks/bench_grid_search.py [--n-images 40] [--repeats 3]
+[--n-bootstrap 1]``, with ``SKLEARN_ARB_DATA`` pointing to the shared data
+folder (default ``../shared/data``).
 
-- B=1 (DeiT-Tiny at 224 px: the ViT costs ~10 ms per forward image, the worst
-  case): baseline 0.93-0.98 s, search 1.24-1.45 s, ratio 1.31-1.46 against the
-  uncached baseline, 1.27 against the baseline with memory. The ViT runs once per
-  image; the ~0.3 s left is overhead per candidate: scikit-learn's own copies of
-  the image folds (~0.1 s for 80 copies of 12 MB) and clones (~0.05 s), hashing
-  the images for the cache keys (~0.06 s), the regularizer and the scorer
-  (~0.07 s). Before the in-process caches (session 6) it was 3.6x.
-- B=5 (a costlier ViT step): ratio 1.15 (1.08 against the baseline with memory).
-
-Measured (session 8, the 2-core AMD EPYC VM, with the in-place CPU blocks):
-B=1: baseline 1.31 s, search 1.55 s, ratio 1.19 (per round 1.15-1.23, one
-outlier 1.47; medians of 7), 1.15 against the baseline with memory; B=5: ratio
-1.09 (1.07 with memory). The best candidate scores 0.500 on balanced: on these
-DeiT-Tiny maps no threshold beats equal shrinkage (see the simulation study).
-
-python benchmarks/bench_grid_search.py [--n-images 40] [--repeats 3]
+Results: the "Grid search with caching" table of the Benchmarks page
+(doc/benchmarks.rst).
 """
 
 from __future__ import annotations

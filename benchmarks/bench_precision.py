@@ -14,18 +14,13 @@ Per precision, against float32 on the same images and bootstrap samples:
 - for ARB (``method="p"``, alpha 0.05, and ``method="lfdr"``, gamma 0.2): the
   share of tokens whose kept/zeroed decision flips.
 
-Run: ``.venv/bin/python benchmarks/bench_precision.py [--n-images 20]``.
-SKLEARN_ARB_DATA points to the shared data folder (default ../shared/data);
-without it, DeiT-Tiny runs with random weights on random images.
+Run: ``python benchmarks/bench_precision.py [--n-images 20]``, with
+``SKLEARN_ARB_DATA`` pointing to the shared data folder (default
+``../shared/data``; without it, DeiT-Tiny runs with random weights on random
+images).
 
-Measured (session 7, CPU autocast, 20 Imagenette images, DeiT-Tiny/16 at 224 px,
-B=1):
-
-- bfloat16: median relative error 1.1%, but up to 16% of the map's largest score
-  on the worst token; decisions flip for 0.23% of tokens (p, alpha 0.05) and
-  0.15% (lfdr, gamma 0.2).
-- float16: median relative error 0.14%, at most 1.7% of the largest score;
-  decisions flip for 0.03% (p) and 0.00% (lfdr) of tokens.
+Results: the "Reduced precision" table of the Benchmarks page
+(doc/benchmarks.rst).
 """
 
 from __future__ import annotations
@@ -38,7 +33,7 @@ import numpy as np
 import torch
 from bench_extractor import baseline_inputs
 
-from sklearn_arb import AttentionExtractor, BootstrapAttentionRegularizer
+from sklearn_arb import AttentionExtractor, BootstrapAttentionRegularizer, load_images
 from sklearn_arb.backbone import cls_attention
 
 DATA_DIR = Path(
@@ -94,6 +89,8 @@ def main() -> None:
         n_bootstrap=1,
         random_state=0,
     ).fit()
+    # read and resized once: the extractor and the CPU autocast path see the same
+    images = load_images(images, image_size=extractor.image_size_)
     on_gpu = extractor.device_.type == "cuda"
     reference = extractor.transform(images)
     n_tokens = extractor.n_tokens_
