@@ -53,6 +53,23 @@ def make_tiny_vit():
     return make
 
 
+@pytest.fixture
+def forward_passes(monkeypatch) -> list[int]:
+    """The number of images of every call that runs the ViT, in order (a spy on
+    ``AttentionExtractor._iter_maps``, where every transform computes maps)."""
+    from sklearn_arb import AttentionExtractor
+
+    calls = []
+    iter_maps = AttentionExtractor._iter_maps
+
+    def counted(self, images):
+        calls.append(len(images))
+        return iter_maps(self, images)
+
+    monkeypatch.setattr(AttentionExtractor, "_iter_maps", counted)
+    return calls
+
+
 @pytest.fixture(autouse=True)
 def _empty_in_process_caches():
     """Each test starts without the models and maps earlier tests cached."""

@@ -37,18 +37,6 @@ def _extractor(checkpoint, memory):
     )
 
 
-def _count_forward_passes(monkeypatch):
-    calls = []
-    iter_maps = AttentionExtractor._iter_maps
-
-    def counted(self, images):
-        calls.append(len(images))
-        return iter_maps(self, images)
-
-    monkeypatch.setattr(AttentionExtractor, "_iter_maps", counted)
-    return calls
-
-
 def test_defaults_copies_and_restoration():
     assert get_config() == {
         "cache_enabled": True,
@@ -101,20 +89,19 @@ def test_model_cache_is_shared_bounded_switched_and_cleared(checkpoints, tmp_pat
     "settings", [dict(cache_enabled=False), dict(map_cache_bytes=0)]
 )
 def test_maps_kept_in_process_unless_switched_off(
-    settings, checkpoints, tmp_path, monkeypatch
+    settings, checkpoints, tmp_path, forward_passes
 ):
     memory = joblib.Memory(tmp_path / "cache", verbose=0)
     images = np.random.default_rng(0).random((2, 32, 32, 3))
     extractor = _extractor(checkpoints[0], memory).fit()
-    calls = _count_forward_passes(monkeypatch)
     with config_context(**settings):
         maps = extractor.transform(images)
         memory.clear(warn=False)
         # nothing in this process and nothing on disk: computed again
         np.testing.assert_array_equal(clone(extractor).fit().transform(images), maps)
-    assert calls == [2, 2]
+    assert forward_passes == [2, 2]
     memory.clear(warn=False)
     maps = extractor.transform(images)
     memory.clear(warn=False)
     np.testing.assert_array_equal(clone(extractor).fit().transform(images), maps)
-    assert calls == [2, 2, 2]  # the clone was served from this process
+    assert forward_passes == [2, 2, 2]  # the clone was served from this process
