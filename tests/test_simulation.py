@@ -223,7 +223,7 @@ def _all_in_memory(paths, extractor, settings):
     """The study's numbers computed on all images at once, from the public
     functions: the reference the streamed computation must reproduce."""
     from sklearn_arb import BootstrapAttentionRegularizer, load_images
-    from sklearn_arb._study import SWEEP
+    from sklearn_arb._study._compute import SWEEP
     from sklearn_arb.metrics import mean_in_roi, mean_percentile_in_roi, sensitivity
 
     noisy, pixel_masks = make_noise_simulation(
@@ -303,12 +303,13 @@ def test_study_memory_does_not_grow_with_the_number_of_images(tmp_path, tiny_ext
 def test_interrupted_study_continues_where_it_stopped(
     class_folders, tiny_extractor, tmp_path, monkeypatch
 ):
-    from sklearn_arb import _study
+    from sklearn_arb._study import _compute as _study
+    from sklearn_arb._study._checkpoint import CHECKPOINT
 
     paths, _ = _study.list_images(class_folders, None)
     settings = _study.StudySettings(noise="diffuse", seed=2)
     uninterrupted = _study.compute_study(paths, tiny_extractor, settings, chunk_size=2)
-    checkpoint = tmp_path / _study.CHECKPOINT
+    checkpoint = tmp_path / CHECKPOINT
     chunk_results = _study._chunk_results
     calls, interrupt = [], [True]
 

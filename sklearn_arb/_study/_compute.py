@@ -1,0 +1,242 @@
+"""The study's numbers: per image, chunk by chunk, from one random stream."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from sklearn.utils import Bunch
+from tqdm import tqdm
+
+from .._extractor import AttentionExtractor
+from .._images import IMAGE_SUFFIXES, load_images
+from .._layout import MapLayout
+from .._maps import tokens_to_grid, upsample_map
+from .._regularizer import BootstrapAttentionRegularizer
+from ..datasets import make_noise_simulation
+from ..metrics import (
+    mean_in_roi,
+    mean_percentile_in_roi,
+    nonzero_percentage_in_roi,
+    pvalue_srmsd,
+    select_by_roi_z,
+    sensitivity,
+    specificity,
+)
+from ._checkpoint import checkpoint_key, load_checkpoint, save_checkpoint
+
+METHODS = ("p", "lfdr", "pi0")
+SWEEP = np.linspace(0.02, 1.0, 50)  # alpha and gamma values of Fig. 5
+SWEPT = {"p": "alpha", "lfdr": "gamma"}  # the threshold each Fig. 5 curve sweeps
+CHUNK_SIZE = 16
+
+
+@dataclass(frozen=True)
+class StudySettings:
+    """What the study does besides the model: noise, thresholds, seed."""
+
+    noise: str = "square"
+    roi_size: int | None = None
+    alpha: float = 0.3
+    gamma: float = 0.3
+    pvalue: str = "one-sided"
+    seed: int = 0
+
+    def regularizer(
+        self, method: str, n_bootstrap: int
+    ) -> BootstrapAttentionRegularizer:
+        """The paper's regularizer: each image against its own bootstrap null."""
+        return BootstrapAttentionRegularizer(
+            n_bootstrap=n_bootstrap,
+            method=method,
+            alpha=self.alpha,
+            gamma=self.gamma,
+            null="per_image",
+            pvalue=self.pvalue,
+        )
+
+
+def list_images(folder: Path, n_images: int | None) -> tuple[list[Path], list[str]]:
+    """Image files of the class folders, taken class by class in turn, and their
+    classes; sorted by path."""
+    if not folder.is_dir():
+        raise ValueError(f"No data folder at {folder}; pass a folder of class folders.")
+    per_class = [
+        sorted(p for p in d.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        for d in sorted(folder.iterdir())
+        if d.is_dir()
+    ]
+    per_class = [files for files in per_class if files]
+    if not per_class:
+        raise ValueError(
+            f"{folder} has no class folders with images; pass a folder of class "
+            "folders (one per class) of images."
+        )
+    longest = max(len(files) for files in per_class)
+    ordered = [
+        files[i] for i in range(longest) for files in per_class if i < len(files)
+    ]
+    paths = sorted(ordered[:n_images] if n_images else ordered)
+    return paths, [p.parent.name for p in paths]
+
+
+def perturb(
+    images: np.ndarray,
+    settings: StudySettings,
+    patch_size: int,
+    rng: np.random.RandomState,
+) -> Bunch:
+    """The noise simulation, image by image from one random stream, so chunks of a
+    stream get the noise the whole set would; a grey image gets grey noise."""
+    noisy = np.empty_like(images)
+    pixel_masks = np.empty(images.shape[:3], dtype=bool)
+    token_masks, grey = [], []
+    for i, image in enumerate(images):
+        grey.append(bool(np.all(image == image[..., :1])))
+        source = image[np.newaxis, ..., 0] if grey[-1] else image[np.newaxis]
+        perturbed, masks, tokens = make_noise_simulation(
+            source,
+            noise=settings.noise,
+            size=settings.roi_size,
+            patch_size=patch_size,
+            random_state=rng,
+        )
+        noisy[i] = perturbed[0, ..., np.newaxis] if grey[-1] else perturbed[0]
+        pixel_masks[i] = masks[0]
+        token_masks.append(tokens[0])
+    return Bunch(
+        images=noisy,
+        pixel_masks=pixel_masks,
+        token_masks=np.array(token_masks),
+        grey=np.array(grey),
+    )
+
+
+def _to_pixels(token_maps: np.ndarray, extractor: AttentionExtractor) -> np.ndarray:
+    grid = tokens_to_grid(token_maps, extractor.grid_shape_)
+    return upsample_map(grid, extractor.patch_size_)
+
+
+def chunk_metrics(
+    X: np.ndarray,
+    pixel_masks: np.ndarray,
+    extractor: AttentionExtractor,
+    settings: StudySettings,
+) -> Bunch:
+    """Per-image metrics and sweep curves of one chunk of maps (its pixel maps
+    live only here)."""
+    layout = MapLayout(extractor.n_tokens_, extractor.n_bootstrap)
+    before = _to_pixels(layout.observed(X), extractor)
+    stats = settings.regularizer("p", layout.n_bootstrap).fit(X).compute_statistics(X)
+    z_pixels = _to_pixels(stats.z, extractor)
+    metrics = {
+        "mean_z_roi": mean_in_roi(z_pixels, pixel_masks),
+        "selected": select_by_roi_z(z_pixels, pixel_masks),
+        "mp_before": mean_percentile_in_roi(before, pixel_masks),
+        "nz_before": nonzero_percentage_in_roi(before, pixel_masks),
+        "srmsd_roi": pvalue_srmsd(_to_pixels(stats.pvalues, extractor), pixel_masks),
+        "pi0": np.asarray(stats.pi0, dtype=float),
+    }
+    curves = {}
+    for method in METHODS:
+        regularizer = settings.regularizer(method, layout.n_bootstrap).fit(X)
+        after = _to_pixels(regularizer.transform(X), extractor)
+        metrics[f"mp_after_{method}"] = mean_percentile_in_roi(
+            after, pixel_masks, reference=before
+        )
+        metrics[f"nz_after_{method}"] = nonzero_percentage_in_roi(after, pixel_masks)
+        metrics[f"sensitivity_{method}"] = sensitivity(before, after, pixel_masks)
+        metrics[f"specificity_{method}"] = specificity(before, after, pixel_masks)
+        if method in SWEPT:
+            curves[method] = _sweep(regularizer, X, before, pixel_masks, extractor)
+    return Bunch(metrics=metrics, curves=curves)
+
+
+def _sweep(regularizer, X, before, pixel_masks, extractor) -> tuple[np.ndarray, ...]:
+    """Sensitivity and specificity ``(n_images, len(SWEEP))`` over the sweep of the
+    regularizer's threshold."""
+    sens, spec = [], []
+    for value in SWEEP:
+        regularizer.set_params(**{SWEPT[regularizer.method]: value})
+        after = _to_pixels(regularizer.transform(X), extractor)
+        sens.append(sensitivity(before, after, pixel_masks))
+        spec.append(specificity(before, after, pixel_masks))
+    return np.array(sens).T, np.array(spec).T
+
+
+def _chunk_results(
+    paths: list[Path],
+    extractor: AttentionExtractor,
+    settings: StudySettings,
+    rng: np.random.RandomState,
+) -> Bunch:
+    """Load, perturb, map and score one chunk of images."""
+    images = load_images(paths, image_size=extractor.image_size_)
+    noisy = perturb(images, settings, extractor.patch_size_, rng)
+    del images
+    X = extractor.transform(noisy.images)
+    part = chunk_metrics(X, noisy.pixel_masks, extractor, settings)
+    part.metrics["token_roi_size"] = noisy.token_masks.sum(axis=1)
+    part.grey = noisy.grey
+    part.roi_pixels = noisy.pixel_masks.sum(axis=(1, 2))
+    return part
+
+
+def compute_study(
+    paths: list[Path],
+    extractor: AttentionExtractor,
+    settings: StudySettings,
+    *,
+    chunk_size: int = CHUNK_SIZE,
+    progress: bool = False,
+    checkpoint: Path | None = None,
+) -> Bunch:
+    """Per-image results of the study, ``chunk_size`` images in memory at a time.
+
+    Returns a Bunch: ``metrics`` (name -> array (n_images,)), ``curves`` (method ->
+    (sensitivity, specificity), each (n_images, len(SWEEP))), ``grey`` (n_images,)
+    and ``roi_pixels`` (n_images,), the ROI size in pixels. With a ``checkpoint``
+    file, the results so far and the noise's random state are saved there after
+    each chunk, and a run with the same images, model and settings continues from it.
+    """
+    rng = np.random.RandomState(settings.seed)
+    key = "" if checkpoint is None else checkpoint_key(paths, extractor, settings)
+    done = None if checkpoint is None else load_checkpoint(checkpoint, key, rng)
+    parts = [] if done is None else [done]
+    n_done = 0 if done is None else len(done.grey)
+    with tqdm(
+        total=len(paths),
+        initial=n_done,
+        desc="images",
+        unit="image",
+        disable=not progress,
+        file=sys.stderr,
+    ) as bar:
+        for start in range(n_done, len(paths), chunk_size):
+            chunk = paths[start : start + chunk_size]
+            parts.append(_chunk_results(chunk, extractor, settings, rng))
+            if checkpoint is not None:
+                parts = [_concatenate(parts)]
+                save_checkpoint(checkpoint, key, parts[0], rng)
+            bar.update(len(chunk))
+    return _concatenate(parts)
+
+
+def _concatenate(parts: list[Bunch]) -> Bunch:
+    first = parts[0]
+    return Bunch(
+        metrics={
+            key: np.concatenate([p.metrics[key] for p in parts])
+            for key in first.metrics
+        },
+        curves={
+            method: tuple(
+                np.concatenate([p.curves[method][k] for p in parts]) for k in (0, 1)
+            )
+            for method in first.curves
+        },
+        grey=np.concatenate([p.grey for p in parts]),
+        roi_pixels=np.concatenate([p.roi_pixels for p in parts]),
+    )

@@ -1,0 +1,106 @@
+"""The three stages of the study in one call: compute, tables, figures."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .._extractor import AttentionExtractor
+from ._checkpoint import CHECKPOINT
+from ._compute import CHUNK_SIZE, StudySettings, compute_study, list_images
+from ._figures import draw_figures
+from ._tables import subsets, suppression_table, write_tables
+
+
+def run_simulation_study(
+    data: Path,
+    output: Path,
+    *,
+    extractor: AttentionExtractor,
+    noise: str = "square",
+    roi_size: int | None = None,
+    n_images: int | None = None,
+    alpha: float = 0.3,
+    gamma: float = 0.3,
+    pvalue: str = "one-sided",
+    seed: int = 0,
+    chunk_size: int = CHUNK_SIZE,
+    progress: bool = False,
+) -> str:
+    """Run the noise simulation study on a folder of class folders.
+
+    Parameters
+    ----------
+    data : Path
+        Folder of class folders of images.
+    output : Path
+        Results folder (created): ``per_image.csv``, ``curves.csv``,
+        ``suppression_factors.csv``, ``summary.txt`` and PNG figures.
+    extractor : AttentionExtractor
+        A fitted extractor (the model, its weights and the bootstrap; the paper
+        uses ``n_bootstrap=1``).
+    noise : {"square", "diffuse"}, default="square"
+        Kind of injected noise.
+    roi_size : int, default=None
+        ROI side in px (default: 100 px at 488 px, scaled).
+    n_images : int, default=None
+        Use this many images, spread evenly over the classes (default: all).
+    alpha, gamma : float, default=0.3
+        Thresholds of the ``p`` and ``lfdr`` methods.
+    pvalue : {"one-sided", "reference"}, default="one-sided"
+        p-value definition.
+    seed : int, default=0
+        Seed of the noise and of the curves' image choice.
+    chunk_size : int, default=16
+        Images in memory at a time; the results do not depend on it.
+    progress : bool, default=False
+        Show a progress bar on stderr.
+
+    Returns
+    -------
+    summary : str
+        The text written to ``summary.txt``.
+
+    Notes
+    -----
+    After each chunk the results so far are saved in ``output`` (a hidden file,
+    removed at the end): an interrupted run, rerun with the same images, model and
+    settings, continues where it stopped, with the results it would have had.
+    """
+    data, output = Path(data), Path(output)
+    settings = StudySettings(noise, roi_size, alpha, gamma, pvalue, seed)
+    start = time.perf_counter()
+    paths, classes = list_images(data, n_images)
+    output.mkdir(parents=True, exist_ok=True)
+    checkpoint = output / CHECKPOINT
+    for stale in output.glob(f"{CHECKPOINT}.*"):  # a killed run's temporary file
+        stale.unlink()
+    results = compute_study(
+        paths,
+        extractor,
+        settings,
+        chunk_size=chunk_size,
+        progress=progress,
+        checkpoint=checkpoint,
+    )
+    results.names = [str(path.relative_to(data)) for path in paths]
+    results.classes = np.array(classes)
+    results.tables = {
+        name: suppression_table(results.metrics, results.classes, subset)
+        for name, subset in subsets(results.metrics["selected"]).items()
+    }
+    draw_figures(results, output, f"{data.name}, {noise} noise", seed)
+    roi_side = round(np.sqrt(results.roi_pixels[0]))
+    model = extractor.model if isinstance(extractor.model, str) else "module"
+    header = (
+        f"data: {data} ({len(paths)} images, {int(results.grey.sum())} grey), "
+        f"noise: {noise}, ROI {roi_side}x{roi_side} px at "
+        f"{extractor.image_size_[0]} px, model {model}, alpha={alpha}, "
+        f"gamma={gamma}, p-values {pvalue}, seed={seed}"
+    )
+    footer = f"\ntotal time {time.perf_counter() - start:.0f} s"
+    text = write_tables(results, output, header, footer)
+    checkpoint.unlink()
+    return text
