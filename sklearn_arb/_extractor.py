@@ -345,13 +345,12 @@ class AttentionExtractor(TransformerMixin, BaseEstimator):
             "image_size": self.image_size_,
             **{name: getattr(self, name) for name in _MAP_PARAMETERS},
         }
-        cache = MapCache(self.memory_, settings_digest(settings))
         images = None
         if (
             isinstance(X, np.ndarray)
             and X.ndim in (3, 4)
             and len(X)
-            and (X.dtype.kind in "uif")
+            and X.dtype.kind in "uif"
         ):
             # Keyed on the images as given, so a hit skips reading and resizing
             # them (an image is stored only once it has passed validation).
@@ -359,20 +358,16 @@ class AttentionExtractor(TransformerMixin, BaseEstimator):
         else:
             images = self._load_images(X)
             image_keys = array_digests(images)
-        rows = cache.get(image_keys)
-        missing = np.array([i for i, row in enumerate(rows) if row is None], int)
-        if missing.size:
-            if images is None:
-                images = self._load_images(X)
-            # Each chunk is stored as soon as it is done: an interrupted
-            # transform of many images resumes where it stopped.
-            done = len(rows) - missing.size
-            chunks = self._progress(self._iter_maps(images[missing]), len(rows), done)
-            for chunk, chunk_maps in chunks:
-                for i, row in zip(missing[chunk], chunk_maps, strict=True):
-                    rows[i] = cache.put(image_keys[i], row)
-        # A fresh array: the caller may modify it without touching the cache.
-        return np.stack(rows)
+
+        def compute(missing: np.ndarray) -> Iterator[tuple[slice, np.ndarray]]:
+            loaded = self._load_images(X) if images is None else images
+            done = len(image_keys) - len(missing)
+            return self._progress(
+                self._iter_maps(loaded[missing]), len(image_keys), done
+            )
+
+        cache = MapCache(self.memory_, settings_digest(settings))
+        return cache.maps(image_keys, compute)
 
     def _progress(
         self, chunks: Iterator[tuple[slice, np.ndarray]], total: int, done: int = 0

@@ -250,6 +250,23 @@ class MapCache:
         key = (self.settings_key, image_key)
         return self._remember(key, self._on_disk()(*key, row))
 
+    def maps(
+        self,
+        image_keys: list[str],
+        compute: Callable[[np.ndarray], Iterable[tuple[slice, np.ndarray]]],
+    ) -> np.ndarray:
+        """Every image's maps, stacked in a new array: the stored ones, and for
+        the others ``compute(missing)``, which yields ``(chunk, maps of
+        missing[chunk])``; each chunk is stored as it comes, so an interrupted
+        call resumes where it stopped."""
+        rows = self.get(image_keys)
+        missing = np.array([i for i, row in enumerate(rows) if row is None], int)
+        if missing.size:
+            for chunk, chunk_maps in compute(missing):
+                for i, row in zip(missing[chunk], chunk_maps, strict=True):
+                    rows[i] = self.put(image_keys[i], row)
+        return np.stack(rows)
+
     def _on_disk(self) -> Any:
         if self._disk_function is None:
             self._disk_function = self._memory.cache(
