@@ -227,6 +227,11 @@ def test_nan_weights_in_a_checkpoint_are_named(tmp_path):
         r"norm\.bias; .*use another checkpoint",
     ):
         extractor.fit()
+    vit = timm.create_model("vit_tiny_patch16_224", img_size=32)
+    with torch.no_grad():
+        vit.cls_token[0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match=r"VisionTransformer has NaN/inf values in cls_"):
+        AttentionExtractor(vit, image_size=32).fit()
 
 
 @pytest.mark.parametrize("image_size", [224, None])

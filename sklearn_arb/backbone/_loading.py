@@ -251,7 +251,7 @@ def load_vit(
     for block in vit.blocks:
         # timm may be configured to skip SDPA (TIMM_FUSED_ATTN=0); this copy uses it.
         block.attn.fused_attn = True
-    weights = f"The weights of {source}"
+    weights = f"The model {source}"
     if checkpoint_path is not None:
         state_dict = _resample_pos_embed(load_checkpoint(checkpoint_path), vit)
         _load_state_dict(vit, state_dict, f"{str(checkpoint_path)!r} for {source}")
