@@ -343,6 +343,24 @@ def test_interrupted_study_continues_where_it_stopped(
     assert calls == [2, 2, 2]
 
 
+def test_unreadable_file_is_skipped_and_draws_no_noise(
+    class_folders, tiny_extractor, capsys
+):
+    from sklearn_arb._study import StudySettings, compute_study, list_images
+
+    paths, _ = list_images(class_folders, None)
+    clean = compute_study(paths, tiny_extractor, StudySettings(), chunk_size=4)
+    broken = class_folders / "cats" / "cats1b.png"  # sorts third: mid-chunk
+    broken.write_text("not an image")
+    with_broken, _ = list_images(class_folders, None)
+    assert with_broken[2] == broken
+    result = compute_study(with_broken, tiny_extractor, StudySettings(), chunk_size=4)
+    assert "skipping" in capsys.readouterr().err
+    np.testing.assert_array_equal(result.index, [0, 1, 3, 4, 5, 6])
+    for key, values in clean.metrics.items():
+        np.testing.assert_allclose(result.metrics[key], values, rtol=1e-5, atol=1e-5)
+
+
 # sklearn-arb simulate, and the benchmark script that runs it.
 
 
@@ -371,7 +389,10 @@ def test_simulate_options_reach_the_study(
     err = capsys.readouterr().err
     assert "4/4" in err  # the progress bar, on stderr
     header = (output / "summary.txt").read_text().splitlines()[0]
-    assert "(4 images, 0 grey)" in header and "ROI 12x12 px at 32 px" in header
+    assert (
+        "(4 images, 0 grey, 0 unreadable skipped)" in header
+        and "ROI 12x12 px at 32 px" in header
+    )
     assert "p-values reference" in header
     with open(output / "per_image.csv") as file:
         assert sum(1 for _ in file) == 1 + 4

@@ -39,16 +39,19 @@ def checkpoint_key(
 
 
 def save_checkpoint(
-    path: Path, key: str, done: Bunch, rng: np.random.RandomState
+    path: Path, key: str, done: Bunch, rng: np.random.RandomState, n_seen: int
 ) -> None:
-    """Save the results so far and ``rng``'s state to ``path``, atomically."""
+    """Save the results so far (of the first ``n_seen`` files) and ``rng``'s state
+    to ``path``, atomically."""
     _, state, position, has_gauss, gauss = rng.get_state()
     arrays = {
         "key": np.asarray(key),
         "rng": np.asarray(state),
         "rng_extra": np.array([position, has_gauss, gauss]),
+        "n_seen": np.asarray(n_seen),
         "grey": done.grey,
         "roi_pixels": done.roi_pixels,
+        "index": done.index,
         **{f"metric_{name}": values for name, values in done.metrics.items()},
         **{f"curve_{m}": np.stack(curves) for m, curves in done.curves.items()},
     }
@@ -63,8 +66,8 @@ def save_checkpoint(
 
 
 def load_checkpoint(path: Path, key: str, rng: np.random.RandomState) -> Bunch | None:
-    """The results saved by an interrupted run with the same ``key`` (``rng`` set
-    to its state), else None."""
+    """The results saved by an interrupted run with the same ``key``, and
+    ``n_seen`` the files it went through (``rng`` set to its state), else None."""
     try:
         with np.load(path) as stored:
             if str(stored["key"]) != key:
@@ -84,6 +87,8 @@ def load_checkpoint(path: Path, key: str, rng: np.random.RandomState) -> Bunch |
                 },
                 grey=stored["grey"],
                 roi_pixels=stored["roi_pixels"],
+                index=stored["index"],
+                n_seen=int(stored["n_seen"]),
             )
     except (OSError, KeyError, ValueError):
         return None  # none, or damaged: start afresh

@@ -166,21 +166,39 @@ def _sweep(regularizer, X, before, pixel_masks, extractor) -> tuple[np.ndarray, 
     return np.array(sens).T, np.array(spec).T
 
 
+def _readable_images(paths: list[Path], image_size) -> tuple[list, list[int]]:
+    """The images of ``paths`` that can be read, and their positions; each
+    unreadable file is named on stderr and left out (it draws no noise)."""
+    images, kept = [], []
+    for position, path in enumerate(paths):
+        try:
+            images.append(load_images(path, image_size=image_size)[0])
+        except (ValueError, OSError) as exc:
+            tqdm.write(f"skipping {path}: {str(exc).splitlines()[0]}", file=sys.stderr)
+            continue
+        kept.append(position)
+    return images, kept
+
+
 def _chunk_results(
     paths: list[Path],
     extractor: AttentionExtractor,
     settings: StudySettings,
     rng: np.random.RandomState,
-) -> Bunch:
-    """Load, perturb, map and score one chunk of images."""
-    images = load_images(paths, image_size=extractor.image_size_)
-    noisy = perturb(images, settings, extractor.patch_size_, rng)
+) -> Bunch | None:
+    """Load, perturb, map and score one chunk of images (None if none is
+    readable); ``index`` holds the positions in ``paths`` of those scored."""
+    images, kept = _readable_images(paths, extractor.image_size_)
+    if not images:
+        return None
+    noisy = perturb(np.stack(images), settings, extractor.patch_size_, rng)
     del images
     X = extractor.transform(noisy.images)
     part = chunk_metrics(X, noisy.pixel_masks, extractor, settings)
     part.metrics["token_roi_size"] = noisy.token_masks.sum(axis=1)
     part.grey = noisy.grey
     part.roi_pixels = noisy.pixel_masks.sum(axis=(1, 2))
+    part.index = np.array(kept)
     return part
 
 
@@ -195,33 +213,42 @@ def compute_study(
 ) -> Bunch:
     """Per-image results of the study, ``chunk_size`` images in memory at a time.
 
-    Returns a Bunch: ``metrics`` (name -> array (n_images,)), ``curves`` (method ->
-    (sensitivity, specificity), each (n_images, len(SWEEP))), ``grey`` (n_images,)
-    and ``roi_pixels`` (n_images,), the ROI size in pixels. With a ``checkpoint``
-    file, the results so far and the noise's random state are saved there after
-    each chunk, and a run with the same images, model and settings continues from it.
+    Returns a Bunch: ``index`` (n_images,), the positions in ``paths`` of the images
+    studied (an unreadable file is skipped); ``metrics`` (name -> array
+    (n_images,)); ``curves`` (method -> (sensitivity, specificity), each
+    (n_images, len(SWEEP))); ``grey`` and ``roi_pixels`` (ROI size in pixels), both
+    (n_images,). With a ``checkpoint`` file, the results so far and the noise's
+    random state are saved there after each chunk, and a run with the same images,
+    model and settings continues from it.
     """
     rng = np.random.RandomState(settings.seed)
     key = "" if checkpoint is None else checkpoint_key(paths, extractor, settings)
     done = None if checkpoint is None else load_checkpoint(checkpoint, key, rng)
     parts = [] if done is None else [done]
-    n_done = 0 if done is None else len(done.grey)
+    first = 0 if done is None else done.pop("n_seen")
     with tqdm(
         total=len(paths),
-        initial=n_done,
+        initial=first,
         desc="images",
         unit="image",
         disable=not progress,
         file=sys.stderr,
     ) as bar:
-        for start in range(n_done, len(paths), chunk_size):
+        for start in range(first, len(paths), chunk_size):
             chunk = paths[start : start + chunk_size]
-            parts.append(_chunk_results(chunk, extractor, settings, rng))
-            if checkpoint is not None:
-                parts = [_concatenate(parts)]
-                save_checkpoint(checkpoint, key, parts[0], rng)
+            part = _chunk_results(chunk, extractor, settings, rng)
+            if part is not None:
+                part.index += start
+                parts = [_concatenate([*parts, part])]
+            if checkpoint is not None and parts:
+                save_checkpoint(checkpoint, key, parts[0], rng, start + len(chunk))
             bar.update(len(chunk))
-    return _concatenate(parts)
+    if not parts:
+        raise ValueError(
+            f"None of the {len(paths)} image files could be read; pass image files "
+            "PIL can open."
+        )
+    return parts[0]
 
 
 def _concatenate(parts: list[Bunch]) -> Bunch:
@@ -239,4 +266,5 @@ def _concatenate(parts: list[Bunch]) -> Bunch:
         },
         grey=np.concatenate([p.grey for p in parts]),
         roi_pixels=np.concatenate([p.roi_pixels for p in parts]),
+        index=np.concatenate([p.index for p in parts]),
     )

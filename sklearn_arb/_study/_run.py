@@ -85,8 +85,8 @@ def run_simulation_study(
         progress=progress,
         checkpoint=checkpoint,
     )
-    results.names = [str(path.relative_to(data)) for path in paths]
-    results.classes = np.array(classes)
+    results.names = [str(paths[i].relative_to(data)) for i in results.index]
+    results.classes = np.array(classes)[results.index]
     results.tables = {
         name: suppression_table(results.metrics, results.classes, subset)
         for name, subset in subsets(results.metrics["selected"]).items()
@@ -95,7 +95,8 @@ def run_simulation_study(
     roi_side = round(np.sqrt(results.roi_pixels[0]))
     model = extractor.model if isinstance(extractor.model, str) else "module"
     header = (
-        f"data: {data} ({len(paths)} images, {int(results.grey.sum())} grey), "
+        f"data: {data} ({len(results.index)} images, {int(results.grey.sum())} "
+        f"grey, {len(paths) - len(results.index)} unreadable skipped), "
         f"noise: {noise}, ROI {roi_side}x{roi_side} px at "
         f"{extractor.image_size_[0]} px, model {model}, alpha={alpha}, "
         f"gamma={gamma}, p-values {pvalue}, seed={seed}"
