@@ -7,7 +7,11 @@ import numpy as np
 from numpy.typing import ArrayLike
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils import Bunch, Tags
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import (
+    Interval,
+    StrOptions,
+    validate_parameter_constraints,
+)
 from sklearn.utils.validation import (
     _check_feature_names_in,
     check_is_fitted,
@@ -16,15 +20,16 @@ from sklearn.utils.validation import (
 
 from ._layout import MapLayout, layout_of
 from ._thresholds import THRESHOLD_RULES, regularize_scores, significance_mask
-from .stats import (
+from .stats import log_scores, null_moments, z_scores
+from .stats._lfdr import local_fdr_unchecked
+from .stats._pi0 import estimate_pi0_unchecked
+from .stats._pvalues import (
     PVALUE_KINDS,
-    empirical_pvalues,
-    estimate_pi0,
-    local_fdr,
-    log_scores,
-    null_moments,
-    z_scores,
+    SortedNull,
+    pvalues_from_sorted,
+    sort_null,
 )
+from .stats._zscores import log_scores_unchecked, null_moments_unchecked
 
 _THRESHOLD = [Interval(Real, 0, 1, closed="both"), StrOptions({"median"})]
 
@@ -124,6 +129,8 @@ class BootstrapAttentionRegularizer(TransformerMixin, BaseEstimator):
         Their standard deviation (ddof 0; 1 when the null is constant).
     null_z_sorted_ : ndarray of shape (n_images * n_bootstrap_ * n_tokens_,) or None
         Pooled null z, sorted (None when fitted with ``null="per_image"``).
+    null_abs_z_sorted_ : ndarray of the same shape, or None
+        Their absolute values, sorted (for the two-sided p-values).
 
     See Also
     --------
@@ -254,68 +261,46 @@ class BootstrapAttentionRegularizer(TransformerMixin, BaseEstimator):
             mean, std = null_moments(null_logs, pooled=True)
             self.null_mean_ = float(mean[0])
             self.null_std_ = float(std[0])
-            self.null_z_sorted_ = np.sort(z_scores(null_logs, mean, std), axis=None)
+            null_z = z_scores(null_logs, mean, std).reshape(1, -1)
+            self.null_z_sorted_, self.null_abs_z_sorted_ = (
+                row[0] for row in sort_null(null_z)
+            )
         else:  # nothing to learn; None, so a later null="pooled" cannot use a stale one
-            self.null_mean_ = self.null_std_ = self.null_z_sorted_ = None
+            self.null_mean_ = self.null_std_ = None
+            self.null_z_sorted_ = self.null_abs_z_sorted_ = None
         return self
 
     def _statistics(self, X: np.ndarray, everything: bool) -> Bunch:
-        """The statistics of validated ``X``; only those the thresholds need unless
-        ``everything``."""
-        logs = log_scores(X)
-        observed_logs, null_logs = (
-            self.layout_.observed(logs),
-            self.layout_.bootstrap(logs),
-        )
+        """The statistics of validated ``X`` in one pass; only those the
+        thresholds need unless ``everything``."""
+        logs = log_scores_unchecked(X.astype(np.float64, copy=False))
+        observed_logs, null_logs = self.layout_.split(logs)
+        null_logs = null_logs.reshape(len(X), -1)
         if self.null == "pooled":
-            mean = np.full(X.shape[0], self.null_mean_)
-            std = np.full(X.shape[0], self.null_std_)
+            mean = np.full(len(X), self.null_mean_)
+            std = np.full(len(X), self.null_std_)
+            sorted_null = SortedNull(
+                self.null_z_sorted_[np.newaxis], self.null_abs_z_sorted_[np.newaxis]
+            )
         else:
-            mean, std = null_moments(null_logs)
+            mean, std = null_moments_unchecked(null_logs)
         stats = Bunch(
             scores=self.layout_.observed(X),
-            z=z_scores(observed_logs, mean, std),
-            null_z=z_scores(null_logs, mean, std),
+            z=(observed_logs - mean[:, np.newaxis]) / std[:, np.newaxis],
+            null_z=(null_logs - mean[:, np.newaxis]) / std[:, np.newaxis],
             null_mean=mean,
             null_std=std,
         )
-        if self.null == "pooled":
-            sorted_null_z = self.null_z_sorted_
-        else:
-            sorted_null_z = np.sort(stats.null_z, axis=1)
-        if everything:
-            needs = {"pvalues", "pi0", "lfdr"}
-        else:
-            needs = set(THRESHOLD_RULES[self.method].needs)
-            needs |= {"lfdr"} if self.soft else set()
-        if "lfdr" in needs:  # lfdr is proportional to pi0
-            needs.add("pi0")
-        if "pi0" in needs and self._pi0_pvalue_kind() == self.pvalue:
-            needs.add("pvalues")
+        if self.null == "per_image":
+            sorted_null = sort_null(stats.null_z)
+        needs = self._needs(everything)
         if "pvalues" in needs:
-            stats.pvalues = empirical_pvalues(
-                stats.z, sorted_null_z, kind=self.pvalue, null_is_sorted=True
-            )
+            stats.pvalues = pvalues_from_sorted(stats.z, sorted_null, self.pvalue)
         if "pi0" in needs:
-            if isinstance(self.pi0, str):
-                kind = self._pi0_pvalue_kind()
-                pi0_pvalues = (
-                    stats.pvalues
-                    if kind == self.pvalue
-                    else empirical_pvalues(
-                        stats.z, sorted_null_z, kind=kind, null_is_sorted=True
-                    )
-                )
-                stats.pi0 = estimate_pi0(pi0_pvalues, method=self.pi0)
-            else:
-                stats.pi0 = np.full(X.shape[0], float(self.pi0))
+            stats.pi0 = self._pi0(stats, sorted_null)
         if "lfdr" in needs:
-            stats.lfdr = local_fdr(
-                stats.z,
-                stats.pi0,
-                null=self.lfdr_null,
-                null_z=sorted_null_z,
-                null_is_sorted=True,
+            stats.lfdr = local_fdr_unchecked(
+                stats.z, stats.pi0, self.lfdr_null, sorted_null.signed
             )
         stats.keep_mask = significance_mask(
             stats.z,
@@ -334,6 +319,30 @@ class BootstrapAttentionRegularizer(TransformerMixin, BaseEstimator):
         )
         return stats
 
+    def _needs(self, everything: bool) -> set[str]:
+        """The statistics to compute beyond z: the method's, or all of them."""
+        if everything:
+            return {"pvalues", "pi0", "lfdr"}
+        needs = set(THRESHOLD_RULES[self.method].needs)
+        if self.soft:
+            needs.add("lfdr")
+        if "lfdr" in needs:  # lfdr is proportional to pi0
+            needs.add("pi0")
+        if "pi0" in needs and self._pi0_pvalue_kind() == self.pvalue:
+            needs.add("pvalues")
+        return needs
+
+    def _pi0(self, stats: Bunch, sorted_null: SortedNull) -> np.ndarray:
+        """pi0 per image, from the p-values ``pi0_pvalues`` names (or fixed)."""
+        kind = self._pi0_pvalue_kind()
+        if kind is None:
+            return np.full(len(stats.z), float(self.pi0))
+        if kind == self.pvalue:
+            pvalues = stats.pvalues
+        else:
+            pvalues = pvalues_from_sorted(stats.z, sorted_null, kind)
+        return estimate_pi0_unchecked(pvalues, self.pi0)
+
     def _pi0_pvalue_kind(self) -> str | None:
         """The kind of p-values pi0 is estimated from; None for a fixed pi0."""
         if not isinstance(self.pi0, str):
@@ -344,7 +353,13 @@ class BootstrapAttentionRegularizer(TransformerMixin, BaseEstimator):
 
     def _validate_for_transform(self, X: ArrayLike) -> np.ndarray:
         check_is_fitted(self)
-        self._validate_params()  # thresholds may have been set after fit
+        # Parameters may have been set after fit. (What _validate_params does,
+        # without its get_params signature inspection: a tenth of a transform.)
+        validate_parameter_constraints(
+            self._parameter_constraints,
+            {name: getattr(self, name) for name in self._parameter_constraints},
+            caller_name=type(self).__name__,
+        )
         if self.null == "pooled" and self.null_z_sorted_ is None:
             raise ValueError(
                 "null='pooled' judges images against the null that fit learns, but "
@@ -366,6 +381,10 @@ class BootstrapAttentionRegularizer(TransformerMixin, BaseEstimator):
     def transform(self, X: ArrayLike) -> np.ndarray:
         """Regularized observed maps: scores that are not significant set to 0.
 
+        Computes only the statistics the thresholds need. To get the maps and the
+        statistics, call :meth:`compute_statistics` once instead: its
+        ``regularized`` is this output, from the same single pass.
+
         Parameters
         ----------
         X : array-like of shape (n_images, (1 + n_bootstrap) * n_tokens)
@@ -381,7 +400,10 @@ class BootstrapAttentionRegularizer(TransformerMixin, BaseEstimator):
         return self._statistics(X, everything=False).regularized
 
     def compute_statistics(self, X: ArrayLike) -> Bunch:
-        """All the statistics of ARB for each image.
+        """All the statistics of ARB for each image, and the regularized maps.
+
+        One pass gives both: ``regularized`` equals :meth:`transform`'s output,
+        so a caller who wants maps and statistics needs no second call.
 
         Parameters
         ----------

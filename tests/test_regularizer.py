@@ -293,6 +293,14 @@ def test_invariances(options, null):
     assert_allclose(permuted, arb.transform(X)[:, order], rtol=1e-12)
 
 
+@pytest.mark.parametrize("options", ALL_OPTIONS)
+@pytest.mark.parametrize("null", ["pooled", "per_image"])
+def test_transform_is_compute_statistics_regularized(options, null):
+    X = _maps(n_images=3, n_tokens=81, n_bootstrap=2)
+    arb = BootstrapAttentionRegularizer(n_bootstrap=2, null=null, **options).fit(X)
+    assert_array_equal(arb.transform(X), arb.compute_statistics(X).regularized)
+
+
 def test_float32_input_keeps_dtype_and_is_not_modified():
     X = _maps().astype(np.float32)
     X_before = X.copy()
@@ -359,12 +367,15 @@ def _under_attended_maps(n_images=4, n_tokens=400, seed=0):
 
 @pytest.mark.parametrize("pvalue", ["one-sided", "two-sided", "reference"])
 @pytest.mark.parametrize("pi0", ["smoother", "bootstrap"])
-def test_pi0_is_estimated_from_two_sided_pvalues_by_default(pvalue, pi0):
+@pytest.mark.parametrize("null", ["pooled", "per_image"])
+def test_pi0_is_estimated_from_two_sided_pvalues_by_default(pvalue, pi0, null):
     X = _under_attended_maps()
-    arb = BootstrapAttentionRegularizer(null="per_image", pvalue=pvalue, pi0=pi0)
+    arb = BootstrapAttentionRegularizer(null=null, pvalue=pvalue, pi0=pi0)
     stats = arb.fit(X).compute_statistics(X)
     kind = "reference" if pvalue == "reference" else "two-sided"
-    two_sided = empirical_pvalues(stats.z, stats.null_z, kind=kind)
+    null_z = stats.null_z if null == "per_image" else arb.null_z_sorted_
+    assert_allclose(stats.pvalues, empirical_pvalues(stats.z, null_z, kind=pvalue))
+    two_sided = empirical_pvalues(stats.z, null_z, kind=kind)
     assert_allclose(stats.pi0, estimate_pi0(two_sided, method=pi0))
     thresholded = arb.set_params(pi0_pvalues="thresholded").compute_statistics(X)
     assert_allclose(thresholded.pi0, estimate_pi0(stats.pvalues, method=pi0))

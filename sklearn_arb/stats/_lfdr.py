@@ -17,14 +17,30 @@ DEGREE = 7
 # than DEGREE + 1 occupied bins); elsewhere it moves the fitted means by ~1e-10.
 RIDGE = 1e-8
 _MAX_ITER = 100
-_STEP_TOL = 1e-10
+# Newton converges quadratically: after a step this small the next would be ~1e-16,
+# so the step is taken without a likelihood check and the fit ends.
+_STEP_TOL = 1e-8
 _MAX_LOG_MEAN = 700.0  # exp(700) is finite in float64
 
 LfdrNull = Literal["normal", "bootstrap"]
 
 
+def _legendre_to_power() -> np.ndarray:
+    """Row i: the power-series coefficients of the Legendre polynomial P_i."""
+    matrix = np.zeros((DEGREE + 1, DEGREE + 1))
+    for degree, unit in enumerate(np.eye(DEGREE + 1)):
+        matrix[degree, : degree + 1] = legendre.leg2poly(unit)
+    return matrix
+
+
+_LEGENDRE_TO_POWER = _legendre_to_power()
+
+
 class _Design(NamedTuple):
     basis: np.ndarray  # (N_BINS, DEGREE + 1), orthonormal columns
+    basis_t: np.ndarray  # its transpose, contiguous
+    outer: np.ndarray  # (N_BINS, n_coef^2): row k is the flattened basis_k basis_k^T
+    ridge: np.ndarray  # RIDGE * identity (n_coef, n_coef)
     to_legendre: np.ndarray  # maps basis coefficients to Legendre coefficients
 
 
@@ -40,16 +56,29 @@ def _design() -> _Design:
     """
     centres = (np.arange(N_BINS) - (N_BINS - 1) / 2) / ((N_BINS - 1) / 2)
     basis, upper = np.linalg.qr(legendre.legvander(centres, DEGREE))
-    return _Design(basis, np.linalg.inv(upper).T)
+    outer = (basis[:, :, np.newaxis] * basis[:, np.newaxis, :]).reshape(N_BINS, -1)
+    ridge = RIDGE * np.eye(basis.shape[1])
+    return _Design(
+        basis, np.ascontiguousarray(basis.T), outer, ridge, np.linalg.inv(upper).T
+    )
 
 
-def _penalised_loglik(
-    counts: np.ndarray, coef: np.ndarray, basis: np.ndarray
-) -> np.ndarray:
-    log_means = np.minimum(coef @ basis.T, _MAX_LOG_MEAN)
-    return np.sum(
-        counts * log_means - np.exp(log_means), axis=1
-    ) - 0.5 * RIDGE * np.sum(coef**2, axis=1)
+class _Fit(NamedTuple):
+    """Coefficients with their log-means, means and penalised log-likelihood."""
+
+    coef: np.ndarray
+    log_means: np.ndarray
+    means: np.ndarray
+    loglik: np.ndarray
+
+
+def _evaluate(counts: np.ndarray, coef: np.ndarray, basis_t: np.ndarray) -> _Fit:
+    log_means = np.minimum(coef @ basis_t, _MAX_LOG_MEAN)
+    means = np.exp(log_means)
+    loglik = (counts * log_means - means).sum(axis=1) - 0.5 * RIDGE * (coef * coef).sum(
+        axis=1
+    )
+    return _Fit(coef, log_means, means, loglik)
 
 
 def fit_log_polynomial(counts: ArrayLike) -> np.ndarray:
@@ -93,30 +122,28 @@ def fit_log_polynomial(counts: ArrayLike) -> np.ndarray:
 
 
 def _fit_log_polynomial(counts: np.ndarray) -> np.ndarray:
-    basis, to_legendre = _design()
+    basis, basis_t, outer, ridge, to_legendre = _design()
     n_coef = basis.shape[1]
-    coef = np.log(counts + 0.5) @ basis  # least squares start, basis is orthonormal
-    loglik = _penalised_loglik(counts, coef, basis)
-    ridge = RIDGE * np.eye(n_coef)
+    # least squares start (the basis is orthonormal)
+    fit = _evaluate(counts, np.log(counts + 0.5) @ basis, basis_t)
     for _ in range(_MAX_ITER):
-        means = np.exp(np.minimum(coef @ basis.T, _MAX_LOG_MEAN))
-        gradient = (counts - means) @ basis - RIDGE * coef
-        hessian = (basis.T * means[:, np.newaxis, :]) @ basis + ridge
+        gradient = (counts - fit.means) @ basis - RIDGE * fit.coef
+        # sum_k means_k basis_k basis_k^T as one product
+        hessian = (fit.means @ outer).reshape(-1, n_coef, n_coef) + ridge
         step = np.linalg.solve(hessian, gradient[..., np.newaxis])[..., 0]
-        new_coef = coef + step
-        new_loglik = _penalised_loglik(counts, new_coef, basis)
-        worse = new_loglik < loglik - 1e-13 * np.abs(loglik)
+        if np.abs(step).max() < _STEP_TOL:
+            return (fit.coef + step) @ to_legendre
+        new = _evaluate(counts, fit.coef + step, basis_t)
         for _ in range(50):
+            worse = new.loglik < fit.loglik - 1e-13 * np.abs(fit.loglik)
             if not worse.any():
                 break
             step[worse] *= 0.5
-            new_coef[worse] = coef[worse] + step[worse]
-            new_loglik[worse] = _penalised_loglik(counts[worse], new_coef[worse], basis)
-            worse = new_loglik < loglik - 1e-13 * np.abs(loglik)
-        coef, loglik = new_coef, new_loglik
-        if np.max(np.abs(step)) < _STEP_TOL:
-            break
-    return coef @ to_legendre
+            halved = _evaluate(counts[worse], fit.coef[worse] + step[worse], basis_t)
+            for array, update in zip(new, halved, strict=True):
+                array[worse] = update
+        fit = new
+    return fit.coef @ to_legendre
 
 
 def _histogram_edges(lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
@@ -152,9 +179,14 @@ def _lindsey_log_density(
     edges = _histogram_edges(lower, upper)
     coef = _fit_log_polynomial(_bin_counts(sorted_sample, edges))
     width = (edges[:, -1] - edges[:, 0]) / N_BINS
-    position = (at - edges[:, :1]) / width[:, np.newaxis] - 0.5  # fractional bin index
-    t = (position - (N_BINS - 1) / 2) / ((N_BINS - 1) / 2)
-    log_counts = legendre.legval(t, coef.T[:, :, np.newaxis], tensor=False)
+    # t = (fractional bin index - 14) / 14, the fit's variable
+    half_range = (N_BINS - 1) / 2 * width[:, np.newaxis]
+    t = (at - (edges[:, :1] + 0.5 * width[:, np.newaxis] + half_range)) / half_range
+    # Horner on the power series: a few passes over (n, P) instead of legval's many
+    power = coef @ _LEGENDRE_TO_POWER
+    log_counts = power[:, -1:]
+    for degree in range(DEGREE - 1, -1, -1):
+        log_counts = log_counts * t + power[:, degree : degree + 1]
     return log_counts - np.log(sorted_sample.shape[1] * width)[:, np.newaxis]
 
 
@@ -258,20 +290,38 @@ def local_fdr(
     pi0 = np.broadcast_to(np.asarray(pi0, dtype=np.float64).reshape(-1), (z.shape[0],))
     if np.any((pi0 < 0) | (pi0 > 1)) or not np.isfinite(pi0).all():
         raise ValueError(f"pi0 must lie in [0, 1]; got {pi0}.")
-    if null == "normal":
-        log_null_density = -0.5 * z**2 - 0.5 * np.log(2 * np.pi)
-    elif null_z is None:
-        raise ValueError("null='bootstrap' needs the bootstrap z: pass null_z.")
-    else:
-        log_null_density = lindsey_log_density(
-            z, null_z, sample_is_sorted=null_is_sorted
+    sorted_null_z = None
+    if null == "bootstrap":
+        if null_z is None:
+            raise ValueError("null='bootstrap' needs the bootstrap z: pass null_z.")
+        sorted_null_z = as_sorted_reference(
+            null_z,
+            "null_z",
+            z.shape[0],
+            "null_z has {n_rows} rows but z has {n_images}; pass one null row per "
+            "image, or a single shared row.",
+            null_is_sorted,
         )
-    return _lfdr_from_log_densities(pi0, log_null_density, lindsey_log_density(z))
+    return local_fdr_unchecked(z, pi0, null, sorted_null_z)
 
 
-def _lfdr_from_log_densities(
-    pi0: np.ndarray, log_null_density: np.ndarray, log_density: np.ndarray
+def local_fdr_unchecked(
+    z: np.ndarray,
+    pi0: np.ndarray,
+    null: LfdrNull,
+    sorted_null_z: np.ndarray | None,
+    sorted_z: np.ndarray | None = None,
 ) -> np.ndarray:
+    """:func:`local_fdr` of checked float64 arrays: ``z`` (n, P), ``pi0`` (n,),
+    ``sorted_null_z`` (n or 1, m0) sorted (``null="bootstrap"`` only), and
+    optionally ``z`` sorted by row."""
+    if null == "normal":
+        log_null_density = -0.5 * z * z - 0.5 * np.log(2 * np.pi)
+    else:
+        log_null_density = _lindsey_log_density(z, sorted_null_z, cover_at=True)
+    if sorted_z is None:
+        sorted_z = np.sort(z, axis=1)
+    log_density = _lindsey_log_density(z, sorted_z, cover_at=False)
     with np.errstate(divide="ignore"):  # pi0 = 0 gives log 0 = -inf, lfdr 0
         log_pi0 = np.log(pi0)[:, np.newaxis]
     return np.exp(np.minimum(log_pi0 + log_null_density - log_density, 0.0))

@@ -183,15 +183,16 @@ def estimate_pi0(
         raise ValueError(f"method must be 'smoother' or 'bootstrap'; got {method!r}.")
     pvalues = as_finite_2d(pvalues, "pvalues")
     lambdas = np.asarray(lambdas, dtype=np.float64)
-    return _estimate_pi0(pvalues, method, lambdas, smooth_df)
+    return estimate_pi0_unchecked(pvalues, method, lambdas, smooth_df)
 
 
-def _estimate_pi0(
+def estimate_pi0_unchecked(
     pvalues: np.ndarray,
     method: Pi0Method,
     lambdas: np.ndarray = STOREY_LAMBDAS,
     smooth_df: float = 3.0,
 ) -> np.ndarray:
+    """:func:`estimate_pi0` of a checked 2-D float64 array (no checks)."""
     pi0_at = _pi0_lambda(pvalues, lambdas)
     if method == "smoother":
         weights = _smoother_row_at_last(tuple(lambdas.tolist()), float(smooth_df))

@@ -1,6 +1,6 @@
 """Empirical p-values of observed z against bootstrap null z (Method page, step 4)."""
 
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -27,36 +27,40 @@ def search_rows(sorted_rows: np.ndarray, values: np.ndarray, side: str) -> np.nd
     return counts
 
 
-def _count_abs_at_most(sorted_rows: np.ndarray, bounds: np.ndarray) -> np.ndarray:
-    """#{|v| <= b} = #{-b <= v <= b} for each bound b >= 0, from sorted v."""
-    return search_rows(sorted_rows, bounds, "right") - search_rows(
-        sorted_rows, -bounds, "left"
-    )
+class SortedNull(NamedTuple):
+    """Null z sorted once, for every p-value definition: each row (one per image,
+    or a single row shared by all images) sorted, and its absolute values sorted."""
+
+    signed: np.ndarray
+    absolute: np.ndarray
 
 
-def _count_abs_below(sorted_rows: np.ndarray, bounds: np.ndarray) -> np.ndarray:
-    """#{|v| < b} = #{-b < v < b} for each bound b >= 0, from sorted v (0 at b = 0)."""
-    inside = search_rows(sorted_rows, bounds, "left") - search_rows(
-        sorted_rows, -bounds, "right"
-    )
-    return np.maximum(inside, 0)
+def sort_null(null_z: np.ndarray, *, is_sorted: bool = False) -> SortedNull:
+    """:class:`SortedNull` of 2-D finite null z (no checks).
+
+    The absolute values of a sorted row are a descending run then an ascending
+    one, which the stable sort (timsort) merges in linear time.
+    """
+    signed = null_z if is_sorted else np.sort(null_z, axis=1)
+    return SortedNull(signed, np.sort(np.abs(signed), axis=1, kind="stable"))
 
 
 def pvalues_from_sorted(
-    z: np.ndarray, sorted_null_z: np.ndarray, kind: PValueKind = "one-sided"
+    z: np.ndarray, null: SortedNull, kind: PValueKind = "one-sided"
 ) -> np.ndarray:
-    """p-values from validated arrays and an already sorted null (no checks)."""
-    n_null = sorted_null_z.shape[-1]
+    """p-values of validated ``z`` against a sorted null (no checks): one binary
+    search per image for the one- and two-sided p-values, two for the reference."""
+    n_null = null.signed.shape[-1]
     if kind == "one-sided":
-        n_at_least = n_null - search_rows(sorted_null_z, z, "left")
+        n_at_least = n_null - search_rows(null.signed, z, "left")
         return (1.0 + n_at_least) / (1.0 + n_null)
     abs_z = np.abs(z)
     if kind == "two-sided":
-        n_at_least = n_null - _count_abs_below(sorted_null_z, abs_z)
+        n_at_least = n_null - search_rows(null.absolute, abs_z, "left")
         return (1.0 + n_at_least) / (1.0 + n_null)
     # The authors' reference set R joins |observed z| and |null z|.
-    n_at_most = _count_abs_at_most(np.sort(z, axis=1), abs_z) + _count_abs_at_most(
-        sorted_null_z, abs_z
+    n_at_most = search_rows(np.sort(abs_z, axis=1), abs_z, "right") + search_rows(
+        null.absolute, abs_z, "right"
     )
     return 1.0 - n_at_most / (z.shape[1] + n_null)
 
@@ -125,4 +129,4 @@ def empirical_pvalues(
         "per image, or a single (pooled) row.",
         null_is_sorted,
     )
-    return pvalues_from_sorted(z, sorted_null_z, kind)
+    return pvalues_from_sorted(z, sort_null(sorted_null_z, is_sorted=True), kind)

@@ -44,7 +44,11 @@ def log_scores(scores: ArrayLike) -> np.ndarray:
     >>> log_scores([[np.e, 1.0, 0.0, -2.0]])
     array([[1., 0., 0., 0.]])
     """
-    scores = as_finite_2d(scores, "scores")
+    return log_scores_unchecked(as_finite_2d(scores, "scores"))
+
+
+def log_scores_unchecked(scores: np.ndarray) -> np.ndarray:
+    """:func:`log_scores` of a finite 2-D float64 array (no checks)."""
     positive = scores > 0
     if positive.all():
         return np.log(scores)
@@ -86,6 +90,13 @@ def null_moments(
     null_log_scores = as_finite_2d(null_log_scores, "null_log_scores")
     if pooled:
         null_log_scores = null_log_scores.reshape(1, -1)
+    return null_moments_unchecked(null_log_scores)
+
+
+def null_moments_unchecked(
+    null_log_scores: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`null_moments` per row of a finite 2-D float64 array (no checks)."""
     mean = null_log_scores.mean(axis=1)
     std = np.sqrt(np.mean((null_log_scores - mean[:, np.newaxis]) ** 2, axis=1))
     scale = np.abs(null_log_scores).max(axis=1)
