@@ -222,7 +222,7 @@ def tiny_extractor(make_tiny_vit):
 def _all_in_memory(paths, extractor, settings):
     """The study's numbers computed on all images at once, from the public
     functions: the reference the streamed computation must reproduce."""
-    from sklearn_arb import BootstrapAttentionRegularizer, load_images
+    from sklearn_arb import BootstrapAttentionRegularizer, MapLayout, load_images
     from sklearn_arb._study._compute import SWEEP
     from sklearn_arb.metrics import mean_in_roi, mean_percentile_in_roi, sensitivity
 
@@ -231,7 +231,7 @@ def _all_in_memory(paths, extractor, settings):
     )
     X = extractor.transform(noisy)
     pixels = lambda maps: np.repeat(np.repeat(maps.reshape(-1, 4, 4), 8, 1), 8, 2)  # noqa: E731
-    before = pixels(X[:, :16])
+    before = pixels(MapLayout(n_tokens=16, n_bootstrap=1).observed(X))
     reg = BootstrapAttentionRegularizer(null="per_image", alpha=0.3, gamma=0.3)
     reference = {
         "mean_z_roi": mean_in_roi(
