@@ -245,6 +245,29 @@ def test_maps_are_the_extractors_on_the_same_files(
                 )
 
 
+@pytest.mark.parametrize("in_range", ["dtype", "image"])
+def test_16_bit_files_are_read_with_their_range(
+    in_range, random_weights, tmp_path, monkeypatch
+):
+    """A 12-bit scan in a 16-bit PNG: the maps are the API's for the same
+    ``in_range`` (and the two readings differ, so the option reaches the model)."""
+    from sklearn_arb import AttentionExtractor, load_images
+
+    monkeypatch.chdir(tmp_path)
+    ramp = (np.arange(64 * 64, dtype=np.uint16) % 4096).reshape(64, 64)
+    Image.fromarray(ramp).save("scan.png")
+    args = ["regularize", "scan.png", "--weights", str(random_weights), "--no-plots"]
+    assert main([*args, "--output", "out", "--in-range", in_range, *SMALL]) == 0
+    extractor = AttentionExtractor(
+        checkpoint_path=random_weights, image_size=64, random_state=0
+    ).fit()
+    images = {r: load_images("scan.png", in_range=r) for r in ("dtype", "image")}
+    maps = {r: extractor.transform(images[r])[0, :16] for r in images}
+    assert not np.allclose(maps["dtype"], maps["image"])
+    with np.load("out/scan.png.npz") as stored:
+        np.testing.assert_allclose(stored["attention"], maps[in_range], rtol=1e-5)
+
+
 def test_images_run_through_the_model_in_batches(
     image_folder, random_weights, tmp_path, monkeypatch
 ):
@@ -397,6 +420,21 @@ def test_rerun_skips_done_images_and_recomputes_on_new_settings(
     assert results["a.png.npz"].stat().st_mtime_ns != stamps["a.png.npz"]
     with np.load(results["a.png.npz"]) as stored:
         assert json.loads(str(stored["settings"]))["alpha"] == "0.1"
+
+
+def test_a_recomputed_result_never_keeps_the_old_panel(
+    image_folder, random_weights, tmp_path
+):
+    args = ["regularize", str(image_folder / "a.png"), "--output", str(tmp_path)]
+    args += ["--weights", str(random_weights), *SMALL]
+    assert main(args) == 0
+    (panel,) = tmp_path.rglob("*.png.png")
+    # New settings without panels: the old settings' panel must not stay, or a
+    # later run with panels would take it for this result's.
+    assert main([*args, "--alpha", "0.1", "--no-plots"]) == 0
+    assert not panel.exists()
+    assert main([*args, "--alpha", "0.1"]) == 0
+    assert panel.is_file()
 
 
 def test_summary_describes_every_result_in_the_folder(

@@ -90,6 +90,12 @@ def _add_method_arguments(parser: argparse.ArgumentParser) -> None:
         help="p-value definition (default: %(default)s)",
     )
     group.add_argument(
+        "--pi0-pvalues",
+        choices=string_options(BootstrapAttentionRegularizer, "pi0_pvalues"),
+        default=BootstrapAttentionRegularizer().pi0_pvalues,
+        help="p-values pi0 (and so the lfdr) is estimated from (default: %(default)s)",
+    )
+    group.add_argument(
         "--alpha",
         type=threshold,
         default=0.05,
@@ -124,6 +130,14 @@ def _add_regularize_arguments(parser: argparse.ArgumentParser, output: str) -> N
         batch_dest="images_per_batch",
     )
     _add_method_arguments(parser)
+    parser.add_argument(
+        "--in-range",
+        choices=("dtype", "image"),
+        default="dtype",
+        help="pixel values read as 0 and 1: the range of the file's type (8-bit "
+        "0-255, 16-bit 0-65535), or each image's own minimum and maximum, e.g. for "
+        "12-bit scans stored in 16 bits (default: %(default)s)",
+    )
     group = parser.add_argument_group("panels")
     group.add_argument(
         "--no-plots",
@@ -175,8 +189,13 @@ class _Input:
 
     source: str  # for messages and the summary
     key: Path  # where its results go, relative to the output folder
-    digest: Callable[[], str]  # of its content
     image: Path | np.ndarray  # a file, or one image as a batch of one
+
+    def digest(self) -> str:
+        """Of the file's bytes, or of the array."""
+        if isinstance(self.image, Path):
+            return file_digest(self.image)
+        return array_digest(self.image)
 
 
 def _walk_images(folder: Path, skip: Path) -> list[Path]:
@@ -217,7 +236,6 @@ def _file_inputs(sources: Sequence[Path], output: Path) -> list[_Input]:
         _Input(
             source=str(path),
             key=output_key(path),
-            digest=lambda path=path: file_digest(path),
             image=path,
         )
         for path in files
@@ -235,6 +253,8 @@ def _settings(args: argparse.Namespace) -> str:
         "bootstrap_width",
         "methods",
         "pvalue",
+        "pi0_pvalues",
+        "in_range",
         "alpha",
         "gamma",
         "z_threshold",
@@ -263,26 +283,34 @@ class _Loaded:
     display: np.ndarray | None
 
 
-def _display_copy(image: Path | np.ndarray, dpi: int) -> np.ndarray:
+def _display_copy(image: Path | np.ndarray, dpi: int, in_range: str) -> np.ndarray:
     """The image as the panel shows it: uint8, the size of one tile. A JPEG file
     is decoded at a reduced scale (PIL's draft mode), others in full."""
     if isinstance(image, Path):
         with Image.open(image) as file:
             shape = tile_shape((file.height, file.width), dpi)
             file.draft(file.mode, (shape[1], shape[0]))
-            small = load_images(file, image_size=shape)[0]
+            small = load_images(file, image_size=shape, in_range=in_range)[0]
     else:
-        small = load_images(image, image_size=tile_shape(image.shape[1:3], dpi))[0]
+        shape = tile_shape(image.shape[1:3], dpi)
+        small = load_images(image, image_size=shape, in_range=in_range)[0]
     return np.round(255 * small).astype(np.uint8)
 
 
 def _load(
-    item: _Input, result: Result, digest: str, extractor: Any, dpi: int | None
+    item: _Input,
+    result: Result,
+    digest: str,
+    extractor: Any,
+    dpi: int | None,
+    in_range: str,
 ) -> _Loaded:
     """The model's copy of an image (as ``load_images(path, image_size)`` makes
     it, so the maps are the API's) and the panel's; nothing at full size is kept."""
-    model_input = load_images(item.image, image_size=extractor.image_size_)[0]
-    display = None if dpi is None else _display_copy(item.image, dpi)
+    model_input = load_images(
+        item.image, image_size=extractor.image_size_, in_range=in_range
+    )[0]
+    display = None if dpi is None else _display_copy(item.image, dpi, in_range)
     return _Loaded(item, result, digest, model_input, display)
 
 
@@ -312,6 +340,7 @@ def _regularize_batch(
     regularizer = BootstrapAttentionRegularizer(
         n_bootstrap=args.n_bootstrap,
         pvalue=args.pvalue,
+        pi0_pvalues=args.pi0_pvalues,
         alpha=args.alpha,
         gamma=args.gamma,
         z_threshold=args.z_threshold,
@@ -474,10 +503,12 @@ def _run_batch(run: _Run, batch: list, extractor: Any) -> None:
     for item, result, digest, need in batch:
         try:
             if need == "panel":
-                display = _display_copy(item.image, run.dpi)
+                display = _display_copy(item.image, run.dpi, run.args.in_range)
                 run.finish(result, result.stored(digest), display)
                 continue
-            loaded.append(_load(item, result, digest, extractor, run.dpi))
+            loaded.append(
+                _load(item, result, digest, extractor, run.dpi, run.args.in_range)
+            )
         except _IMAGE_ERRORS as exc:
             result.claim.release()
             run.skip(item.source, exc)
@@ -553,7 +584,6 @@ def demo(args: argparse.Namespace) -> int:
         _Input(
             source=Path(filename).name,
             key=Path(Path(filename).name),
-            digest=lambda image=image: array_digest(image),
             image=image[np.newaxis],
         )
         for filename, image in zip(sample.filenames, sample.images, strict=True)

@@ -171,7 +171,11 @@ class Result:
             return None  # absent, of an older layout, or damaged: recomputed
 
     def write(self, arrays: dict[str, Any]) -> None:
+        """Write the ``.npz``; a panel of the result it replaces goes first, so
+        that a run killed before the new panel leaves none (then drawn on rerun)
+        rather than a wrong one."""
         self.folder.mkdir(parents=True, exist_ok=True)
+        self.png.unlink(missing_ok=True)
         write_atomic(self.npz, lambda file: np.savez(file, **arrays))
 
 
