@@ -490,6 +490,43 @@ def test_an_image_claimed_by_another_process_is_left_to_it(
     assert (folder / "a.png.npz").is_file()
 
 
+def test_a_claim_dies_with_its_process(image_folder, random_weights, tmp_path):
+    """Another process claims an image: it is left alone while that process
+    lives, and computed once the process is killed (SIGKILL: no cleanup)."""
+    import signal
+
+    from sklearn_arb.cli._results import output_key
+
+    key = output_key(image_folder / "a.png")
+    folder = tmp_path / key.parent
+    folder.mkdir(parents=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from pathlib import Path; "
+            "from sklearn_arb.cli._results import Claim; "
+            f"assert Claim(Path({str(folder)!r}), 'a.png').acquire(); "
+            "print('held', flush=True); time.sleep(600)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        args = ["regularize", str(image_folder / "a.png"), "--output", str(tmp_path)]
+        args += ["--weights", str(random_weights), *SMALL]
+        assert main(args) == 0
+        assert not (folder / "a.png.npz").exists()
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    assert (folder / ".a.png.lock").exists()  # left behind by the killed process
+    assert main(args) == 0
+    assert (folder / "a.png.npz").is_file()
+    assert not (folder / ".a.png.lock").exists()
+
+
 def test_a_killed_runs_claims_and_partial_files_are_taken_over(
     image_folder, random_weights, tmp_path
 ):
