@@ -274,8 +274,8 @@ class BootstrapAttentionRegularizer(TransformerMixin, BaseEstimator):
         """The statistics of validated ``X`` in one pass; only those the
         thresholds need unless ``everything``."""
         logs = log_scores_unchecked(X.astype(np.float64, copy=False))
-        observed_logs, null_logs = self.layout_.split(logs)
-        null_logs = null_logs.reshape(len(X), -1)
+        observed_logs = self.layout_.observed(logs)
+        null_logs = self.layout_.bootstrap(logs)
         if self.null == "pooled":
             mean = np.full(len(X), self.null_mean_)
             std = np.full(len(X), self.null_std_)
