@@ -7,8 +7,7 @@ run must do. Measured in the same process: ``sklearn-arb regularize --no-plots``
 summary.csv) and ``sklearn-arb regularize`` with its PNG panels, each into a fresh
 output folder. DeiT-Tiny/16 at 224 px, B = 1, the command's defaults otherwise.
 Prints the median seconds of each and the ratios to the baseline (goals: <= 1.1
-without panels, <= 2 with them). The measured table is in the user guide
-(doc/user_guide.rst, section "The command line").
+without panels, <= 2 with them). The measured table is in doc/benchmarks.rst.
 
 Run: python benchmarks/bench_regularize.py [--n-images 200] [--repeats 3]
 The data folder is ``../shared/data`` beside the repository, or $SKLEARN_ARB_DATA.
