@@ -384,6 +384,7 @@ def test_simulate_options_reach_the_study(
     output = tmp_path / "study"
     args = ["simulate", str(class_folders), "--weights", str(random_deit_weights)]
     args += ["--image-size", "32", "--roi-size", "12", "--pvalue", "reference"]
+    args += ["--pi0-pvalues", "thresholded", "--in-range", "image"]
     args += ["--batch-size", "4", "--n-images", "4", "--output", str(output)]
     assert main(args) == 0
     err = capsys.readouterr().err
@@ -393,7 +394,7 @@ def test_simulate_options_reach_the_study(
         "(4 images, 0 grey, 0 unreadable skipped)" in header
         and "ROI 12x12 px at 32 px" in header
     )
-    assert "p-values reference" in header
+    assert "p-values reference (pi0 from thresholded), in_range=image" in header
     with open(output / "per_image.csv") as file:
         assert sum(1 for _ in file) == 1 + 4
     assert not list(output.glob(".*"))  # the checkpoint is gone once done

@@ -35,13 +35,37 @@ CHUNK_SIZE = 16
 
 @dataclass(frozen=True)
 class StudySettings:
-    """What the study does besides the model: noise, thresholds, seed."""
+    """What the study does besides the model.
+
+    Parameters
+    ----------
+    noise : {"square", "diffuse"}, default="square"
+        Kind of injected noise.
+    roi_size : int, default=None
+        ROI side in px (default: 100 px at 488 px, scaled to the image).
+    alpha, gamma : float or "median", default=0.3
+        Thresholds of the ``p`` and ``lfdr`` methods (the authors' simulation code).
+    pvalue, pi0_pvalues : str, default="one-sided", "two-sided"
+        The regularizer's p-value definition and the p-values pi0 comes from.
+    in_range : {"dtype", "image"}, default="dtype"
+        How image files are scaled to [0, 1] (see ``load_images``).
+    seed : int, default=0
+        Seed of the noise and of the images drawn in the curves figure.
+
+    Examples
+    --------
+    >>> from sklearn_arb._study import StudySettings
+    >>> StudySettings(noise="diffuse").regularizer("lfdr", n_bootstrap=1).null
+    'per_image'
+    """
 
     noise: str = "square"
     roi_size: int | None = None
-    alpha: float = 0.3
-    gamma: float = 0.3
+    alpha: float | str = 0.3
+    gamma: float | str = 0.3
     pvalue: str = "one-sided"
+    pi0_pvalues: str = "two-sided"
+    in_range: str = "dtype"
     seed: int = 0
 
     def regularizer(
@@ -55,6 +79,7 @@ class StudySettings:
             gamma=self.gamma,
             null="per_image",
             pvalue=self.pvalue,
+            pi0_pvalues=self.pi0_pvalues,
         )
 
 
@@ -166,13 +191,16 @@ def _sweep(regularizer, X, before, pixel_masks, extractor) -> tuple[np.ndarray, 
     return np.array(sens).T, np.array(spec).T
 
 
-def _readable_images(paths: list[Path], image_size) -> tuple[list, list[int]]:
+def _readable_images(
+    paths: list[Path], image_size: tuple[int, int], in_range: str
+) -> tuple[list, list[int]]:
     """The images of ``paths`` that can be read, and their positions; each
     unreadable file is named on stderr and left out (it draws no noise)."""
     images, kept = [], []
     for position, path in enumerate(paths):
         try:
-            images.append(load_images(path, image_size=image_size)[0])
+            image = load_images(path, image_size=image_size, in_range=in_range)
+            images.append(image[0])
         except (ValueError, OSError) as exc:
             tqdm.write(f"skipping {path}: {str(exc).splitlines()[0]}", file=sys.stderr)
             continue
@@ -188,7 +216,7 @@ def _chunk_results(
 ) -> Bunch | None:
     """Load, perturb, map and score one chunk of images (None if none is
     readable); ``index`` holds the positions in ``paths`` of those scored."""
-    images, kept = _readable_images(paths, extractor.image_size_)
+    images, kept = _readable_images(paths, extractor.image_size_, settings.in_range)
     if not images:
         return None
     noisy = perturb(np.stack(images), settings, extractor.patch_size_, rng)

@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from sklearn.utils import Bunch
 
 from .._extractor import AttentionExtractor
 from ._checkpoint import CHECKPOINT
@@ -19,13 +20,8 @@ def run_simulation_study(
     output: Path,
     *,
     extractor: AttentionExtractor,
-    noise: str = "square",
-    roi_size: int | None = None,
+    settings: StudySettings | None = None,
     n_images: int | None = None,
-    alpha: float = 0.3,
-    gamma: float = 0.3,
-    pvalue: str = "one-sided",
-    seed: int = 0,
     chunk_size: int = CHUNK_SIZE,
     progress: bool = False,
 ) -> str:
@@ -41,18 +37,10 @@ def run_simulation_study(
     extractor : AttentionExtractor
         A fitted extractor (the model, its weights and the bootstrap; the paper
         uses ``n_bootstrap=1``).
-    noise : {"square", "diffuse"}, default="square"
-        Kind of injected noise.
-    roi_size : int, default=None
-        ROI side in px (default: 100 px at 488 px, scaled).
+    settings : StudySettings, default=None
+        Noise, thresholds and seed; None: ``StudySettings()``, the paper's.
     n_images : int, default=None
         Use this many images, spread evenly over the classes (default: all).
-    alpha, gamma : float, default=0.3
-        Thresholds of the ``p`` and ``lfdr`` methods.
-    pvalue : {"one-sided", "reference"}, default="one-sided"
-        p-value definition.
-    seed : int, default=0
-        Seed of the noise and of the curves' image choice.
     chunk_size : int, default=16
         Images in memory at a time; the results do not depend on it.
     progress : bool, default=False
@@ -70,7 +58,7 @@ def run_simulation_study(
     settings, continues where it stopped, with the results it would have had.
     """
     data, output = Path(data), Path(output)
-    settings = StudySettings(noise, roi_size, alpha, gamma, pvalue, seed)
+    settings = StudySettings() if settings is None else settings
     start = time.perf_counter()
     paths, classes = list_images(data, n_images)
     output.mkdir(parents=True, exist_ok=True)
@@ -91,17 +79,30 @@ def run_simulation_study(
         name: suppression_table(results.metrics, results.classes, subset)
         for name, subset in subsets(results.metrics["selected"]).items()
     }
-    draw_figures(results, output, f"{data.name}, {noise} noise", seed)
-    roi_side = round(np.sqrt(results.roi_pixels[0]))
-    model = extractor.model if isinstance(extractor.model, str) else "module"
-    header = (
-        f"data: {data} ({len(results.index)} images, {int(results.grey.sum())} "
-        f"grey, {len(paths) - len(results.index)} unreadable skipped), "
-        f"noise: {noise}, ROI {roi_side}x{roi_side} px at "
-        f"{extractor.image_size_[0]} px, model {model}, alpha={alpha}, "
-        f"gamma={gamma}, p-values {pvalue}, seed={seed}"
-    )
+    draw_figures(results, output, f"{data.name}, {settings.noise} noise", settings.seed)
+    header = _header(data, len(paths), results, extractor, settings)
     footer = f"\ntotal time {time.perf_counter() - start:.0f} s"
     text = write_tables(results, output, header, footer)
     checkpoint.unlink()
     return text
+
+
+def _header(
+    data: Path,
+    n_files: int,
+    results: Bunch,
+    extractor: AttentionExtractor,
+    settings: StudySettings,
+) -> str:
+    """The first line of ``summary.txt``: data, model and settings."""
+    roi_side = round(np.sqrt(results.roi_pixels[0]))
+    model = extractor.model if isinstance(extractor.model, str) else "module"
+    n_images = len(results.index)
+    return (
+        f"data: {data} ({n_images} images, {int(results.grey.sum())} grey, "
+        f"{n_files - n_images} unreadable skipped), noise: {settings.noise}, ROI "
+        f"{roi_side}x{roi_side} px at {extractor.image_size_[0]} px, model {model}, "
+        f"alpha={settings.alpha}, gamma={settings.gamma}, p-values "
+        f"{settings.pvalue} (pi0 from {settings.pi0_pvalues}), "
+        f"in_range={settings.in_range}, seed={settings.seed}"
+    )

@@ -71,6 +71,21 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         default=BootstrapAttentionRegularizer().pvalue,
         help="p-value definition (default: %(default)s, as regularize)",
     )
+    group.add_argument(
+        "--pi0-pvalues",
+        choices=string_options(BootstrapAttentionRegularizer, "pi0_pvalues"),
+        default=BootstrapAttentionRegularizer().pi0_pvalues,
+        help="p-values pi0 (and so the lfdr) is estimated from (default: "
+        "%(default)s, as regularize)",
+    )
+    group.add_argument(
+        "--in-range",
+        choices=("dtype", "image"),
+        default="dtype",
+        help="pixel values read as 0 and 1: the range of the file's type, or each "
+        "image's own minimum and maximum, e.g. for 12-bit scans stored in 16 bits "
+        "(default: %(default)s, as regularize)",
+    )
     # Not regularize's 0.05 and 0.2: the study reproduces the paper's figures,
     # made with the thresholds of the authors' simulation code.
     for name, statistic in (("alpha", "p-value"), ("gamma", "lfdr")):
@@ -92,7 +107,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from .._study import run_simulation_study  # matplotlib: only when it runs
+    # matplotlib is imported with the study: only when it runs.
+    from .._study import StudySettings, run_simulation_study
 
     if not args.folder.is_dir():
         raise UsageError(f"no such folder: {args.folder}")
@@ -104,13 +120,17 @@ def _simulate(args: argparse.Namespace) -> int:
             args.folder,
             args.output,
             extractor=extractor,
-            noise=args.noise,
-            roi_size=args.roi_size,
+            settings=StudySettings(
+                noise=args.noise,
+                roi_size=args.roi_size,
+                alpha=args.alpha,
+                gamma=args.gamma,
+                pvalue=args.pvalue,
+                pi0_pvalues=args.pi0_pvalues,
+                in_range=args.in_range,
+                seed=args.seed,
+            ),
             n_images=args.n_images,
-            alpha=args.alpha,
-            gamma=args.gamma,
-            pvalue=args.pvalue,
-            seed=args.seed,
             chunk_size=args.chunk_size or DEFAULT_BATCH_SIZE,
             progress=not args.quiet,
         )
