@@ -4,6 +4,7 @@ import numpy as np
 from sklearn.pipeline import Pipeline
 from sklearn.utils._param_validation import StrOptions, validate_params
 
+from .._layout import MapLayout
 from ._sensitivity import sensitivity, specificity
 
 SCORER_METRICS = ("sensitivity", "specificity", "balanced")
@@ -37,7 +38,7 @@ def _maps_before_and_after(estimator, X, y) -> tuple[np.ndarray, ...]:
     For a Pipeline, every step but the last transforms ``X`` (the extractor: its
     ``memory`` avoids running the ViT again) and the last is the regularizer. A bare
     regularizer gets ``X`` as the extractor's output. Either way the regularizer's
-    fitted layout says where the observed maps are.
+    layout says where the observed maps are.
     """
     regularizer = estimator
     if isinstance(estimator, Pipeline):
@@ -52,7 +53,17 @@ def _maps_before_and_after(estimator, X, y) -> tuple[np.ndarray, ...]:
             f"shape {roi_masks.shape}; y must be token masks of the same patch grid "
             "(make them with the extractor's patch size and image size)."
         )
-    return regularizer.layout_.observed(np.asarray(X)), maps_after, roi_masks
+    # Any regularizer returns one map of P tokens per image from [observed P | ...].
+    X = np.asarray(X)
+    n_tokens = maps_after.shape[1]
+    if X.ndim != 2 or X.shape[1] % n_tokens:
+        raise ValueError(
+            f"The regularizer's input has shape {X.shape}, which is not "
+            f"(n_images, (1 + n_bootstrap) * {n_tokens}) for the {n_tokens} tokens "
+            "of its output maps."
+        )
+    layout = MapLayout(n_tokens, X.shape[1] // n_tokens - 1)
+    return layout.observed(X), maps_after, roi_masks
 
 
 class ARBScorer:
