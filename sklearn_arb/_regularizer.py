@@ -1,11 +1,12 @@
 """BootstrapAttentionRegularizer: zero the scores a bootstrap null explains."""
 
+from collections.abc import Callable
 from numbers import Integral, Real
 from typing import ClassVar
 
 import numpy as np
 from numpy.typing import ArrayLike
-from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
+from sklearn.base import BaseEstimator, TransformerMixin, _fit_context, clone
 from sklearn.utils import Bunch, Tags
 from sklearn.utils._param_validation import (
     Interval,
@@ -20,9 +21,9 @@ from sklearn.utils.validation import (
 
 from ._layout import MapLayout, layout_of
 from ._thresholds import THRESHOLD_RULES, regularize_scores, significance_mask
-from .stats import log_scores, null_moments, z_scores
 from .stats._lfdr import local_fdr_unchecked
 from .stats._pi0 import estimate_pi0_unchecked
+from .stats._pooled_null import PooledNull
 from .stats._pvalues import (
     PVALUE_KINDS,
     SortedNull,
@@ -107,6 +108,17 @@ class BootstrapAttentionRegularizer(TransformerMixin, BaseEstimator):
         training images (moments, sorted null z) and ``transform`` judges every
         image against it. ``"per_image"``: the paper's procedure, each row against
         its own bootstrap maps; ``fit`` only checks and records the layout.
+        The pooled null can also be learnt in chunks (:meth:`partial_fit`) or
+        by merging regularizers fitted on disjoint images (:meth:`merge`).
+    max_exact_null : int >= 0, default=4_194_304
+        With ``null="pooled"``, the pooled null's values (``n_images * B * P``)
+        are kept, sorted, while there are at most this many (32 MB), and
+        p-values against it are exact. Beyond, only the null's moments and a
+        fixed-grid histogram of its log scores are kept (2 MB whatever the
+        number of images) and p-values are read from the histogram,
+        conservatively: ``0 <= p - p_exact <= pvalue_bound_``, the mass of one
+        histogram bin (two for two-sided p-values); see the Large image sets
+        page of the user guide. ``lfdr_null="bootstrap"`` needs the exact null.
     soft : bool, default=False
         If True, kept scores are shrunk to ``a * (1 - lfdr)``.
 
@@ -128,9 +140,16 @@ class BootstrapAttentionRegularizer(TransformerMixin, BaseEstimator):
     null_std_ : float or None
         Their standard deviation (ddof 0; 1 when the null is constant).
     null_z_sorted_ : ndarray of shape (n_images * n_bootstrap_ * n_tokens_,) or None
-        Pooled null z, sorted (None when fitted with ``null="per_image"``).
+        Pooled null z, sorted (None when fitted with ``null="per_image"``, or
+        when the pooled null has more than ``max_exact_null`` values).
     null_abs_z_sorted_ : ndarray of the same shape, or None
         Their absolute values, sorted (for the two-sided p-values).
+    null_count_ : int or None
+        Number of pooled null values (None with ``null="per_image"``).
+    pvalue_bound_ : float or None
+        Largest error ``p - p_exact`` of the p-values against the pooled null:
+        0 while the exact null is kept, else twice the largest histogram bin's
+        count over ``1 + null_count_`` (None with ``null="per_image"``).
 
     See Also
     --------
@@ -177,6 +196,7 @@ class BootstrapAttentionRegularizer(TransformerMixin, BaseEstimator):
         "pi0_pixels_per_token": [Interval(Integral, 1, None, closed="left"), None],
         "lfdr_null": [StrOptions({"normal", "bootstrap"})],
         "null": [StrOptions({"pooled", "per_image"})],
+        "max_exact_null": [Interval(Integral, 0, None, closed="left")],
         "soft": ["boolean"],
     }
 
@@ -195,6 +215,7 @@ class BootstrapAttentionRegularizer(TransformerMixin, BaseEstimator):
         pi0_pixels_per_token: int | None = None,
         lfdr_null: str = "normal",
         null: str = "pooled",
+        max_exact_null: int = 4_194_304,
         soft: bool = False,
     ) -> None:
         self.n_bootstrap = n_bootstrap
@@ -209,6 +230,7 @@ class BootstrapAttentionRegularizer(TransformerMixin, BaseEstimator):
         self.pi0_pixels_per_token = pi0_pixels_per_token
         self.lfdr_null = lfdr_null
         self.null = null
+        self.max_exact_null = max_exact_null
         self.soft = soft
 
     def _layout(self, attached: MapLayout | None, n_features: int) -> MapLayout:
@@ -252,23 +274,161 @@ class BootstrapAttentionRegularizer(TransformerMixin, BaseEstimator):
         """
         attached = layout_of(X)
         X = validate_data(self, X, dtype=[np.float64, np.float32])
+        self._set_layout(self._layout(attached, X.shape[1]))
+        self._set_pooled_null(self._pooled_null_of(X))
+        return self
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(
+        self, X: ArrayLike, y: None = None
+    ) -> "BootstrapAttentionRegularizer":
+        """Add the bootstrap maps of a chunk of images to the pooled null.
+
+        The pooled null's state after any sequence of calls on the chunks of a
+        set of images, in any order, equals that of one :meth:`fit` on them:
+        the same count and histogram, the same exact sorted null while it is
+        kept (``max_exact_null``), and the same moments up to floating-point
+        rounding (they are merged by Chan et al.'s pairwise update). So are the
+        masks :meth:`transform` gives. With ``null="per_image"`` only the
+        layout is checked. A call after :meth:`fit` continues from its state.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_images, (1 + n_bootstrap) * n_tokens)
+            Attention maps of a chunk of images, in the layout of the first call.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self : BootstrapAttentionRegularizer
+            The regularizer, fitted on every chunk seen so far.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from sklearn_arb import BootstrapAttentionRegularizer
+        >>> X = np.random.default_rng(0).lognormal(size=(6, 2 * 49))
+        >>> arb = BootstrapAttentionRegularizer()
+        >>> for chunk in (X[:2], X[2:]):
+        ...     arb = arb.partial_fit(chunk)
+        >>> whole = BootstrapAttentionRegularizer().fit(X)
+        >>> arb.null_count_ == whole.null_count_ == 6 * 49
+        True
+        >>> bool(np.array_equal(arb.transform(X), whole.transform(X)))
+        True
+        """
+        first_call = not hasattr(self, "layout_")
+        attached = layout_of(X)
+        X = validate_data(self, X, dtype=[np.float64, np.float32], reset=first_call)
         layout = self._layout(attached, X.shape[1])
+        if not first_call and layout != self.layout_:
+            raise ValueError(
+                f"The maps have the layout {layout} but earlier chunks had "
+                f"{self.layout_}. Give every chunk the same extractor settings."
+            )
+        self._set_layout(layout)
+        pooled = self._pooled_null_of(X)
+        previous = None if first_call else self.pooled_null_
+        if pooled is not None and previous is not None:
+            pooled = previous.merge(pooled, self.max_exact_null)
+        self._set_pooled_null(pooled)
+        return self
+
+    def merge(
+        self, other: "BootstrapAttentionRegularizer"
+    ) -> "BootstrapAttentionRegularizer":
+        """A new regularizer whose pooled null joins this one's and ``other``'s.
+
+        For regularizers fitted (:meth:`fit` or :meth:`partial_fit`) on disjoint
+        sets of images, the result's state is that of fitting on their union,
+        as :meth:`partial_fit` describes; so workers can each fit a share of
+        the images and one merge gives the pooled null. Neither input is
+        modified; the result has this regularizer's parameters.
+
+        Parameters
+        ----------
+        other : BootstrapAttentionRegularizer
+            Fitted with ``null="pooled"`` on maps of the same layout.
+
+        Returns
+        -------
+        merged : BootstrapAttentionRegularizer
+            A fitted regularizer.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from sklearn_arb import BootstrapAttentionRegularizer
+        >>> X = np.random.default_rng(0).lognormal(size=(6, 2 * 49))
+        >>> a = BootstrapAttentionRegularizer().fit(X[:3])
+        >>> b = BootstrapAttentionRegularizer().fit(X[3:])
+        >>> merged = a.merge(b)
+        >>> whole = BootstrapAttentionRegularizer().fit(X)
+        >>> bool(np.allclose(merged.null_z_sorted_, whole.null_z_sorted_))
+        True
+        >>> bool(np.array_equal(merged.transform(X), whole.transform(X)))
+        True
+        """
+        for regularizer in (self, other):
+            if not isinstance(regularizer, BootstrapAttentionRegularizer):
+                raise TypeError(
+                    "merge joins two BootstrapAttentionRegularizer; got "
+                    f"{type(regularizer).__name__}."
+                )
+            check_is_fitted(regularizer)
+            if regularizer.pooled_null_ is None:
+                raise ValueError(
+                    "merge joins pooled nulls, but a regularizer was fitted with "
+                    "null='per_image'. Fit both with null='pooled'."
+                )
+        if other.layout_ != self.layout_:
+            raise ValueError(
+                f"Cannot merge regularizers fitted on maps of layouts {self.layout_} "
+                f"and {other.layout_}. Fit both on the same extractor's maps."
+            )
+        merged = clone(self)
+        merged.n_features_in_ = self.n_features_in_
+        if hasattr(self, "feature_names_in_"):
+            merged.feature_names_in_ = self.feature_names_in_
+        merged._set_layout(self.layout_)
+        merged._set_pooled_null(
+            self.pooled_null_.merge(other.pooled_null_, self.max_exact_null)
+        )
+        return merged
+
+    def _set_layout(self, layout: MapLayout) -> None:
         self.layout_ = layout
         self.n_bootstrap_ = layout.n_bootstrap
         self.n_tokens_ = layout.n_tokens
-        if self.null == "pooled":
-            null_logs = layout.bootstrap(log_scores(X))
-            mean, std = null_moments(null_logs, pooled=True)
-            self.null_mean_ = float(mean[0])
-            self.null_std_ = float(std[0])
-            null_z = z_scores(null_logs, mean, std).reshape(1, -1)
-            self.null_z_sorted_, self.null_abs_z_sorted_ = (
-                row[0] for row in sort_null(null_z)
-            )
-        else:  # nothing to learn; None, so a later null="pooled" cannot use a stale one
+
+    def _pooled_null_of(self, X: np.ndarray) -> PooledNull | None:
+        """The pooled null state of validated maps; None for ``null="per_image"``
+        (nothing to learn; None, so a later null="pooled" cannot use a stale one)."""
+        if self.null != "pooled":
+            return None
+        null_logs = self.layout_.bootstrap(log_scores_unchecked(X.astype(np.float64)))
+        return PooledNull.from_logs(null_logs, self.max_exact_null)
+
+    def _set_pooled_null(self, pooled: PooledNull | None) -> None:
+        """Set the pooled null state and what transform reads from it."""
+        self.pooled_null_ = pooled
+        self.null_z_sorted_ = self.null_abs_z_sorted_ = None
+        if pooled is None:
             self.null_mean_ = self.null_std_ = None
-            self.null_z_sorted_ = self.null_abs_z_sorted_ = None
-        return self
+            self.null_count_ = self.pvalue_bound_ = None
+            return
+        self.null_count_ = pooled.count
+        self.null_mean_ = pooled.mean
+        self.null_std_ = pooled.std
+        if pooled.sorted_logs is None:
+            self.pvalue_bound_ = pooled.pvalue_bound("two-sided")
+            return
+        self.pvalue_bound_ = 0.0
+        null_z = (pooled.sorted_logs - self.null_mean_) / self.null_std_
+        self.null_z_sorted_, self.null_abs_z_sorted_ = (
+            row[0] for row in sort_null(null_z[np.newaxis], is_sorted=True)
+        )
 
     def _statistics(self, X: np.ndarray, everything: bool) -> Bunch:
         """The statistics of validated ``X`` in one pass; only those the
@@ -279,9 +439,12 @@ class BootstrapAttentionRegularizer(TransformerMixin, BaseEstimator):
         if self.null == "pooled":
             mean = np.full(len(X), self.null_mean_)
             std = np.full(len(X), self.null_std_)
-            sorted_null = SortedNull(
-                self.null_z_sorted_[np.newaxis], self.null_abs_z_sorted_[np.newaxis]
-            )
+            sorted_null = None  # beyond max_exact_null: the histogram's p-values
+            if self.null_z_sorted_ is not None:
+                sorted_null = SortedNull(
+                    self.null_z_sorted_[np.newaxis],
+                    self.null_abs_z_sorted_[np.newaxis],
+                )
         else:
             mean, std = null_moments_unchecked(null_logs)
         stats = Bunch(
@@ -293,14 +456,23 @@ class BootstrapAttentionRegularizer(TransformerMixin, BaseEstimator):
         )
         if self.null == "per_image":
             sorted_null = sort_null(stats.null_z)
+
+        def pvalues_of(kind: str) -> np.ndarray:
+            if sorted_null is None:
+                return self.pooled_null_.histogram_pvalues(observed_logs, kind)
+            return pvalues_from_sorted(stats.z, sorted_null, kind)
+
         needs = self._needs(everything)
         if "pvalues" in needs:
-            stats.pvalues = pvalues_from_sorted(stats.z, sorted_null, self.pvalue)
+            stats.pvalues = pvalues_of(self.pvalue)
         if "pi0" in needs:
-            stats.pi0 = self._pi0(stats, sorted_null)
+            stats.pi0 = self._pi0(stats, pvalues_of)
         if "lfdr" in needs:
             stats.lfdr = local_fdr_unchecked(
-                stats.z, stats.pi0, self.lfdr_null, sorted_null.signed
+                stats.z,
+                stats.pi0,
+                self.lfdr_null,
+                None if sorted_null is None else sorted_null.signed,
             )
         stats.keep_mask = significance_mask(
             stats.z,
@@ -332,7 +504,7 @@ class BootstrapAttentionRegularizer(TransformerMixin, BaseEstimator):
             needs.add("pvalues")
         return needs
 
-    def _pi0(self, stats: Bunch, sorted_null: SortedNull) -> np.ndarray:
+    def _pi0(self, stats: Bunch, pvalues_of: Callable[[str], np.ndarray]) -> np.ndarray:
         """pi0 per image, from the p-values ``pi0_pvalues`` names (or fixed)."""
         kind = self._pi0_pvalue_kind()
         if kind is None:
@@ -340,7 +512,7 @@ class BootstrapAttentionRegularizer(TransformerMixin, BaseEstimator):
         if kind == self.pvalue:
             pvalues = stats.pvalues
         else:
-            pvalues = pvalues_from_sorted(stats.z, sorted_null, kind)
+            pvalues = pvalues_of(kind)
         return estimate_pi0_unchecked(pvalues, self.pi0)
 
     def _pi0_pvalue_kind(self) -> str | None:
@@ -360,10 +532,21 @@ class BootstrapAttentionRegularizer(TransformerMixin, BaseEstimator):
             {name: getattr(self, name) for name in self._parameter_constraints},
             caller_name=type(self).__name__,
         )
-        if self.null == "pooled" and self.null_z_sorted_ is None:
+        if self.null == "pooled" and self.pooled_null_ is None:
             raise ValueError(
                 "null='pooled' judges images against the null that fit learns, but "
                 "this regularizer was fitted with null='per_image'. Call fit again."
+            )
+        if (
+            self.null == "pooled"
+            and self.lfdr_null == "bootstrap"
+            and self.null_z_sorted_ is None
+        ):
+            raise ValueError(
+                f"lfdr_null='bootstrap' needs the exact pooled null, but it has "
+                f"{self.null_count_} values, more than max_exact_null="
+                f"{self.max_exact_null}, and only its histogram was kept. Set "
+                "lfdr_null='normal', or fit again with a larger max_exact_null."
             )
         if self.n_bootstrap not in ("auto", self.n_bootstrap_):
             raise ValueError(
