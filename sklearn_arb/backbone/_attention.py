@@ -1,11 +1,17 @@
-"""CLS attention of a timm ViT block, computed in O(N) for the block that is read.
+"""CLS attention of a ViT block, computed in O(N) for the block that is read.
 
-The blocks before the read one run as timm runs them, with the fused attention
-kernel (``F.scaled_dot_product_attention``), which never materialises the
-``N x N`` attention matrix (on CPU in place, with reused buffers: see
-``_blocks.py``). The read block needs one row of that matrix, the CLS query's:
-its query is computed for the CLS token alone and its keys for all tokens (the
-value projection, the attention output, the MLP and everything after never run).
+The model runs its own ``forward_features`` (its own patch and position
+embedding, prefix tokens, and, for EVA and BEiT, the rotary embeddings or shared
+position bias it passes its blocks) up to the read block, where a forward
+pre-hook takes the block's inputs and stops the pass. For a timm
+``VisionTransformer`` the pass stops at the first block instead, and the blocks
+before the read one run on CPU in place with reused buffers (bit-identical to
+timm: see ``_blocks.py``); elsewhere they run as the model runs them, with its
+fused attention kernel, which never materialises the ``N x N`` attention matrix.
+The read block needs one row of that matrix, the CLS query's: its query is
+computed for the CLS token alone and its keys for all tokens, as the block's
+family computes them (``_families.py``); the value projection, the attention
+output, the MLP and everything after never run.
 :func:`reference_cls_attention` is the plain computation (explicit ``N x N``
 attention in every block, as DINO's ``get_last_selfattention``), kept as the
 ground truth for tests and the speed baseline for benchmarks.
@@ -13,21 +19,88 @@ ground truth for tests and the speed baseline for benchmarks.
 
 from __future__ import annotations
 
+import inspect
+from typing import Any
+
 import torch
-import torch.nn.functional as F
+from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
 from ._blocks import run_blocks
+from ._families import read_family
 
 __all__ = ["cls_attention", "embed_tokens", "reference_cls_attention"]
 
+# The forward_features whose block loop is ``self.blocks(x)``, as timm defined it.
+_VIT_FORWARD_FEATURES = VisionTransformer.forward_features
+
+
+class _BlockInputs(Exception):
+    """Raised by the pre-hook of the block where a forward pass stops (not an
+    error: how the pass stops early)."""
+
+    def __init__(self, args: tuple, kwargs: dict) -> None:
+        super().__init__()
+        self.args, self.kwargs = args, kwargs
+
+
+def _stop_here(module: nn.Module, args: tuple, kwargs: dict) -> None:
+    raise _BlockInputs(args, kwargs)
+
+
+def _inputs_of(
+    model: nn.Module, images: torch.Tensor, block: nn.Module
+) -> tuple[torch.Tensor, dict[str, Any]]:
+    """The tokens and the other inputs the model's forward passes ``block``."""
+    handle = block.register_forward_pre_hook(_stop_here, with_kwargs=True)
+    try:
+        model.forward_features(images)
+    except _BlockInputs as inputs:
+        tokens, *rest = inputs.args
+        if rest:  # positional inputs after the tokens, by their parameter names
+            names = list(inspect.signature(block.forward).parameters)[1:]
+            inputs.kwargs = {**dict(zip(names, rest, strict=False)), **inputs.kwargs}
+        return tokens, inputs.kwargs
+    finally:
+        handle.remove()
+    raise RuntimeError(
+        f"{type(model).__name__}.forward_features never ran the block; the "
+        f"extractor reads blocks the model runs."
+    )
+
 
 def embed_tokens(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
-    """Patch embedding, prefix tokens and position embedding: ``(n, N, D)``."""
-    tokens = model.patch_embed(images)
-    tokens = model._pos_embed(tokens)
-    tokens = model.patch_drop(tokens)
-    return model.norm_pre(tokens)
+    """The tokens entering the first block, ``(n, N, D)``, as the model embeds
+    them (patches, prefix tokens, position embedding).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from timm.models.vision_transformer import VisionTransformer
+    >>> from sklearn_arb.backbone import embed_tokens
+    >>> vit = VisionTransformer(img_size=32, patch_size=8, embed_dim=32, depth=2,
+    ...                         num_heads=2, reg_tokens=2).eval()
+    >>> with torch.inference_mode():
+    ...     embed_tokens(vit, torch.randn(1, 3, 32, 32)).shape
+    torch.Size([1, 19, 32])
+    """
+    return _inputs_of(model, images, model.blocks[0])[0]
+
+
+def _read_block_inputs(
+    model: nn.Module, images: torch.Tensor, index: int
+) -> tuple[torch.Tensor, dict[str, Any]]:
+    """The inputs of block ``index``, the blocks before it run as fast as can be
+    while computing what the model computes."""
+    runs_blocks_in_sequence = type(
+        model
+    ).forward_features is _VIT_FORWARD_FEATURES and "forward_features" not in vars(
+        model
+    )
+    if index and runs_blocks_in_sequence:
+        # timm's forward_features runs self.blocks(x): the same blocks in order.
+        return run_blocks(model.blocks[:index], embed_tokens(model, images)), {}
+    return _inputs_of(model, images, model.blocks[index])
 
 
 def _select_heads(weights: torch.Tensor, head: str | int) -> torch.Tensor:
@@ -35,23 +108,18 @@ def _select_heads(weights: torch.Tensor, head: str | int) -> torch.Tensor:
     return weights.mean(dim=1) if head == "mean" else weights[:, head]
 
 
-def _cls_row(block: nn.Module, tokens: torch.Tensor, n_prefix: int) -> torch.Tensor:
-    """Per-head softmax(q_cls k^T * scale) of one block, prefix dropped: (n, h, P)."""
-    attn = block.attn
-    n_images, n_tokens, _ = tokens.shape
-    normed = block.norm1(tokens)
-    dim, n_heads, head_dim = attn.attn_dim, attn.num_heads, attn.head_dim
-    weight, bias = attn.qkv.weight, attn.qkv.bias
-    q_bias = None if bias is None else bias[:dim]
-    k_bias = None if bias is None else bias[dim : 2 * dim]
-    # Slicing the fused qkv weight: q for the CLS token alone, k for every token.
-    query = F.linear(normed[:, 0], weight[:dim], q_bias)
-    keys = F.linear(normed, weight[dim : 2 * dim], k_bias)
-    query = attn.q_norm(query.view(n_images, n_heads, 1, head_dim))
-    keys = attn.k_norm(keys.view(n_images, n_tokens, n_heads, head_dim)).transpose(1, 2)
-    logits = (query @ keys.transpose(-2, -1)).squeeze(2) * attn.scale
-    # softmax over all tokens (prefix included), in float32 even under autocast.
-    return logits.float().softmax(dim=-1)[:, :, n_prefix:]
+def read_block_family(model: nn.Module, index: int):
+    """The family of block ``index``; ValueError naming it when unrecognised."""
+    block = model.blocks[index]
+    family = read_family(block)
+    if family is None:
+        raise ValueError(
+            f"Block {index} of the model is a {type(block).__name__} whose "
+            f"attention the extractor does not recognise (a changed forward, or a "
+            f"block of another kind); read another layer=, or use the model's "
+            f"blocks unchanged (see the Models page of the user guide)."
+        )
+    return family
 
 
 def _block_index(model: nn.Module, layer: int) -> int:
@@ -70,11 +138,11 @@ def cls_attention(
     layer: int = -1,
     head: str | int = "mean",
 ) -> torch.Tensor:
-    """CLS attention to the patch tokens in one block of a timm ViT, fast.
+    """CLS attention to the patch tokens in one block of a ViT, fast.
 
     Parameters
     ----------
-    model : timm VisionTransformer
+    model : timm ViT, EVA or BEiT, or a loaded transformers ViT
         In eval mode (see ``sklearn_arb.backbone.load_vit``).
     images : Tensor of shape (n, 3, H, W)
         Normalised images.
@@ -103,8 +171,11 @@ def cls_attention(
     (torch.Size([3, 16]), True)
     """
     index = _block_index(model, layer)
-    tokens = run_blocks(model.blocks[:index], embed_tokens(model, images))
-    weights = _cls_row(model.blocks[index], tokens, model.num_prefix_tokens)
+    family = read_block_family(model, index)
+    tokens, inputs = _read_block_inputs(model, images, index)
+    logits = family.cls_logits(model.blocks[index], tokens, inputs)
+    # softmax over all tokens (prefix included), in float32 even under autocast.
+    weights = logits.float().softmax(dim=-1)[:, :, model.num_prefix_tokens :]
     return _select_heads(weights, head)
 
 

@@ -12,8 +12,11 @@ are bit-identical to ``block(tokens)``.
 
 Only the plain pre-norm block in eval mode is rewritten (timm ``Attention`` with
 the fused kernel and no q/k norm, gate or scale norm, optional LayerScale, timm
-``Mlp`` with GELU; the norms run as they are); any other block (SwiGLU, parallel or
-residual-post-norm blocks, ...) runs as ``block(tokens)``.
+``Mlp`` with GELU; the norms run as they are), and only when it is recognised
+exactly: the block, its attention, MLP and LayerScales are of timm's own classes
+(not subclasses) running timm's own ``forward`` (not one replaced on the class
+or the instance). Any other block (a subclass, a changed forward, SwiGLU,
+parallel or residual-post-norm blocks, ...) runs as ``block(tokens)``.
 """
 
 from __future__ import annotations
@@ -27,15 +30,30 @@ from torch import nn
 __all__ = ["run_blocks"]
 
 
+# The forwards _plain_block reproduces, as timm defined them when imported.
+_TIMM_FORWARDS = {
+    cls: cls.forward for cls in (Block, Attention, Mlp, LayerScale, nn.GELU)
+}
+
+
 def _is_identity(module: nn.Module | None) -> bool:
     return module is None or isinstance(module, nn.Identity)
+
+
+def _runs_timm_forward(module: nn.Module, cls: type) -> bool:
+    """``module`` is a ``cls`` (not a subclass) running timm's own forward."""
+    return (
+        type(module) is cls
+        and cls.forward is _TIMM_FORWARDS[cls]
+        and "forward" not in vars(module)
+    )
 
 
 def _is_plain_block(block: nn.Module) -> bool:
     """Whether ``block`` computes exactly what :func:`_plain_block` does."""
     if (
-        type(block) is not Block
-        or type(block.attn) is not Attention
+        not _runs_timm_forward(block, Block)
+        or not _runs_timm_forward(block.attn, Attention)
         or block.training
         or not block.attn.fused_attn
     ):
@@ -45,12 +63,12 @@ def _is_plain_block(block: nn.Module) -> bool:
         all(_is_identity(m) for m in (attn.q_norm, attn.k_norm, attn.norm))
         and getattr(attn, "gate", None) is None
         and all(
-            _is_identity(scale) or type(scale) is LayerScale
+            _is_identity(scale) or _runs_timm_forward(scale, LayerScale)
             for scale in (block.ls1, block.ls2)
         )
-        and type(mlp) is Mlp
+        and _runs_timm_forward(mlp, Mlp)
         and type(mlp.fc1) is nn.Linear  # not Mlp(use_conv=True)
-        and type(mlp.act) is nn.GELU
+        and _runs_timm_forward(mlp.act, nn.GELU)
         and _is_identity(mlp.norm)
     )
 

@@ -1,4 +1,5 @@
-"""ViT backbones: a timm name or a ready module; hub or local-checkpoint weights."""
+"""ViT backbones: a timm name or module, or a transformers model, folder or hub
+id; hub or local-checkpoint weights."""
 
 from __future__ import annotations
 
@@ -9,11 +10,13 @@ from pathlib import Path
 
 import timm
 import torch
-from timm.layers import Attention, resample_abs_pos_embed
-from timm.models.vision_transformer import Block, VisionTransformer
+from timm.layers import resample_abs_pos_embed
+from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
-from ._attention import _block_index
+from ._attention import _block_index, read_block_family
+from ._families import TIMM_FAMILIES, read_family
+from ._hf import is_hf_folder, is_hf_model, load_hf_vit
 from ._hub import local_hub_only
 
 __all__ = [
@@ -171,29 +174,62 @@ def _load_state_dict(model: nn.Module, state_dict: dict, source: str) -> None:
     model.load_state_dict(state_dict, strict=False)
 
 
-def validate_vit(model: nn.Module) -> None:
-    """Raise TypeError unless ``model`` is a timm ViT whose attention ARB can read."""
+# Models that read well, named in the errors.
+_EXAMPLES = (
+    "a timm VisionTransformer, EVA or BEiT, or a transformers ViT or DINOv2, e.g. "
+    "'deit_tiny_patch16_224' or 'vit_small_patch8_224.dino'"
+)
+
+
+def _why_not_readable(model: nn.Module) -> str | None:
+    """Why the extractor cannot read ``model``'s CLS attention, or None."""
     blocks = getattr(model, "blocks", None)
-    if not isinstance(model, VisionTransformer) or blocks is None or len(blocks) == 0:
-        raise TypeError(
-            f"model must be a timm VisionTransformer (e.g. timm.create_model("
-            f"'deit_tiny_patch16_224')); got {type(model).__name__}."
-        )
-    for index, block in enumerate(blocks):
-        attn = getattr(block, "attn", None)
-        if (
-            not isinstance(block, Block)
-            or not isinstance(attn, Attention)
-            or attn.gate is not None
-        ):
-            raise TypeError(
-                f"Block {index} of the model is a {type(block).__name__} with "
-                f"{type(attn).__name__} attention; the extractor reads pre-norm timm "
-                f"Blocks with standard (ungated) Attention, as in ViT, DeiT, DINO and "
-                f"DINOv2."
+    attends = any("Attention" in type(m).__name__ for m in model.modules())
+    if blocks is None or len(blocks) == 0:
+        if "Swin" in type(model).__name__:
+            return (
+                "it attends within shifted windows and pools its patch tokens; "
+                "there is no CLS token"
             )
+        if not attends and any(isinstance(m, nn.Conv2d) for m in model.modules()):
+            return "it is a convolutional network, without attention over tokens"
+        if not attends:
+            return "it has no attention over tokens"
+        return "it has no sequence of Transformer blocks the extractor reads"
     if getattr(model, "cls_token", None) is None:
-        raise TypeError("The model has no CLS token, whose attention ARB reads.")
+        pooling = getattr(model, "global_pool", None)
+        pooled = f" (global_pool={pooling!r})" if pooling else ""
+        return (
+            f"it pools its patch tokens{pooled} and was built without a CLS "
+            f"token (class_token=False)"
+        )
+    families = tuple(f.block for f in TIMM_FAMILIES)
+    for index, block in enumerate(blocks):
+        if read_family(block) is None and not isinstance(block, families):
+            return (
+                f"block {index} is a {type(block).__name__}, whose attention is not "
+                f"one the extractor reads (timm ViT, DeiT, DINO(v2/v3), CLIP, MAE, "
+                f"EVA and BEiT blocks; transformers ViT, DeiT and DINOv2 layers)"
+            )
+    return None
+
+
+def validate_vit(model: nn.Module) -> None:
+    """Raise TypeError unless ``model`` is a ViT with a CLS token whose attention
+    the extractor reads (see the Models page of the user guide).
+
+    Examples
+    --------
+    >>> import timm
+    >>> from sklearn_arb.backbone import validate_vit
+    >>> validate_vit(timm.create_model("resnet18"))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    TypeError: The model ResNet is not a Vision Transformer with a CLS token ...
+    """
+    reason = _why_not_readable(model)
+    if reason is not None:
+        raise TypeError(_not_a_cls_vit(f"The model {type(model).__name__}", reason))
 
 
 def load_vit(
@@ -208,9 +244,12 @@ def load_vit(
     ----------
     model : str or torch.nn.Module
         A timm model name (``"vit_small_patch8_224.dino"``,
-        ``"deit_tiny_patch16_224"``, ``"vit_small_patch14_reg4_dinov2"``, ...)
-        or a timm ``VisionTransformer``. A module is deep-copied, never
-        modified.
+        ``"deit_tiny_patch16_224"``, ``"vit_small_patch14_reg4_dinov2"``,
+        ``"eva02_tiny_patch14_224"``, ...), a timm ViT, EVA or BEiT module, a
+        ``transformers`` ViT/DeiT/DINOv2 model, or a folder written by its
+        ``save_pretrained`` or a hub id (loaded with ``from_pretrained``, with
+        their weights; normalisation and input size from the saved image
+        processor). A module is deep-copied, never modified.
     pretrained : bool, default=False
         Download the hub weights of a named model (needs internet).
     checkpoint_path : str or path-like, default=None
@@ -234,6 +273,18 @@ def load_vit(
     ((4, 4), 17)
     """
     check_weights_source(model, pretrained, checkpoint_path)
+    if is_hf_model(model) or (isinstance(model, str) and _is_hf_source(model)):
+        if checkpoint_path is not None:
+            raise ValueError(
+                f"checkpoint_path={str(checkpoint_path)!r} loads timm checkpoints; a "
+                f"transformers model brings its own weights: pass the model or the "
+                f"folder written by its save_pretrained."
+            )
+        vit = load_hf_vit(model)
+        if image_size is not None:
+            vit.set_input_size(image_size)
+        _check_finite(vit, f"The model {type(vit.hf_model).__name__}")
+        return vit
     if isinstance(model, str):
         vit = _create_named_vit(model, pretrained, image_size)
         source = f"{model!r}"
@@ -248,9 +299,6 @@ def load_vit(
             f"{type(model).__name__}."
         )
     validate_vit(vit)
-    for block in vit.blocks:
-        # timm may be configured to skip SDPA (TIMM_FUSED_ATTN=0); this copy uses it.
-        block.attn.fused_attn = True
     weights = f"The model {source}"
     if checkpoint_path is not None:
         state_dict = _resample_pos_embed(load_checkpoint(checkpoint_path), vit)
@@ -282,22 +330,29 @@ def check_weights_source(
         )
 
 
-def _not_a_cls_vit(name: str, reason: str) -> ValueError:
-    return ValueError(
-        f"{name!r} is not a Vision Transformer with a CLS token ({reason}); use e.g. "
-        f"'deit_tiny_patch16_224' or 'vit_small_patch8_224.dino'."
+def _not_a_cls_vit(name: str, reason: str) -> str:
+    return (
+        f"{name} is not a Vision Transformer with a CLS token ({reason}); the "
+        f"extractor reads the CLS token's attention: use {_EXAMPLES}."
     )
+
+
+def _is_hf_source(name: str) -> bool:
+    """A ``save_pretrained`` folder, or a hub id that is not a timm name."""
+    if Path(name).is_dir():
+        return is_hf_folder(name)
+    return "/" in name and not timm.is_model(name) and not Path(name).exists()
 
 
 def _check_named_architecture(name: str) -> None:
     """Build the named model without memory or weights, and check it is a ViT
-    whose CLS attention can be read: before any download of its weights."""
+    whose CLS attention can be read: before any download or allocation."""
     with torch.device("meta"):
         skeleton = timm.create_model(name, pretrained=False, num_classes=0)
-    try:
-        validate_vit(skeleton)
-    except TypeError as exc:
-        raise _not_a_cls_vit(name, f"it builds a {type(skeleton).__name__}") from exc
+    reason = _why_not_readable(skeleton)
+    if reason is not None:
+        reason = f"it builds a {type(skeleton).__name__}: {reason}"
+        raise ValueError(_not_a_cls_vit(repr(name), reason))
 
 
 def _create_named_vit(
@@ -306,19 +361,17 @@ def _create_named_vit(
     """``timm.create_model`` with the hub offline at once where unreachable."""
     if not timm.is_model(name):
         raise ValueError(
-            f"{name!r} is not a timm model name; see timm.list_models('vit_*') or "
-            f"pass a torch.nn.Module."
+            f"{name!r} is not a timm model name; see timm.list_models('vit_*'), or "
+            f"pass a torch.nn.Module, a transformers model or its save_pretrained "
+            f"folder."
         )
-    if pretrained:
-        _check_named_architecture(name)
+    _check_named_architecture(name)
     kwargs = {"num_classes": 0}
     if image_size is not None:
         kwargs["img_size"] = image_size
     try:
         with local_hub_only() if pretrained else nullcontext():
             vit = timm.create_model(name, pretrained=pretrained, **kwargs)
-    except TypeError as exc:  # a model without img_size: not a ViT
-        raise _not_a_cls_vit(name, str(exc).splitlines()[0]) from exc
     except OSError as exc:  # the hub client's errors when it cannot download
         if not pretrained:
             raise
@@ -329,10 +382,6 @@ def _create_named_vit(
             f"or pass checkpoint_path= a local state_dict, safetensors or DINO "
             f"checkpoint file."
         ) from exc
-    try:
-        validate_vit(vit)
-    except TypeError as exc:
-        raise _not_a_cls_vit(name, str(exc)) from exc
     return vit
 
 
@@ -383,11 +432,11 @@ def check_geometry(
             f"image_size={image_size} is not divisible by the model's patch size "
             f"{patch_h}; use a multiple of {patch_h}, e.g. image_size={fits}."
         )
-    n_heads = vit.blocks[0].attn.num_heads
+    index = _block_index(vit, layer)
+    n_heads = read_block_family(vit, index).n_heads(vit.blocks[index])
     if head != "mean" and head >= n_heads:
         raise ValueError(
             f"head={head} but the model has {n_heads} heads; use 'mean' or "
             f"0..{n_heads - 1}."
         )
-    _block_index(vit, layer)
     return tuple(int(s) for s in image_size), int(patch_h)

@@ -1,0 +1,255 @@
+"""Hugging Face ``transformers`` ViTs, seen as the extractor sees timm's.
+
+A ``transformers`` model object, a folder written by ``save_pretrained`` or a hub
+id becomes a :class:`HFVisionTransformer`: the model's own base network (no
+classifier head), with the attributes the extractor reads from a timm ViT
+(``blocks``, ``patch_embed``, ``num_prefix_tokens``, ``embed_dim``,
+``pretrained_cfg``). The model runs its own forward up to the read layer; that
+layer's CLS row is computed from its own query and key projections (see
+``_families.py``). ``transformers`` is optional (``pip install sklearn-arb[hf]``)
+and imported only when such a model is given.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ._hub import local_hub_only
+
+__all__ = ["HFVisionTransformer", "is_hf_model", "load_hf_vit"]
+
+# The transformers model types whose layers the extractor reads (their attention
+# is softmax(q k^T * scale) over all tokens, CLS first).
+SUPPORTED_MODEL_TYPES = ("vit", "deit", "dinov2", "dinov2_with_registers")
+# Normalisation of a model object that comes without an image processor: the one
+# its published checkpoints' processors use (google/vit-*: 0.5; DeiT and DINOv2:
+# ImageNet's).
+_IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+_DEFAULT_NORMALISATION = {
+    "vit": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+    "deit": _IMAGENET,
+    "dinov2": _IMAGENET,
+    "dinov2_with_registers": _IMAGENET,
+}
+
+
+@dataclass(frozen=True)
+class PatchGeometry:
+    """The patch grid of a model, named as timm's ``patch_embed`` names it."""
+
+    patch_size: tuple[int, int]
+    img_size: tuple[int, int]
+
+    @property
+    def grid_size(self) -> tuple[int, int]:
+        return (
+            self.img_size[0] // self.patch_size[0],
+            self.img_size[1] // self.patch_size[1],
+        )
+
+
+def is_hf_model(model: object) -> bool:
+    """Whether ``model`` is a ``transformers`` model object.
+
+    Examples
+    --------
+    >>> from torch import nn
+    >>> from sklearn_arb.backbone._hf import is_hf_model
+    >>> is_hf_model(nn.Linear(2, 2))
+    False
+    """
+    return isinstance(model, nn.Module) and type(model).__module__.startswith(
+        "transformers."
+    )
+
+
+def is_hf_folder(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a folder written by ``save_pretrained``."""
+    return (Path(path) / "config.json").is_file()
+
+
+class HFVisionTransformer(nn.Module):
+    """A ``transformers`` ViT with the attributes of a timm ViT the extractor reads.
+
+    Parameters
+    ----------
+    model : transformers.PreTrainedModel
+        ``ViTModel``, ``DeiTModel``, ``Dinov2Model``, ``Dinov2WithRegistersModel``
+        or a model built on one (``*ForImageClassification``, ...); its base
+        network is kept, the head dropped. Not copied.
+    mean, std : tuple of float
+        The normalisation of its image processor.
+    input_size : (int, int)
+        The input size of its image processor.
+
+    Examples
+    --------
+    >>> from transformers import ViTConfig, ViTModel
+    >>> from sklearn_arb.backbone._hf import HFVisionTransformer
+    >>> config = ViTConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+    ...                    intermediate_size=64, image_size=32, patch_size=8)
+    >>> vit = HFVisionTransformer(ViTModel(config), (0.5,) * 3, (0.5,) * 3, (32, 32))
+    >>> len(vit.blocks), vit.num_prefix_tokens, vit.patch_embed.grid_size
+    (2, 1, (4, 4))
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        mean: tuple[float, ...],
+        std: tuple[float, ...],
+        input_size: tuple[int, int],
+    ) -> None:
+        super().__init__()
+        base = model.base_model
+        config = base.config
+        if config.model_type not in SUPPORTED_MODEL_TYPES:
+            raise TypeError(_unsupported_message(type(model).__name__, config))
+        self.hf_model = base
+        # transformers 5 keeps the layers on the model, 4 on its encoder.
+        layers = getattr(base, "layers", None)
+        self.blocks = layers if layers is not None else base.encoder.layer
+        self.embed_dim = int(config.hidden_size)
+        self.num_prefix_tokens = (
+            1
+            + int(config.model_type == "deit")  # the distillation token
+            + int(getattr(config, "num_register_tokens", 0) or 0)
+        )
+        self.cls_token = base.embeddings.cls_token
+        patch = int(config.patch_size)
+        self.patch_embed = PatchGeometry((patch, patch), tuple(input_size))
+        self.pretrained_cfg = {
+            "input_size": (3, *input_size),
+            "mean": tuple(mean),
+            "std": tuple(std),
+            "interpolation": "bicubic",
+            "crop_pct": 1.0,
+        }
+        parameters = inspect.signature(base.forward).parameters
+        # ViT and DeiT interpolate position embeddings only when asked; DINOv2
+        # always does.
+        self._forward_kwargs = (
+            {"interpolate_pos_encoding": True}
+            if "interpolate_pos_encoding" in parameters
+            else {}
+        )
+
+    def set_input_size(self, img_size: int | tuple[int, int]) -> None:
+        """Read images of ``img_size`` (the model interpolates its position
+        embeddings)."""
+        size = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
+        self.patch_embed = PatchGeometry(self.patch_embed.patch_size, size)
+        self.pretrained_cfg = {**self.pretrained_cfg, "input_size": (3, *size)}
+
+    def forward_features(self, images: torch.Tensor) -> torch.Tensor:
+        """The model's own forward: its last hidden state."""
+        return self.hf_model(pixel_values=images, **self._forward_kwargs)[0]
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.forward_features(images)
+
+
+def _unsupported_message(name: str, config) -> str:
+    return (
+        f"{name} (model_type {config.model_type!r}) is not a transformers Vision "
+        f"Transformer whose CLS attention the extractor reads; use a "
+        f"{', '.join(SUPPORTED_MODEL_TYPES)} model, e.g. ViTModel or Dinov2Model."
+    )
+
+
+def _processor_file(source: str | None) -> Path | None:
+    """The image processor's settings saved with a folder or hub id, if any."""
+    if source is None:
+        return None
+    if Path(source).is_dir():
+        path = Path(source) / "preprocessor_config.json"
+        return path if path.is_file() else None
+    from huggingface_hub import hf_hub_download
+
+    try:
+        with local_hub_only():
+            return Path(hf_hub_download(source, "preprocessor_config.json"))
+    except Exception:  # no processor saved, or offline without it: the defaults
+        return None
+
+
+def _processor_settings(config_file: Path | None, model_type: str, image_size: int):
+    """(mean, std, (H, W)) of the image processor saved in ``config_file``, or
+    the defaults of the model type's checkpoints."""
+    mean, std = _DEFAULT_NORMALISATION[model_type]
+    size = (image_size, image_size)
+    if config_file is None:
+        return mean, std, size
+    settings = json.loads(config_file.read_text())
+    if settings.get("do_normalize", True):
+        mean = tuple(settings.get("image_mean", mean))
+        std = tuple(settings.get("image_std", std))
+    else:
+        mean, std = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
+    crop = settings.get("crop_size") if settings.get("do_center_crop") else None
+    resize = crop or settings.get("size") or {}
+    if "height" in resize and "width" in resize:
+        size = (int(resize["height"]), int(resize["width"]))
+    elif "shortest_edge" in resize:
+        size = (int(resize["shortest_edge"]),) * 2
+    return mean, std, size
+
+
+def _from_pretrained(source: str, name: str) -> nn.Module:
+    """``AutoModel.from_pretrained``: a folder, or a hub id (the hub cache only
+    when the hub cannot be reached)."""
+    from transformers import AutoConfig, AutoModel
+
+    try:
+        with local_hub_only():
+            config = AutoConfig.from_pretrained(source)
+            if config.model_type not in SUPPORTED_MODEL_TYPES:
+                raise TypeError(_unsupported_message(name, config))
+            return AutoModel.from_pretrained(source)
+    except OSError as exc:
+        raise OSError(
+            f"The transformers model {name} could not be loaded from the Hugging "
+            f"Face hub ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else 'offline?'}); go online, or "
+            f"pass a folder written by save_pretrained or the model object."
+        ) from exc
+
+
+def load_hf_vit(model: str | os.PathLike | nn.Module) -> HFVisionTransformer:
+    """A ``transformers`` model object, ``save_pretrained`` folder or hub id as
+    an :class:`HFVisionTransformer` (a model object is deep-copied first).
+
+    Examples
+    --------
+    >>> from transformers import Dinov2Config, Dinov2Model
+    >>> from sklearn_arb.backbone._hf import load_hf_vit
+    >>> config = Dinov2Config(hidden_size=32, num_hidden_layers=2,
+    ...                       num_attention_heads=2, image_size=32, patch_size=8)
+    >>> vit = load_hf_vit(Dinov2Model(config))
+    >>> type(vit.hf_model).__name__, vit.pretrained_cfg["mean"]
+    ('Dinov2Model', (0.485, 0.456, 0.406))
+    """
+    import copy
+
+    if isinstance(model, nn.Module):
+        source = getattr(model.config, "_name_or_path", None) or None
+        model = copy.deepcopy(model)
+        name = type(model).__name__
+    else:
+        source = str(model)
+        name = repr(source)
+        model = _from_pretrained(source, name)
+    config = model.base_model.config
+    if config.model_type not in SUPPORTED_MODEL_TYPES:
+        raise TypeError(_unsupported_message(name, config))
+    mean, std, size = _processor_settings(
+        _processor_file(source), config.model_type, int(config.image_size)
+    )
+    return HFVisionTransformer(model, mean, std, size).eval()

@@ -1,0 +1,172 @@
+"""Every supported model family gives the CLS row its own forward computes.
+
+The reference of each test is the model's own dense attention, not the
+project's code: timm models run a deep copy with the fused kernel switched off
+and the softmax taken at ``attn_drop``; transformers models return
+``output_attentions`` from eager attention. Adding a family is adding a name.
+"""
+
+from __future__ import annotations
+
+import copy
+import types
+
+import numpy as np
+import pytest
+import timm
+import torch
+from timm.models.vision_transformer import Block
+
+from sklearn_arb import AttentionExtractor
+from sklearn_arb.backbone import cls_attention, validate_vit
+from sklearn_arb.backbone._blocks import _is_plain_block
+
+transformers = pytest.importorskip("transformers")
+
+# Small random versions of each family: (model name, image size, kwargs).
+_SMALL = {"depth": 2, "embed_dim": 32, "num_heads": 2}
+SUPPORTED = {
+    "vit": [
+        ("deit_tiny_patch16_224", 32, _SMALL),
+        ("deit_tiny_distilled_patch16_224", 32, _SMALL),  # distillation token
+        ("deit3_small_patch16_224", 32, _SMALL),  # LayerScale
+        ("vit_small_patch8_224.dino", 32, _SMALL),
+        ("vit_small_patch14_reg4_dinov2", 28, _SMALL),  # registers, LayerScale
+        ("vit_base_patch16_clip_224", 32, _SMALL),  # pre-norm
+        ("vit_base_patch16_224.mae", 32, _SMALL),
+        ("flexivit_small", 32, _SMALL),
+    ],
+    "eva": [
+        ("eva02_tiny_patch14_224", 28, {**_SMALL, "embed_dim": 64}),  # rotary
+        ("eva_giant_patch14_224", 28, _SMALL),  # EVA-01: no rotary
+        ("vit_small_patch16_dinov3", 32, {**_SMALL, "embed_dim": 64}),  # + registers
+    ],
+    "beit": [
+        ("beit_base_patch16_224", 32, _SMALL),  # relative position bias per block
+        ("beitv2_base_patch16_224", 32, _SMALL),
+        (
+            "beit_base_patch16_224",
+            32,
+            {**_SMALL, "use_rel_pos_bias": False, "use_shared_rel_pos_bias": True},
+        ),  # one bias shared by all blocks
+    ],
+}
+TIMM_CASES = [
+    pytest.param(name, size, kwargs, id=f"{family}-{name}-{i}")
+    for family, cases in SUPPORTED.items()
+    for i, (name, size, kwargs) in enumerate(cases)
+]
+
+# Rejected models and what their error says: (name, kwargs, expected reason).
+REJECTED = {
+    "avg-pool ViT": (
+        "vit_base_patch16_224",
+        {"global_pool": "avg", "class_token": False},
+        r"pools its patch tokens \(global_pool='avg'\)",
+    ),
+    "SigLIP (attention pool)": ("vit_base_patch16_siglip_224", {}, "pools its"),
+    "ViT with a register, no CLS": (
+        "vit_medium_patch16_rope_reg1_gap_256",
+        {},
+        "without a CLS token",
+    ),
+    "Swin": ("swin_tiny_patch4_window7_224", {}, "shifted windows"),
+    "ConvNet": ("resnet18", {}, "convolutional network"),
+    "ConvNeXt": ("convnext_atto", {}, "convolutional network"),
+    "CaiT (class attention)": ("cait_xxs24_224", {}, "LayerScaleBlock"),
+    "XCiT (cross-covariance)": ("xcit_nano_12_p16_224", {}, "XCABlock"),
+}
+
+
+def _randomise(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Random weights everywhere (timm zero-initialises some biases and tables)."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            noise = torch.randn(parameter.shape, generator=generator)
+            parameter.add_(0.2 * noise)
+    return model.eval()
+
+
+def dense_timm_cls_row(model, images, index: int) -> torch.Tensor:
+    """Mean-over-heads CLS row of block ``index``'s softmax, as the model's own
+    unfused forward computes it."""
+    model = copy.deepcopy(model)
+    for module in model.modules():
+        if hasattr(module, "fused_attn"):
+            module.fused_attn = False
+    captured = []
+    model.blocks[index].attn.attn_drop.register_forward_hook(
+        lambda module, args, output: captured.append(output)
+    )
+    with torch.inference_mode():
+        model.forward_features(images)
+    return captured[0][:, :, 0, model.num_prefix_tokens :].mean(1)
+
+
+@pytest.mark.parametrize(("name", "size", "kwargs"), TIMM_CASES)
+def test_timm_family_maps_equal_the_models_own_attention(name, size, kwargs):
+    model = _randomise(
+        timm.create_model(name, pretrained=False, img_size=size, **kwargs)
+    )
+    images = np.random.default_rng(0).random((2, size, size, 3))
+    extractor = AttentionExtractor(model, image_size=size, n_bootstrap=0).fit()
+    mean = torch.tensor(extractor.mean_).view(1, 3, 1, 1)
+    std = torch.tensor(extractor.std_).view(1, 3, 1, 1)
+    normalised = (torch.from_numpy(images).float().permute(0, 3, 1, 2) - mean) / std
+    for layer in (-1, 0):
+        expected = dense_timm_cls_row(model, normalised, layer)
+        extractor.set_params(layer=layer)
+        maps = extractor.transform(images)
+        assert maps.shape == (2, (size // model.patch_embed.patch_size[0]) ** 2)
+        np.testing.assert_allclose(maps, expected.double().numpy(), rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("case", REJECTED)
+def test_models_without_a_readable_cls_token_are_named(case):
+    name, kwargs, reason = REJECTED[case]
+    if kwargs:  # a module built that way (checked without allocating it)
+        with torch.device("meta"):
+            module = timm.create_model(name, num_classes=0, **kwargs)
+        with pytest.raises(TypeError, match=rf"VisionTransformer is not .*{reason}"):
+            validate_vit(module)
+    else:  # a name: checked before any download or allocation
+        with pytest.raises(
+            ValueError, match=rf"'{name}' is not a Vision .*{reason}.*use a timm"
+        ):
+            AttentionExtractor(name, image_size=None, pretrained=True).fit()
+
+
+# --- The CPU in-place path recognises blocks exactly -----------------------------
+
+
+class _HalvedBlock(Block):
+    """A Block subclass with its own forward."""
+
+    def forward(self, x, **kwargs):
+        return super().forward(x, **kwargs) * 0.5
+
+
+def test_changed_blocks_run_their_own_forward(make_tiny_vit):
+    vit = _randomise(make_tiny_vit(depth=4))
+    vit.blocks[0].__class__ = _HalvedBlock
+    changed = vit.blocks[1]
+    changed.forward = types.MethodType(
+        lambda self, x, **kwargs: Block.forward(self, x, **kwargs) + 1.0, changed
+    )
+    assert not _is_plain_block(vit.blocks[0]) and not _is_plain_block(changed)
+    assert _is_plain_block(vit.blocks[2])
+    images = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        maps = cls_attention(vit, images)
+    torch.testing.assert_close(
+        maps, dense_timm_cls_row(vit, images, -1), rtol=0, atol=1e-6
+    )
+
+
+def test_a_read_block_with_a_changed_forward_is_refused(make_tiny_vit):
+    vit = make_tiny_vit(depth=2)
+    vit.blocks[1].__class__ = _HalvedBlock
+    AttentionExtractor(vit, image_size=32, layer=0).fit()  # block 0 is readable
+    with pytest.raises(ValueError, match="Block 1 of the model is a _HalvedBlock"):
+        AttentionExtractor(vit, image_size=32, layer=-1).fit()
