@@ -94,8 +94,7 @@ class BootstrapAttentionRegularizer(TransformerMixin, BaseEstimator):
         thresholded. ``"thresholded"``: the p-values of ``pvalue``. Storey's
         estimator assumes null p-values uniform on [0, 1]; one-sided p-values of
         the many tokens attended less than the null pile up near 1 instead, and
-        pi0 then comes out near 1 on real images (see the pi0 page of the user
-        guide for the measurements).
+        pi0 then comes out near 1 on real images (measurements: :ref:`pi0`).
     pi0_pixels_per_token : int >= 1 or None, default=None
         How many tokens ``method="pi0"`` keeps, with ``q = 1 - pi0``: None keeps
         ``floor(q P)``; an int r keeps ``floor(q P - q / r) + 1``, what the
