@@ -146,34 +146,50 @@ def test_deit_checkpoint_at_448_interpolates_pos_embed(deit_weights, imagenette_
     assert maps.shape == (1, 784) and np.isfinite(maps.numpy()).all()
 
 
+# Counts the connections a subprocess opens (the probe is one; the hub client,
+# left to itself, retries for about 50 s), printed last as "connections N".
+_COUNT_CONNECTIONS = """
+import atexit, socket
+_connections = []
+_connect = socket.socket.connect
+def _counted(self, address):
+    _connections.append(address)
+    return _connect(self, address)
+socket.socket.connect = _counted
+atexit.register(lambda: print("connections", len(_connections)))
+"""
+
+
 def _run_offline(
     code: str, hf_home, declared: bool = True
-) -> subprocess.CompletedProcess:
+) -> tuple[subprocess.CompletedProcess, int]:
     """Run ``code`` in a fresh Python with the hub cache ``hf_home`` (also its
     working folder), offline: declared (``HF_HUB_OFFLINE=1``), or not declared
-    with a hub endpoint that refuses connections, where the hub client alone
-    retries for about 50 s. huggingface_hub reads these variables at import."""
+    with a hub endpoint that refuses connections. huggingface_hub reads these
+    variables at import. Returns the result and the connections it opened."""
     env = {**os.environ, "HF_HOME": str(hf_home)}
     env.pop("HF_HUB_OFFLINE", None)
     if declared:
         env["HF_HUB_OFFLINE"] = "1"
     else:
         env["HF_ENDPOINT"] = "http://127.0.0.1:9"  # the discard port: refused
-    return subprocess.run(
-        [sys.executable, "-c", code],
+    result = subprocess.run(
+        [sys.executable, "-c", _COUNT_CONNECTIONS + code],
         capture_output=True,
         text=True,
         env=env,
         cwd=hf_home,
         check=False,
-        timeout=None if declared else 30,
     )
+    *lines, last = result.stdout.strip().splitlines()
+    result.stdout = "\n".join(lines)
+    return result, int(last.removeprefix("connections "))
 
 
 @pytest.mark.parametrize("declared", [True, False])
 def test_offline_hub_weights_say_how_to_fix_it(tmp_path, declared):
-    # Offline with an empty hub cache: at once (the subprocess's 30 s bound,
-    # where the hub client would retry for 50 s), whether declared or not.
+    # Offline with an empty hub cache, whether declared or not: at once, with
+    # no connection but the probe's (the hub client alone retries for ~50 s).
     code = (
         "from sklearn_arb import AttentionExtractor\n"
         "try:\n"
@@ -181,7 +197,8 @@ def test_offline_hub_weights_say_how_to_fix_it(tmp_path, declared):
         "except OSError as exc:\n"
         "    print(exc)\n"
     )
-    result = _run_offline(code, hf_home=tmp_path, declared=declared)
+    result, connections = _run_offline(code, hf_home=tmp_path, declared=declared)
+    assert connections == (0 if declared else 1)
     message = result.stdout.strip()
     assert "'vit_small_patch8_224.dino' could not be downloaded" in message
     assert "checkpoint_path=" in message and "go online" in message
@@ -201,8 +218,9 @@ def test_hub_weights_by_name_from_the_local_hub_cache(
         "vit = load_vit('deit_tiny_patch16_224', pretrained=True, image_size=448)\n"
         "torch.save(vit.state_dict(), 'hub.pth')\n"
     )
-    result = _run_offline(code, hf_home=deit_hub_cache, declared=declared)
+    result, connections = _run_offline(code, hf_home=deit_hub_cache, declared=declared)
     assert result.returncode == 0, result.stderr
+    assert connections == (0 if declared else 1)
     from_hub = torch.load(deit_hub_cache / "hub.pth", weights_only=True)
     from_file = load_vit(
         "deit_tiny_patch16_224", checkpoint_path=deit_weights, image_size=448
@@ -246,7 +264,7 @@ def test_a_model_that_is_not_a_vit_is_named(image_size, pretrained):
     )
     with pytest.raises(
         ValueError,
-        match=r"'resnet18' is not a Vision Transformer with a CLS token .*use e\.g\. "
+        match=r"'resnet18'.* is not a Vision Transformer with a CLS token .*e\.g\. "
         r"'deit_tiny_patch16_224' or 'vit_small_patch8_224\.dino'",
     ):
         extractor.fit()
