@@ -24,12 +24,15 @@ from .backbone._attention import _block_index
 from .backbone._batching import PRECISIONS, ForwardPass, default_batch_size
 from .backbone._bootstrap import BOOTSTRAP_KINDS, draw_bootstrap, image_seeds
 from .backbone._cache import MapCache, array_digests, settings_digest, shared_model
+from .backbone._cdam import check_cdam_target
 from .backbone._loading import (
     check_geometry,
     check_weights_source,
     load_vit,
     resolve_device,
 )
+from .backbone._rollout import HEAD_FUSIONS
+from .backbone._sources import SOURCES
 from .backbone._weights import module_weights_identity, named_weights_identity
 
 __all__ = ["AttentionExtractor"]
@@ -41,6 +44,7 @@ _MAP_PARAMETERS = (
     "bootstrap_width",
     "bootstrap_moments",
     "head",
+    "source",
     "precision",
     "random_state",
 )
@@ -83,10 +87,31 @@ class AttentionExtractor(TransformerMixin, BaseEstimator):
         w, the spread factor of ``normal`` and ``uniform``.
     bootstrap_moments : {"channel", "global"}, default="channel"
         Mean/std (or min/max) per channel, or over all channels.
-    head : "mean" or int, default="mean"
-        Average the heads' attention or read one head.
+    source : {"attention", "rollout", "cdam"}, default="attention"
+        The map: the CLS attention of block ``layer``; attention rollout (the
+        CLS row of the product of the blocks' head-fused attention plus
+        identity, renormalised, up to block ``layer``); or CDAM, signed
+        class-discriminative scores (each token's ``norm1`` output in block
+        ``layer`` dotted with the gradient of the ``target`` score). The
+        bootstrap images get the same source and, for CDAM, the same target
+        class as their image. See the Sources page of the user guide.
+    head : {"mean", "max", "min"} or int, default="mean"
+        Average the heads' attention or read one head; rollout also fuses by
+        ``max`` or ``min``. CDAM uses every head (``"mean"`` only).
     layer : int, default=-1
-        The block whose attention is read (-1: the last).
+        The block whose attention is read (-1: the last); for rollout the last
+        block of the product, for CDAM the block whose tokens are explained.
+    discard_ratio : float in [0, 1), default=0.0
+        Rollout only: the fraction of each row's lowest (head-fused) attention
+        dropped in every block before the identity is added; the CLS column is
+        never dropped.
+    target : int, "predicted", list of int or callable, default="predicted"
+        CDAM only: the class whose logit is explained (an int; one per image, a
+        list as long as ``transform``'s images; or ``"predicted"``, the image's
+        top class), or a callable mapping the model's output ``(n, C)`` tensor
+        to ``(n,)`` scores (e.g. a concept similarity; the only choice for a
+        model without a classification head). Maps of a callable target are
+        never cached by ``memory``.
     device : str or torch.device, default="auto"
         ``"auto"``: CUDA when available, else CPU.
     batch_size : int, default=None
@@ -187,8 +212,19 @@ class AttentionExtractor(TransformerMixin, BaseEstimator):
         "bootstrap": [StrOptions(set(BOOTSTRAP_KINDS))],
         "bootstrap_width": [Interval(Real, 0, None, closed="neither")],
         "bootstrap_moments": [StrOptions({"channel", "global"})],
-        "head": [StrOptions({"mean"}), Interval(Integral, 0, None, closed="left")],
+        "source": [StrOptions(set(SOURCES))],
+        "head": [
+            StrOptions(set(HEAD_FUSIONS)),
+            Interval(Integral, 0, None, closed="left"),
+        ],
         "layer": [Integral],
+        "discard_ratio": [Interval(Real, 0, 1, closed="left")],
+        "target": [
+            StrOptions({"predicted"}),
+            Interval(Integral, 0, None, closed="left"),
+            "array-like",
+            callable,
+        ],
         "device": [str, torch.device],
         "batch_size": [Interval(Integral, 1, None, closed="left"), None],
         "precision": [StrOptions(set(PRECISIONS))],
@@ -208,8 +244,11 @@ class AttentionExtractor(TransformerMixin, BaseEstimator):
         bootstrap: str = "normal",
         bootstrap_width: float = 1.0,
         bootstrap_moments: str = "channel",
+        source: str = "attention",
         head: str | int = "mean",
         layer: int = -1,
+        discard_ratio: float = 0.0,
+        target: Any = "predicted",
         device: str | torch.device = "auto",
         batch_size: int | None = None,
         precision: str = "float32",
@@ -225,8 +264,11 @@ class AttentionExtractor(TransformerMixin, BaseEstimator):
         self.bootstrap = bootstrap
         self.bootstrap_width = bootstrap_width
         self.bootstrap_moments = bootstrap_moments
+        self.source = source
         self.head = head
         self.layer = layer
+        self.discard_ratio = discard_ratio
+        self.target = target
         self.device = device
         self.batch_size = batch_size
         self.precision = precision
@@ -271,8 +313,12 @@ class AttentionExtractor(TransformerMixin, BaseEstimator):
         )
         vit = shared_model(shared_key, partial(self._load_model, size, device))
         self.image_size_, self.patch_size_ = check_geometry(
-            vit, size, self.head, self.layer
+            vit,
+            size,
+            self.head if isinstance(self.head, Integral) else "mean",
+            self.layer,
         )
+        self._check_source(vit)
         data_config = resolve_data_config(model=vit)
         self.model_ = vit
         self.device_ = device
@@ -286,6 +332,42 @@ class AttentionExtractor(TransformerMixin, BaseEstimator):
             weights_id = module_weights_identity(vit)
         self.weights_id_ = weights_id if self.memory is not None else None
         return self
+
+    def _check_source(self, vit: nn.Module) -> None:
+        """ValueError for settings that the source does not use or the model
+        cannot give."""
+        if self.head in ("max", "min") and self.source != "rollout":
+            raise ValueError(
+                f"head={self.head!r} fuses heads in rollout only; use "
+                f"source='rollout', or head='mean' or a head index."
+            )
+        if self.source == "cdam" and self.head != "mean":
+            raise ValueError(
+                f"source='cdam' explains every head together; use head='mean' "
+                f"(got head={self.head!r})."
+            )
+        if self.discard_ratio and self.source != "rollout":
+            raise ValueError(
+                f"discard_ratio={self.discard_ratio} applies to source='rollout' "
+                f"only; use discard_ratio=0.0 with source={self.source!r}."
+            )
+        if self.source == "cdam":
+            check_cdam_target(vit, self.target)
+
+    def _image_classes(self, n_images: int) -> np.ndarray | None:
+        """The per-image classes of a list target (None otherwise)."""
+        if self.source != "cdam" or callable(self.target):
+            return None
+        if isinstance(self.target, (str, Integral)):
+            return None
+        classes = np.asarray(self.target)
+        if classes.shape != (n_images,) or classes.dtype.kind not in "iu":
+            raise ValueError(
+                f"target holds one class per image: {n_images} ints for "
+                f"{n_images} images; got shape {classes.shape} of "
+                f"{classes.dtype}. Pass an int or 'predicted' for all images."
+            )
+        return classes
 
     def _load_model(self, size: tuple[int, int] | None, device: torch.device):
         return load_vit(
@@ -313,10 +395,17 @@ class AttentionExtractor(TransformerMixin, BaseEstimator):
             from which the regularizer learns B.
         """
         check_is_fitted(self, "model_")
-        if self.memory is None or not isinstance(self.random_state, Integral):
+        if (
+            self.memory is None
+            or not isinstance(self.random_state, Integral)
+            or (self.source == "cdam" and callable(self.target))
+        ):
             images = self._load_images(X)
             maps = np.empty((len(images), (1 + self.n_bootstrap) * self.n_tokens_))
-            chunks = self._progress(self._iter_maps(images), len(images))
+            chunks = self._progress(
+                self._iter_maps(images, **self._classes_of(len(images))),
+                len(images),
+            )
             for chunk, chunk_maps in chunks:
                 maps[chunk] = chunk_maps
         else:
@@ -345,6 +434,10 @@ class AttentionExtractor(TransformerMixin, BaseEstimator):
             "image_size": self.image_size_,
             **{name: getattr(self, name) for name in _MAP_PARAMETERS},
         }
+        if self.source == "rollout":
+            settings["discard_ratio"] = float(self.discard_ratio)
+        if self.source == "cdam" and isinstance(self.target, (str, Integral)):
+            settings["target"] = self.target
         images = None
         if (
             isinstance(X, np.ndarray)
@@ -358,12 +451,19 @@ class AttentionExtractor(TransformerMixin, BaseEstimator):
         else:
             images = self._load_images(X)
             image_keys = array_digests(images)
+        classes = self._image_classes(len(image_keys))
+        if classes is not None:
+            # A list target: each image's maps are keyed on its class too.
+            image_keys = [
+                f"{key}-{c}" for key, c in zip(image_keys, classes, strict=True)
+            ]
 
         def compute(missing: np.ndarray) -> Iterator[tuple[slice, np.ndarray]]:
             loaded = self._load_images(X) if images is None else images
             done = len(image_keys) - len(missing)
+            extra = {} if classes is None else {"classes": classes[missing]}
             return self._progress(
-                self._iter_maps(loaded[missing]), len(image_keys), done
+                self._iter_maps(loaded[missing], **extra), len(image_keys), done
             )
 
         cache = MapCache(self.memory_, settings_digest(settings))
@@ -384,11 +484,19 @@ class AttentionExtractor(TransformerMixin, BaseEstimator):
                 bar.update(chunk.stop - chunk.start)
                 yield chunk, maps
 
-    def _iter_maps(self, images: np.ndarray) -> Iterator[tuple[slice, np.ndarray]]:
+    def _classes_of(self, n_images: int) -> dict[str, np.ndarray]:
+        """``_iter_maps``'s keyword for a list target ({} otherwise)."""
+        classes = self._image_classes(n_images)
+        return {} if classes is None else {"classes": classes}
+
+    def _iter_maps(
+        self, images: np.ndarray, classes: np.ndarray | None = None
+    ) -> Iterator[tuple[slice, np.ndarray]]:
         """The maps of ``images``, a chunk of images at a time, in order, as they
-        are done (so the caller can store each chunk before the next one runs)."""
+        are done (so the caller can store each chunk before the next one runs).
+        ``classes``: CDAM's class per image, for a list target."""
         seeds = image_seeds(array_digests(images), self.random_state)
-        return self._forward_pass().iter_maps(images, seeds)
+        return self._forward_pass().iter_maps(images, seeds, classes)
 
     def _forward_pass(self) -> ForwardPass:
         """The fitted model with the parameters as they are now."""
@@ -414,6 +522,9 @@ class AttentionExtractor(TransformerMixin, BaseEstimator):
             layer=self.layer,
             head=self.head,
             precision=self.precision,
+            source=self.source,
+            discard_ratio=self.discard_ratio,
+            target=self.target,
         )
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:

@@ -28,6 +28,7 @@ from torch import nn
 
 from ._blocks import run_blocks
 from ._families import read_family
+from ._hooks import this_thread_only
 
 __all__ = ["cls_attention", "embed_tokens", "reference_cls_attention"]
 
@@ -52,7 +53,9 @@ def _inputs_of(
     model: nn.Module, images: torch.Tensor, block: nn.Module
 ) -> tuple[torch.Tensor, dict[str, Any]]:
     """The tokens and the other inputs the model's forward passes ``block``."""
-    handle = block.register_forward_pre_hook(_stop_here, with_kwargs=True)
+    # Only this thread's pass stops: the CPU streams share the model.
+    stop = this_thread_only(_stop_here)
+    handle = block.register_forward_pre_hook(stop, with_kwargs=True)
     try:
         model.forward_features(images)
     except _BlockInputs as inputs:

@@ -13,12 +13,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import closing
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from ._attention import cls_attention
+from ._sources import MapSource
 from ._streams import ordered_map, torch_threads
 
 __all__ = ["PRECISIONS", "ForwardPass", "default_batch_size"]
@@ -86,6 +87,9 @@ class ForwardPass:
         Forward images per batch.
     layer, head
         As in :func:`~sklearn_arb.backbone.cls_attention`.
+    source, discard_ratio, target
+        The map computed, as in :class:`~sklearn_arb.backbone._sources.MapSource`
+        (CDAM: each image's bootstrap samples get the image's class).
     precision : {"float32", "bfloat16", "float16"}
         The autocast type of the blocks (float32: no autocast).
 
@@ -113,13 +117,17 @@ class ForwardPass:
     layer: int = -1
     head: str | int = "mean"
     precision: str = "float32"
+    source: str = "attention"
+    discard_ratio: float = 0.0
+    target: Any = "predicted"
 
     def iter_maps(
-        self, images: np.ndarray, seeds: np.ndarray
+        self, images: np.ndarray, seeds: np.ndarray, classes: Any = None
     ) -> Iterator[tuple[slice, np.ndarray]]:
         """The float64 maps ``(n, (1 + B) * P)`` of ``(n, H, W, 3)`` float32
         images, a chunk at a time: ``(chunk, maps of images[chunk])``, in order.
-        ``seeds`` holds one bootstrap seed per image."""
+        ``seeds`` holds one bootstrap seed per image; ``classes`` (CDAM) one
+        target class per image, or None for the source's own target."""
         n_samples = 1 + self.n_bootstrap
         chunks = _chunks(len(images), n_samples, self.batch_size)
         n_batches = [
@@ -130,7 +138,7 @@ class ForwardPass:
         # batches to go round keep every thread on each operator instead.
         n_threads = torch.get_num_threads()
         use_streams = self.device.type == "cpu" and sum(n_batches) >= n_threads
-        batches = self._forward_batches(images, seeds, chunks, use_streams)
+        batches = self._forward_batches(images, seeds, classes, chunks, use_streams)
         n_streams = n_threads if use_streams else 1
         with closing(ordered_map(self._batch_maps, batches, n_streams)) as results:
             for chunk, n_chunk_batches in zip(chunks, n_batches, strict=True):
@@ -147,10 +155,12 @@ class ForwardPass:
         self,
         images: np.ndarray,
         seeds: np.ndarray,
+        classes: Any,
         chunks: list[slice],
         use_streams: bool,
-    ) -> Iterator[torch.Tensor]:
-        """Normalised images, each followed by its samples, cut into batches.
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+        """Normalised images, each followed by its samples, cut into batches,
+        with the target class of each (None unless CDAM explains a class).
 
         Drawn in the calling thread, a chunk ahead of the forward passes; on one
         torch thread while streams run, so as not to compete with them.
@@ -165,13 +175,30 @@ class ForwardPass:
                 if self.n_bootstrap:
                     samples = self.draw_samples(observed, seeds=seeds[chunk])
                     inputs = torch.cat([inputs, samples], dim=1)
-                yield from inputs.flatten(0, 1).contiguous().split(self.batch_size)
+                batches = inputs.flatten(0, 1).contiguous().split(self.batch_size)
+                image_classes = self._map_source().classes(
+                    self.model, observed, None if classes is None else classes[chunk]
+                )
+            if image_classes is None:
+                yield from ((batch, None) for batch in batches)
+            else:
+                # An image's bootstrap samples explain the image's class.
+                per_sample = image_classes.repeat_interleave(1 + self.n_bootstrap)
+                yield from zip(batches, per_sample.split(self.batch_size), strict=True)
 
-    def _batch_maps(self, batch: torch.Tensor) -> torch.Tensor:
+    def _map_source(self) -> MapSource:
+        return MapSource(
+            self.source, self.layer, self.head, self.discard_ratio, self.target
+        )
+
+    def _batch_maps(
+        self, batch_and_classes: tuple[torch.Tensor, torch.Tensor | None]
+    ) -> torch.Tensor:
+        batch, classes = batch_and_classes
         autocast = torch.autocast(
             device_type=self.device.type,
             dtype=PRECISIONS[self.precision],
             enabled=self.precision != "float32",
         )
         with torch.inference_mode(), autocast:
-            return cls_attention(self.model, batch, self.layer, self.head)
+            return self._map_source().maps(self.model, batch, classes)

@@ -1,0 +1,225 @@
+"""Map sources: rollout and CDAM against plain computations, in the extractor."""
+
+import joblib
+import numpy as np
+import pytest
+import torch
+
+from sklearn_arb import AttentionExtractor, load_images
+from sklearn_arb.backbone import _rollout
+from sklearn_arb.backbone._bootstrap import image_seeds
+from sklearn_arb.backbone._cache import array_digests
+from sklearn_arb.backbone._cdam import cdam, reference_cdam
+from sklearn_arb.backbone._rollout import reference_rollout, rollout
+
+
+@pytest.fixture
+def images():
+    return np.random.default_rng(0).random((3, 32, 32, 3)).astype(np.float32)
+
+
+def _full_attention(vit, inputs):
+    """Every block's (n, heads, N, N) softmax attention, as timm's unfused
+    attention computes it (read from its ``attn_drop`` input, as vit-explain
+    does), on a copy of the model."""
+    vit = __import__("copy").deepcopy(vit)
+    matrices = []
+    for block in vit.blocks:
+        block.attn.fused_attn = False
+        block.attn.attn_drop.register_forward_hook(
+            lambda module, args, output: matrices.append(output)
+        )
+    with torch.inference_mode():
+        vit.forward_features(inputs)
+    return [m.double() for m in matrices]
+
+
+def _dense_rollout(vit, inputs, layer=-1, head="mean", discard_ratio=0.0):
+    """Abnar & Zuidema's rollout with full matrices and a dense per-row discard."""
+    matrices = _full_attention(vit, inputs)[: layer % len(vit.blocks) + 1]
+    product = None
+    for weights in matrices:
+        fused = {
+            "mean": lambda w: w.mean(1),
+            "max": lambda w: w.amax(1),
+            "min": lambda w: w.amin(1),
+        }.get(head, lambda w: w[:, head])(weights)
+        n_tokens = fused.shape[-1]
+        n_dropped = int(discard_ratio * (n_tokens - 1))
+        for image in range(len(fused)):
+            for row in range(n_tokens):
+                order = [c for c in fused[image, row].argsort().tolist() if c != 0]
+                fused[image, row, order[:n_dropped]] = 0.0
+        mixed = fused + torch.eye(n_tokens, dtype=fused.dtype)
+        mixed = mixed / mixed.sum(-1, keepdim=True)
+        product = mixed if product is None else mixed @ product
+    return product[:, 0, vit.num_prefix_tokens :].numpy()
+
+
+@pytest.mark.parametrize(
+    ("head", "discard_ratio", "layer", "vit_kwargs"),
+    [
+        ("mean", 0.0, -1, {}),
+        ("max", 0.5, -1, {"depth": 3}),
+        ("min", 0.2, 1, {"depth": 3}),
+        (1, 0.9, -1, {"reg_tokens": 2, "qk_norm": True, "init_values": 0.5}),
+    ],
+)
+def test_rollout_equals_the_dense_product(
+    make_tiny_vit, head, discard_ratio, layer, vit_kwargs, monkeypatch
+):
+    vit = make_tiny_vit(**vit_kwargs)
+    inputs = torch.randn(2, 3, 32, 32)
+    # Chunks of 3 rows: the row-chunked product must not depend on the chunking.
+    monkeypatch.setattr(_rollout, "_CHUNK_BYTES", 4 * 2 * 2 * 3 * 19)
+    expected = _dense_rollout(vit, inputs, layer, head, discard_ratio)
+    with torch.inference_mode():
+        fast = rollout(vit, inputs, layer, head, discard_ratio).double().numpy()
+        plain = reference_rollout(vit, inputs, layer, head, discard_ratio)
+    np.testing.assert_allclose(fast, expected, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(plain.double().numpy(), expected, rtol=0, atol=1e-6)
+    # Positive; a discarded token keeps a zero only where no path reaches it.
+    assert (fast > 0).all() if discard_ratio == 0 else (fast >= 0).all()
+
+
+def _autograd_cdam(vit, inputs, score, layer=-1):
+    """CDAM by autograd from the pixels through the whole model."""
+    kept = []
+    handle = vit.blocks[layer].norm1.register_forward_hook(
+        lambda module, args, output: kept.append(output)
+    )
+    pixels = inputs.clone().requires_grad_(True)
+    try:
+        output = vit(pixels)
+    finally:
+        handle.remove()
+    (gradient,) = torch.autograd.grad(score(output).sum(), kept[0])
+    products = (kept[0] * gradient).sum(-1)[:, vit.num_prefix_tokens :]
+    return products.detach().double().numpy()
+
+
+@pytest.mark.parametrize("layer", [-1, 0])
+def test_cdam_equals_autograd_through_the_whole_model(make_tiny_vit, layer):
+    vit = make_tiny_vit(num_classes=7, depth=3, reg_tokens=1)
+    inputs = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        predicted = vit(inputs).argmax(-1)
+    cases = {
+        3: lambda out: out[:, 3],
+        "predicted": lambda out: out.gather(1, predicted[:, None])[:, 0],
+        (lambda out: out.norm(dim=1)): lambda out: out.norm(dim=1),
+    }
+    for target, score in cases.items():
+        expected = _autograd_cdam(vit, inputs, score, layer)
+        with torch.inference_mode():  # as the extractor calls it
+            fast = cdam(vit, inputs, layer, target).double().numpy()
+        np.testing.assert_allclose(fast, expected, rtol=0, atol=1e-5)
+        plain = reference_cdam(vit, inputs, layer, target).double().numpy()
+        np.testing.assert_allclose(plain, expected, rtol=0, atol=1e-5)
+        assert (fast < 0).any() and (fast > 0).any()  # signed
+
+
+def _observed_and_bootstrap(extractor, images):
+    """The normalised observed images and their bootstrap samples, as the
+    extractor draws them."""
+    loaded = load_images(images, image_size=extractor.image_size_)
+    mean = torch.tensor(extractor.mean_).view(1, 3, 1, 1)
+    std = torch.tensor(extractor.std_).view(1, 3, 1, 1)
+    observed = (torch.from_numpy(loaded).permute(0, 3, 1, 2) - mean) / std
+    forward = extractor._forward_pass()
+    seeds = image_seeds(array_digests(loaded), extractor.random_state)
+    return observed, forward.draw_samples(observed, seeds=seeds)
+
+
+@pytest.mark.parametrize("source", ["rollout", "cdam"])
+def test_extractor_maps_and_bootstrap_maps_of_a_source(make_tiny_vit, images, source):
+    vit = make_tiny_vit(num_classes=5)
+    extractor = AttentionExtractor(
+        vit, image_size=32, n_bootstrap=2, source=source, random_state=0
+    ).fit()
+    maps = extractor.transform(images)
+    assert maps.shape == (3, 3 * 16)
+    observed, samples = _observed_and_bootstrap(extractor, images)
+    with torch.no_grad():
+        predicted = vit(observed).argmax(-1)
+    for b in range(3):
+        inputs = observed if b == 0 else samples[:, b - 1]
+        if source == "rollout":
+            with torch.inference_mode():
+                expected = rollout(vit, inputs)
+        else:  # every bootstrap sample explains its observed image's class
+            expected = reference_cdam(vit, inputs, classes=predicted)
+        np.testing.assert_allclose(
+            maps[:, b * 16 : (b + 1) * 16], expected.double().numpy(), atol=1e-5
+        )
+    # Determinism: the same maps again, and in batches of one image.
+    again = extractor.set_params(batch_size=1).transform(images)
+    np.testing.assert_allclose(again, maps, rtol=0, atol=1e-6)
+
+
+def test_cdam_list_and_int_targets(make_tiny_vit, images):
+    vit = make_tiny_vit(num_classes=5)
+    params = dict(image_size=32, n_bootstrap=1, source="cdam", random_state=0)
+    by_list = AttentionExtractor(vit, target=[4, 1, 1], **params).fit()
+    by_int = AttentionExtractor(vit, target=1, **params).fit()
+    listed, single = by_list.transform(images), by_int.transform(images)
+    np.testing.assert_array_equal(listed[1:], single[1:])
+    assert not np.allclose(listed[0], single[0])
+    with pytest.raises(ValueError, match="one class per image: 2 ints"):
+        by_list.transform(images[:2])
+
+
+def test_source_settings_errors(make_tiny_vit, images):
+    vit = make_tiny_vit()
+    cases = [
+        ({"head": "max"}, "fuses heads in rollout only"),
+        ({"source": "cdam", "head": 0}, "explains every head together"),
+        ({"discard_ratio": 0.5}, "applies to source='rollout' only"),
+    ]
+    for params, message in cases:
+        with pytest.raises(ValueError, match=message):
+            AttentionExtractor(vit, image_size=32, **params).fit()
+    headless = make_tiny_vit(num_classes=0)
+    with pytest.raises(ValueError, match="no classification head"):
+        AttentionExtractor(headless, image_size=32, source="cdam").fit()
+    # A callable target explains a headless model (e.g. a concept similarity).
+    concept = torch.randn(32)
+    extractor = AttentionExtractor(
+        headless,
+        image_size=32,
+        source="cdam",
+        target=lambda features: features @ concept,
+        n_bootstrap=1,
+        random_state=0,
+    )
+    assert extractor.fit().transform(images).shape == (3, 32)
+
+
+def test_cache_key_holds_the_source_settings(make_tiny_vit, images, tmp_path):
+    vit = make_tiny_vit(num_classes=5)
+    memory = joblib.Memory(tmp_path, verbose=0)
+    settings = [
+        {"source": "attention"},
+        {"source": "rollout"},
+        {"source": "rollout", "discard_ratio": 0.5},
+        {"source": "rollout", "head": "max"},
+        {"source": "cdam"},
+        {"source": "cdam", "target": 2},
+        {"source": "cdam", "layer": 0},
+    ]
+    cached = []
+    for params in settings:
+        uncached = AttentionExtractor(
+            vit, image_size=32, n_bootstrap=1, random_state=0, **params
+        )
+        expected = uncached.fit().transform(images)
+        cached_extractor = AttentionExtractor(
+            vit, image_size=32, n_bootstrap=1, memory=memory, random_state=0, **params
+        )
+        for _ in range(2):  # computed, then read from the cache
+            maps = cached_extractor.fit().transform(images)
+            np.testing.assert_array_equal(maps, expected)
+        cached.append(maps)
+    for first in range(len(cached)):
+        for second in range(first):
+            assert not np.allclose(cached[first], cached[second])
