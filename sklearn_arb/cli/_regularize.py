@@ -47,6 +47,7 @@ from ._results import (
     remove_stale_partials,
     write_summary,
 )
+from ._scale import add_scale_arguments, in_shard
 
 DEFAULT_BATCH_SIZE = 16
 _SUMMARY_EVERY_S = 5.0  # summary.csv is rewritten at most this often during a run
@@ -170,6 +171,7 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     )
     regularize.add_argument("images", nargs="+", type=Path, metavar="IMAGES_OR_FOLDERS")
     _add_regularize_arguments(regularize, "arb_output")
+    add_scale_arguments(regularize)
 
     demo = commands.add_parser(
         "demo",
@@ -573,7 +575,14 @@ def _run_regularize(items: Sequence[_Input], args: argparse.Namespace) -> int:
 
 
 def regularize(args: argparse.Namespace) -> int:
-    return _run_regularize(_file_inputs(args.images, args.output), args)
+    items = _file_inputs(args.images, args.output)
+    selected = in_shard([item.key for item in items], args.shard)
+    items = [item for item, keep in zip(items, selected, strict=True) if keep]
+    if args.engine == "ray":
+        from ..ray import run_regularize
+
+        return run_regularize(items, args)
+    return _run_regularize(items, args)
 
 
 def demo(args: argparse.Namespace) -> int:
