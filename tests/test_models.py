@@ -170,3 +170,198 @@ def test_a_read_block_with_a_changed_forward_is_refused(make_tiny_vit):
     AttentionExtractor(vit, image_size=32, layer=0).fit()  # block 0 is readable
     with pytest.raises(ValueError, match="Block 1 of the model is a _HalvedBlock"):
         AttentionExtractor(vit, image_size=32, layer=-1).fit()
+
+
+# --- Hugging Face transformers ---------------------------------------------------
+
+
+def _hf_small(config_class, model_class, **kwargs):
+    config = config_class(
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        image_size=32,
+        patch_size=8,
+        **kwargs,
+    )
+    torch.manual_seed(0)
+    return _randomise(model_class(config))
+
+
+HF_CASES = {
+    "ViTModel": ("ViTConfig", "ViTModel", {}),
+    "ViTForImageClassification": ("ViTConfig", "ViTForImageClassification", {}),
+    "DeiTModel": ("DeiTConfig", "DeiTModel", {}),
+    "DeiTForImageClassificationWithTeacher": (
+        "DeiTConfig",
+        "DeiTForImageClassificationWithTeacher",
+        {},
+    ),
+    "Dinov2Model": ("Dinov2Config", "Dinov2Model", {}),
+    "Dinov2WithRegistersModel": (
+        "Dinov2WithRegistersConfig",
+        "Dinov2WithRegistersModel",
+        {"num_register_tokens": 4},
+    ),
+}
+
+
+def dense_hf_cls_row(model, images, index: int, n_prefix: int) -> torch.Tensor:
+    """Mean-over-heads CLS row of layer ``index`` from the model's own eager
+    ``output_attentions``."""
+    model = copy.deepcopy(model.base_model)
+    model.set_attn_implementation("eager")
+    # ViT and DeiT interpolate position embeddings when asked; DINOv2 always does.
+    interpolates = model.config.model_type in ("vit", "deit")
+    kwargs = {"interpolate_pos_encoding": True} if interpolates else {}
+    with torch.inference_mode():
+        attentions = model(
+            pixel_values=images, output_attentions=True, **kwargs
+        ).attentions
+    return attentions[index][:, :, 0, n_prefix:].mean(1)
+
+
+HF_SIZES = [(case, 32) for case in HF_CASES] + [
+    ("ViTModel", 48),  # position embeddings interpolated
+    ("Dinov2WithRegistersModel", 48),
+]
+
+
+@pytest.mark.parametrize(("case", "image_size"), HF_SIZES)
+def test_transformers_maps_equal_the_models_own_attention(case, image_size):
+    config_name, model_name, kwargs = HF_CASES[case]
+    model = _hf_small(
+        getattr(transformers, config_name), getattr(transformers, model_name), **kwargs
+    )
+    n_prefix = (
+        1 + (model.config.model_type == "deit") + kwargs.get("num_register_tokens", 0)
+    )
+    images = np.random.default_rng(0).random((2, image_size, image_size, 3))
+    extractor = AttentionExtractor(model, image_size=image_size, n_bootstrap=0).fit()
+    assert extractor.n_prefix_tokens_ == n_prefix
+    mean = torch.tensor(extractor.mean_).view(1, 3, 1, 1)
+    std = torch.tensor(extractor.std_).view(1, 3, 1, 1)
+    normalised = (torch.from_numpy(images).float().permute(0, 3, 1, 2) - mean) / std
+    for layer in (-1, 0):
+        expected = dense_hf_cls_row(model, normalised, layer, n_prefix)
+        maps = extractor.set_params(layer=layer).transform(images)
+        assert maps.shape == (2, (image_size // 8) ** 2)
+        np.testing.assert_allclose(maps, expected.double().numpy(), rtol=0, atol=1e-6)
+
+
+def test_a_save_pretrained_folder_loads_with_its_image_processor(tmp_path):
+    model = _hf_small(transformers.ViTConfig, transformers.ViTModel)
+    model.save_pretrained(tmp_path)
+    processor = transformers.ViTImageProcessor(
+        image_mean=[0.485, 0.456, 0.406],
+        image_std=[0.229, 0.224, 0.225],
+        size={"height": 48, "width": 48},
+    )
+    processor.save_pretrained(tmp_path)
+    images = np.random.default_rng(1).random((2, 48, 48, 3))
+    from_folder = AttentionExtractor(str(tmp_path), image_size=None, n_bootstrap=2)
+    from_folder.set_params(random_state=0).fit()
+    # The processor's normalisation and size, unless image_size is given.
+    assert from_folder.mean_ == pytest.approx((0.485, 0.456, 0.406))
+    assert from_folder.std_ == pytest.approx((0.229, 0.224, 0.225))
+    assert from_folder.image_size_ == (48, 48)
+    assert AttentionExtractor(str(tmp_path), image_size=32).fit().image_size_ == (
+        32,
+        32,
+    )
+    # A model object without a processor: its checkpoints' normalisation (0.5).
+    from_object = AttentionExtractor(
+        model, image_size=48, n_bootstrap=2, random_state=0
+    ).fit()
+    assert from_object.mean_ == (0.5, 0.5, 0.5)
+    from_object.mean_, from_object.std_ = from_folder.mean_, from_folder.std_
+    np.testing.assert_allclose(
+        from_folder.transform(images), from_object.transform(images), atol=1e-6
+    )
+
+
+def test_a_hub_id_offline_is_one_clear_error(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    extractor = AttentionExtractor("google/vit-base-patch16-224-in21k-unlikely")
+    with pytest.raises(
+        OSError, match=r"could not be loaded from the Hugging Face hub"
+    ) as info:
+        extractor.fit()
+    assert "\n" not in str(info.value)
+    assert "save_pretrained" in str(info.value)
+
+
+def test_transformers_models_that_are_not_cls_vits_are_named():
+    config = transformers.SwinConfig(embed_dim=16, depths=[1], num_heads=[1])
+    with pytest.raises(TypeError, match=r"SwinModel \(model_type 'swin'\) is not"):
+        AttentionExtractor(transformers.SwinModel(config)).fit()
+
+
+def _timm_vit_to_transformers(state_dict: dict, depth: int) -> dict:
+    """A timm ViT state_dict (head dropped) under transformers ViTModel's keys."""
+    converted = {
+        "embeddings.cls_token": state_dict["cls_token"],
+        "embeddings.position_embeddings": state_dict["pos_embed"],
+        "layernorm.weight": state_dict["norm.weight"],
+        "layernorm.bias": state_dict["norm.bias"],
+    }
+    for kind in ("weight", "bias"):
+        converted[f"embeddings.patch_embeddings.projection.{kind}"] = state_dict[
+            f"patch_embed.proj.{kind}"
+        ]
+    renamed = {
+        "norm1": "layernorm_before",
+        "norm2": "layernorm_after",
+        "attn.proj": "attention.o_proj",
+        "mlp.fc1": "mlp.fc1",
+        "mlp.fc2": "mlp.fc2",
+    }
+    for i in range(depth):
+        for kind in ("weight", "bias"):
+            for timm_name, hf_name in renamed.items():
+                converted[f"layers.{i}.{hf_name}.{kind}"] = state_dict[
+                    f"blocks.{i}.{timm_name}.{kind}"
+                ]
+            query, key, value = state_dict[f"blocks.{i}.attn.qkv.{kind}"].chunk(3)
+            for name, tensor in (("q", query), ("k", key), ("v", value)):
+                converted[f"layers.{i}.attention.{name}_proj.{kind}"] = tensor
+    return converted
+
+
+def test_real_deit_weights_give_the_same_maps_through_timm_and_transformers(
+    deit_weights, imagenette_paths, tmp_path
+):
+    from sklearn_arb.backbone import load_checkpoint
+
+    config = transformers.ViTConfig(
+        hidden_size=192,
+        num_hidden_layers=12,
+        num_attention_heads=3,
+        intermediate_size=768,
+        image_size=224,
+        patch_size=16,
+        layer_norm_eps=1e-6,
+        qkv_bias=True,
+    )
+    model = transformers.ViTModel(config, add_pooling_layer=False)
+    model.load_state_dict(
+        _timm_vit_to_transformers(load_checkpoint(deit_weights), depth=12),
+        strict=True,
+    )
+    model.save_pretrained(tmp_path)
+    transformers.ViTImageProcessor(
+        image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225]
+    ).save_pretrained(tmp_path)
+    images = imagenette_paths[:: len(imagenette_paths) // 3][:3]
+    settings = {"n_bootstrap": 2, "random_state": 0}
+    for extra in ({}, {"layer": 5, "head": 1}):
+        timm_maps = AttentionExtractor(
+            "deit_tiny_patch16_224", checkpoint_path=deit_weights, **settings, **extra
+        ).fit_transform(images)
+        hf_maps = AttentionExtractor(str(tmp_path), **settings, **extra).fit_transform(
+            images
+        )
+        np.testing.assert_allclose(hf_maps, timm_maps, rtol=0, atol=1e-5)
+        # Real, image-dependent attention (not maps equal by being uniform).
+        assert np.abs(timm_maps[0, :196] - timm_maps[1, :196]).max() > 1e-3
