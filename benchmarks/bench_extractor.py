@@ -16,12 +16,19 @@ speed-up, the largest map difference, and the fast path's FLOPs per second as a
 share of sgemm. Models: DeiT-Tiny/16 at 448 px (the shared weights if present)
 and ViT-S/8 at 488 px (random weights).
 
+``--only hf`` times the same DeiT-Tiny weights as a timm model and as a
+Hugging Face ``transformers`` ViTModel (converted, saved with
+``save_pretrained`` and loaded from that folder), both through
+``AttentionExtractor.transform``, interleaved in every round; it prints both
+medians, their ratio and the largest map difference (needs the ``hf`` extra).
+
 Run: ``python benchmarks/bench_extractor.py [--repeats 3] [--images 4]
-[--threads N] [--batch-size N] [--device auto] [--only deit|vits8]``, with
+[--threads N] [--batch-size N] [--device auto] [--only deit|vits8|hf]``, with
 ``SKLEARN_ARB_DATA`` pointing to the shared data folder (default
 ``../shared/data``; without it, random weights on random images).
 
-Results: the "Extractor speed" table of the Benchmarks page (doc/benchmarks.rst).
+Results: the "Extractor speed" table of the Benchmarks page (doc/benchmarks.rst);
+timm against transformers: the Models page (doc/models.rst).
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ import argparse
 import os
 import statistics
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -149,6 +157,69 @@ def bench(label, extractor, images, repeats):
         print(f"{label}: {1 / fast_s:.1f} images/s on {torch.cuda.get_device_name()}")
 
 
+def transformers_deit_folder(weights: Path, folder: Path) -> Path:
+    """The DeiT-Tiny weights as a transformers ViTModel folder, with its image
+    processor (ImageNet normalisation, as timm's DeiT)."""
+    import transformers
+
+    from sklearn_arb.backbone import load_checkpoint
+    from sklearn_arb.backbone._hf import timm_vit_to_transformers
+
+    config = transformers.ViTConfig(
+        hidden_size=192,
+        num_hidden_layers=12,
+        num_attention_heads=3,
+        intermediate_size=768,
+        image_size=224,
+        patch_size=16,
+        layer_norm_eps=1e-6,
+        qkv_bias=True,
+    )
+    model = transformers.ViTModel(config, add_pooling_layer=False)
+    model.load_state_dict(timm_vit_to_transformers(load_checkpoint(weights), 12))
+    model.save_pretrained(folder)
+    transformers.ViTImageProcessor(
+        image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225]
+    ).save_pretrained(folder)
+    return folder
+
+
+def bench_transformers(weights, images, image_size, common, repeats):
+    """timm and transformers extractors on the same weights, interleaved."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = transformers_deit_folder(weights, Path(tmp))
+        extractors = {
+            "timm": AttentionExtractor(
+                "deit_tiny_patch16_224",
+                checkpoint_path=weights,
+                image_size=image_size,
+                **common,
+            ).fit(),
+            "transformers": AttentionExtractor(
+                str(folder), image_size=image_size, **common
+            ).fit(),
+        }
+    loaded = load_images(images, (image_size, image_size))
+    n_forward = len(loaded) * (1 + common["n_bootstrap"])
+    maps = {name: e.transform(loaded) for name, e in extractors.items()}  # warm-up
+    times = {name: [] for name in extractors}
+    for _ in range(repeats):
+        for name, extractor in extractors.items():
+            times[name].append(median_time(partial(extractor.transform, loaded), 1))
+    timm_s, hf_s = (statistics.median(times[n]) / n_forward for n in extractors)
+    ratios = [h / t for t, h in zip(times["timm"], times["transformers"], strict=True)]
+    print(
+        f"DeiT-Tiny/16 @{image_size}: timm {timm_s:.3f} s/image, transformers "
+        f"{hf_s:.3f} s/image (medians of {repeats}), transformers/timm "
+        f"{statistics.median(ratios):.2f}x (per-round "
+        f"{', '.join(f'{r:.2f}' for r in ratios)}), max |map diff| "
+        f"{np.abs(maps['timm'] - maps['transformers']).max():.1e} ({n_forward} "
+        f"forward images, load average {os.getloadavg()[0]:.1f})"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
@@ -156,7 +227,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--only", choices=["deit", "vits8"], default=None)
+    parser.add_argument("--only", choices=["deit", "vits8", "hf"], default=None)
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -185,6 +256,9 @@ def main() -> None:
             images,
             args.repeats,
         )
+    if args.only in (None, "hf") and weights.exists():
+        for image_size in (224, 448):
+            bench_transformers(weights, images, image_size, common, args.repeats)
     if args.only in (None, "vits8"):
         bench(
             "ViT-S/8 (random) @488",

@@ -298,41 +298,11 @@ def test_transformers_models_that_are_not_cls_vits_are_named():
         AttentionExtractor(transformers.SwinModel(config)).fit()
 
 
-def _timm_vit_to_transformers(state_dict: dict, depth: int) -> dict:
-    """A timm ViT state_dict (head dropped) under transformers ViTModel's keys."""
-    converted = {
-        "embeddings.cls_token": state_dict["cls_token"],
-        "embeddings.position_embeddings": state_dict["pos_embed"],
-        "layernorm.weight": state_dict["norm.weight"],
-        "layernorm.bias": state_dict["norm.bias"],
-    }
-    for kind in ("weight", "bias"):
-        converted[f"embeddings.patch_embeddings.projection.{kind}"] = state_dict[
-            f"patch_embed.proj.{kind}"
-        ]
-    renamed = {
-        "norm1": "layernorm_before",
-        "norm2": "layernorm_after",
-        "attn.proj": "attention.o_proj",
-        "mlp.fc1": "mlp.fc1",
-        "mlp.fc2": "mlp.fc2",
-    }
-    for i in range(depth):
-        for kind in ("weight", "bias"):
-            for timm_name, hf_name in renamed.items():
-                converted[f"layers.{i}.{hf_name}.{kind}"] = state_dict[
-                    f"blocks.{i}.{timm_name}.{kind}"
-                ]
-            query, key, value = state_dict[f"blocks.{i}.attn.qkv.{kind}"].chunk(3)
-            for name, tensor in (("q", query), ("k", key), ("v", value)):
-                converted[f"layers.{i}.attention.{name}_proj.{kind}"] = tensor
-    return converted
-
-
 def test_real_deit_weights_give_the_same_maps_through_timm_and_transformers(
     deit_weights, imagenette_paths, tmp_path
 ):
     from sklearn_arb.backbone import load_checkpoint
+    from sklearn_arb.backbone._hf import timm_vit_to_transformers
 
     config = transformers.ViTConfig(
         hidden_size=192,
@@ -346,7 +316,7 @@ def test_real_deit_weights_give_the_same_maps_through_timm_and_transformers(
     )
     model = transformers.ViTModel(config, add_pooling_layer=False)
     model.load_state_dict(
-        _timm_vit_to_transformers(load_checkpoint(deit_weights), depth=12),
+        timm_vit_to_transformers(load_checkpoint(deit_weights), depth=12),
         strict=True,
     )
     model.save_pretrained(tmp_path)

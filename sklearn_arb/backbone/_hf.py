@@ -23,7 +23,12 @@ from torch import nn
 
 from ._hub import local_hub_only
 
-__all__ = ["HFVisionTransformer", "is_hf_model", "load_hf_vit"]
+__all__ = [
+    "HFVisionTransformer",
+    "is_hf_model",
+    "load_hf_vit",
+    "timm_vit_to_transformers",
+]
 
 # The transformers model types whose layers the extractor reads (their attention
 # is softmax(q k^T * scale) over all tokens, CLS first).
@@ -253,3 +258,49 @@ def load_hf_vit(model: str | os.PathLike | nn.Module) -> HFVisionTransformer:
         _processor_file(source), config.model_type, int(config.image_size)
     )
     return HFVisionTransformer(model, mean, std, size).eval()
+
+
+def timm_vit_to_transformers(
+    state_dict: dict[str, torch.Tensor], depth: int
+) -> dict[str, torch.Tensor]:
+    """A timm ViT state_dict (head dropped) under transformers ``ViTModel``'s keys.
+
+    For a plain timm ViT (pre-norm blocks, fused qkv, GELU MLP, one CLS token):
+    the same network as ``ViTModel(config, add_pooling_layer=False)`` with
+    ``layer_norm_eps=1e-6`` and ``qkv_bias=True``.
+
+    Examples
+    --------
+    >>> import timm
+    >>> from sklearn_arb.backbone._hf import timm_vit_to_transformers
+    >>> vit = timm.create_model("vit_tiny_patch16_224", depth=1, num_classes=0)
+    >>> sorted(timm_vit_to_transformers(vit.state_dict(), depth=1))[:2]
+    ['embeddings.cls_token', 'embeddings.patch_embeddings.projection.bias']
+    """
+    converted = {
+        "embeddings.cls_token": state_dict["cls_token"],
+        "embeddings.position_embeddings": state_dict["pos_embed"],
+        "layernorm.weight": state_dict["norm.weight"],
+        "layernorm.bias": state_dict["norm.bias"],
+    }
+    for kind in ("weight", "bias"):
+        converted[f"embeddings.patch_embeddings.projection.{kind}"] = state_dict[
+            f"patch_embed.proj.{kind}"
+        ]
+    renamed = {
+        "norm1": "layernorm_before",
+        "norm2": "layernorm_after",
+        "attn.proj": "attention.o_proj",
+        "mlp.fc1": "mlp.fc1",
+        "mlp.fc2": "mlp.fc2",
+    }
+    for i in range(depth):
+        for kind in ("weight", "bias"):
+            for timm_name, hf_name in renamed.items():
+                converted[f"layers.{i}.{hf_name}.{kind}"] = state_dict[
+                    f"blocks.{i}.{timm_name}.{kind}"
+                ]
+            query, key, value = state_dict[f"blocks.{i}.attn.qkv.{kind}"].chunk(3)
+            for name, tensor in (("q", query), ("k", key), ("v", value)):
+                converted[f"layers.{i}.attention.{name}_proj.{kind}"] = tensor
+    return converted
