@@ -65,8 +65,11 @@ class AttentionExtractor(TransformerMixin, BaseEstimator):
     ----------
     model : str or torch.nn.Module, default="deit_tiny_patch16_224"
         A timm ViT name (``"vit_small_patch8_224.dino"``, the paper's model;
-        ``"vit_small_patch14_reg4_dinov2"``, ...) or a timm ``VisionTransformer``
-        (deep-copied at fit, never modified).
+        ``"vit_small_patch14_reg4_dinov2"``, ``"eva02_tiny_patch14_224"``, ...),
+        a timm ViT, EVA or BEiT module, a Hugging Face ``transformers`` ViT,
+        DeiT or DINOv2 model, a folder written by its ``save_pretrained`` or a
+        hub id (modules are deep-copied at fit, never modified). The Models
+        page of the user guide lists the tested families.
     pretrained : bool, default=False
         Load the hub weights of a named model (needs internet).
     checkpoint_path : str or path-like, default=None
