@@ -3,7 +3,8 @@
 A panel is the image beside its attention map and each regularized map, on one
 colour scale (0 to the largest score), tokens that are zero left clear, as
 :func:`sklearn_arb.plotting.plot_attention_panel` draws them. It is composed with
-numpy and PIL, not matplotlib (whose figure layout took ~90% of a run): a few
+numpy and PIL (the tiles are :func:`sklearn_arb.plotting.overlay_map` arrays), not
+with matplotlib's figure layout, which took ~90% of a run: a few
 milliseconds a panel, from a copy of the image no larger than the panel, so a
 huge photograph costs no more than a small one.
 """
@@ -21,6 +22,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from .._maps import tokens_to_grid
+from ..plotting import overlay_map
 from ._results import write_atomic
 
 MAP_INCHES = 3.0  # width of each tile at --dpi
@@ -45,17 +47,6 @@ def _colormap() -> np.ndarray:
 @cache
 def _font(size: int) -> ImageFont.ImageFont:
     return ImageFont.load_default(size=size)
-
-
-def _overlay(image: Image.Image, grid: np.ndarray, vmax: float) -> Image.Image:
-    """``image`` with ``grid`` drawn over it in colour, zeros clear."""
-    levels = np.clip(grid / vmax, 0, 1) if vmax > 0 else np.zeros_like(grid)
-    colours = _colormap()[np.round(255 * levels).astype(np.uint8)]
-    # Nearest-neighbour upsampling: each token covers its own patch of the image.
-    colour_image = Image.fromarray(colours).resize(image.size, Image.Resampling.NEAREST)
-    shown = Image.fromarray(np.where(grid != 0, 255, 0).astype(np.uint8))
-    mask = shown.resize(image.size, Image.Resampling.NEAREST)
-    return Image.composite(Image.blend(image, colour_image, _OPACITY), image, mask)
 
 
 def render_panel(
@@ -88,7 +79,10 @@ def render_panel(
     for i, (name, note, pixels) in enumerate(tiles):
         left = gap + i * (width + gap)
         if pixels is None:
-            pixels = _overlay(picture, grids[name], vmax)
+            tile = overlay_map(
+                image, grids[name], cmap=_COLORMAP, alpha=_OPACITY, vmax=vmax
+            )
+            pixels = Image.fromarray(tile)
         panel.paste(pixels, (left, head))
         draw.text((left, head - 2 * font_size - 2), name, fill="black", font=font)
         draw.text((left, head - font_size - 2), note, fill="black", font=font)
