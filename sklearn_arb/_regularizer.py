@@ -46,8 +46,9 @@ class BootstrapAttentionRegularizer(TransformerMixin, BaseEstimator):
     Method page of the user guide (:ref:`method`):
 
     1. log scores (a score <= 0 is floored at the smallest positive score of its
-       image, see :func:`sklearn_arb.stats.log_scores`), standardised by the null's
-       mean and standard deviation: ``z`` (:func:`~sklearn_arb.stats.z_scores`);
+       image, see :func:`sklearn_arb.stats.log_scores`), or the raw scores with
+       ``scale="linear"``, standardised by the null's mean and standard
+       deviation: ``z`` (:func:`~sklearn_arb.stats.z_scores`);
     2. empirical p-values against the null z
        (:func:`~sklearn_arb.stats.empirical_pvalues`);
     3. pi0, the proportion of null scores (:func:`~sklearn_arb.stats.estimate_pi0`);
@@ -120,6 +121,15 @@ class BootstrapAttentionRegularizer(TransformerMixin, BaseEstimator):
         page of the user guide. ``lfdr_null="bootstrap"`` needs the exact null.
     soft : bool, default=False
         If True, kept scores are shrunk to ``a * (1 - lfdr)``.
+    scale : {"log", "linear", "auto"}, default="log"
+        The scale z is computed on: log scores (positive maps: attention,
+        rollout), or the raw scores (signed maps: CDAM), whose null mean and
+        standard deviation standardise them the same way. ``"auto"``: linear
+        when the maps :meth:`fit` (or the first :meth:`partial_fit`) sees hold
+        a score <= 0, else log. Everything after z is the same on both scales.
+        On a signed map the significant side is large positive z (evidence for
+        the target class); negative scores (evidence against it) are zeroed by
+        the z-step like any score the null explains.
 
     Attributes
     ----------
@@ -133,6 +143,8 @@ class BootstrapAttentionRegularizer(TransformerMixin, BaseEstimator):
         Bootstrap maps per image, B (``layout_.n_bootstrap``).
     n_tokens_ : int
         Tokens per map, P (``layout_.n_tokens``).
+    scale_ : {"log", "linear"}
+        The scale z is computed on (``scale``, with ``"auto"`` resolved).
     null_mean_ : float or None
         Mean of the pooled null log scores (None when fitted with
         ``null="per_image"``).
@@ -197,6 +209,7 @@ class BootstrapAttentionRegularizer(TransformerMixin, BaseEstimator):
         "null": [StrOptions({"pooled", "per_image"})],
         "max_exact_null": [Interval(Integral, 0, None, closed="left")],
         "soft": ["boolean"],
+        "scale": [StrOptions({"log", "linear", "auto"})],
     }
 
     def __init__(
@@ -216,6 +229,7 @@ class BootstrapAttentionRegularizer(TransformerMixin, BaseEstimator):
         null: str = "pooled",
         max_exact_null: int = 4_194_304,
         soft: bool = False,
+        scale: str = "log",
     ) -> None:
         self.n_bootstrap = n_bootstrap
         self.method = method
@@ -231,6 +245,7 @@ class BootstrapAttentionRegularizer(TransformerMixin, BaseEstimator):
         self.null = null
         self.max_exact_null = max_exact_null
         self.soft = soft
+        self.scale = scale
 
     def _layout(self, attached: MapLayout | None, n_features: int) -> MapLayout:
         """The layout of the maps: the one attached to them, or ``n_bootstrap``'s
@@ -274,6 +289,7 @@ class BootstrapAttentionRegularizer(TransformerMixin, BaseEstimator):
         attached = layout_of(X)
         X = validate_data(self, X, dtype=[np.float64, np.float32])
         self._set_layout(self._layout(attached, X.shape[1]))
+        self.scale_ = self._resolved_scale(X)
         self._set_pooled_null(self._pooled_null_of(X))
         return self
 
@@ -327,6 +343,8 @@ class BootstrapAttentionRegularizer(TransformerMixin, BaseEstimator):
                 f"{self.layout_}. Give every chunk the same extractor settings."
             )
         self._set_layout(layout)
+        if first_call:
+            self.scale_ = self._resolved_scale(X)
         pooled = self._pooled_null_of(X)
         previous = None if first_call else self.pooled_null_
         if pooled is not None and previous is not None:
@@ -381,6 +399,11 @@ class BootstrapAttentionRegularizer(TransformerMixin, BaseEstimator):
                     "merge joins pooled nulls, but a regularizer was fitted with "
                     "null='per_image'. Fit both with null='pooled'."
                 )
+        if other.scale_ != self.scale_:
+            raise ValueError(
+                f"Cannot merge regularizers whose z are on the {self.scale_} and "
+                f"{other.scale_} scales. Fit both with the same scale."
+            )
         if other.layout_ != self.layout_:
             raise ValueError(
                 f"Cannot merge regularizers fitted on maps of layouts {self.layout_} "
@@ -391,6 +414,7 @@ class BootstrapAttentionRegularizer(TransformerMixin, BaseEstimator):
         if hasattr(self, "feature_names_in_"):
             merged.feature_names_in_ = self.feature_names_in_
         merged._set_layout(self.layout_)
+        merged.scale_ = self.scale_
         merged._set_pooled_null(
             self.pooled_null_.merge(other.pooled_null_, self.max_exact_null)
         )
@@ -401,12 +425,25 @@ class BootstrapAttentionRegularizer(TransformerMixin, BaseEstimator):
         self.n_bootstrap_ = layout.n_bootstrap
         self.n_tokens_ = layout.n_tokens
 
+    def _resolved_scale(self, X: np.ndarray) -> str:
+        """``scale``, with ``"auto"`` resolved on the maps ``X``."""
+        if self.scale != "auto":
+            return self.scale
+        return "linear" if (X <= 0).any() else "log"
+
+    def _scaled(self, X: np.ndarray) -> np.ndarray:
+        """float64 scores on the scale of z: logs, or the scores themselves
+        (a new array either way; ``X`` is never modified)."""
+        if self.scale_ == "linear":
+            return X.astype(np.float64, copy=True)
+        return log_scores_unchecked(X.astype(np.float64, copy=False))
+
     def _pooled_null_of(self, X: np.ndarray) -> PooledNull | None:
         """The pooled null state of validated maps; None for ``null="per_image"``
         (nothing to learn; None, so a later null="pooled" cannot use a stale one)."""
         if self.null != "pooled":
             return None
-        null_logs = self.layout_.bootstrap(log_scores_unchecked(X.astype(np.float64)))
+        null_logs = self.layout_.bootstrap(self._scaled(X))
         return PooledNull.from_logs(null_logs, self.max_exact_null)
 
     def _set_pooled_null(self, pooled: PooledNull | None) -> None:
@@ -432,7 +469,7 @@ class BootstrapAttentionRegularizer(TransformerMixin, BaseEstimator):
     def _statistics(self, X: np.ndarray, everything: bool) -> Bunch:
         """The statistics of validated ``X`` in one pass; only those the
         thresholds need unless ``everything``."""
-        logs = log_scores_unchecked(X.astype(np.float64, copy=False))
+        logs = self._scaled(X)
         observed_logs = self.layout_.observed(logs)
         null_logs = self.layout_.bootstrap(logs)
         if self.null == "pooled":
@@ -546,6 +583,11 @@ class BootstrapAttentionRegularizer(TransformerMixin, BaseEstimator):
                 f"{self.null_count_} values, more than max_exact_null="
                 f"{self.max_exact_null}, and only its histogram was kept. Set "
                 "lfdr_null='normal', or fit again with a larger max_exact_null."
+            )
+        if self.scale not in ("auto", self.scale_):
+            raise ValueError(
+                f"scale={self.scale!r} but the regularizer's null was learnt on the "
+                f"{self.scale_} scale. Call fit again."
             )
         if self.n_bootstrap not in ("auto", self.n_bootstrap_):
             raise ValueError(

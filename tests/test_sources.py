@@ -223,3 +223,64 @@ def test_cache_key_holds_the_source_settings(make_tiny_vit, images, tmp_path):
     for first in range(len(cached)):
         for second in range(first):
             assert not np.allclose(cached[first], cached[second])
+
+
+def _signed_maps(seed=0, n_images=6, n_tokens=400, n_bootstrap=3):
+    """CDAM-like signed maps: null scores around 0; tokens 0-39 carry evidence
+    for the target (+), tokens 40-79 against it (-)."""
+    rng = np.random.default_rng(seed)
+    null = rng.normal(0.0, 1e-3, size=(n_images, n_bootstrap * n_tokens))
+    observed = rng.normal(0.0, 1e-3, size=(n_images, n_tokens))
+    observed[:, :40] += 8e-3
+    observed[:, 40:80] -= 8e-3
+    return np.hstack([observed, null])
+
+
+@pytest.mark.parametrize("method", ["p", "lfdr", "pi0"])
+@pytest.mark.parametrize("null", ["pooled", "per_image"])
+def test_signed_maps_end_to_end(method, null):
+    from sklearn_arb import BootstrapAttentionRegularizer
+
+    X = _signed_maps()
+    before = X.copy()
+    params = dict(n_bootstrap=3, method=method, null=null)
+    linear = BootstrapAttentionRegularizer(scale="linear", **params).fit(X)
+    auto = BootstrapAttentionRegularizer(scale="auto", **params).fit(X)
+    assert auto.scale_ == "linear"
+    maps = linear.transform(X)
+    np.testing.assert_array_equal(auto.transform(X), maps)
+    np.testing.assert_array_equal(X, before)  # input untouched
+    stats = linear.compute_statistics(X)
+    assert (stats.z[:, :40] > 4).all() and (stats.z[:, 40:80] < -4).all()
+    assert (stats.pvalues[:, :40] < 0.01).all()
+    assert (stats.lfdr[:, :40] < 0.05).all()
+    # 320 of 400 tokens are null: pi0 (per image) near 0.8.
+    assert ((stats.pi0 >= 0) & (stats.pi0 <= 1)).all()
+    assert 0.6 < stats.pi0.mean() < 0.95
+    # Evidence against the target (negative z) is zeroed, kept scores keep
+    # their value.
+    assert (maps[:, 40:80] == 0).all()
+    kept = maps != 0
+    np.testing.assert_array_equal(maps[kept], linear.layout_.observed(X)[kept])
+    if method == "pi0":  # keeps the 1 - pi0 largest z: the signal, and some noise
+        assert kept[:, :40].mean() > 0.8 and kept[:, 80:].mean() < 0.3
+    else:  # evidence for the target kept, the null's tokens mostly zeroed
+        assert kept[:, :40].all() and kept[:, 80:].mean() < 0.1
+
+
+def test_signed_scale_pooled_in_chunks_and_errors():
+    from sklearn_arb import BootstrapAttentionRegularizer
+
+    X = _signed_maps(n_images=8)
+    whole = BootstrapAttentionRegularizer(n_bootstrap=3, scale="auto").fit(X)
+    chunked = BootstrapAttentionRegularizer(n_bootstrap=3, scale="auto")
+    for chunk in (X[:3], X[3:]):
+        chunked.partial_fit(chunk)
+    assert chunked.scale_ == "linear"
+    np.testing.assert_array_equal(chunked.transform(X), whole.transform(X))
+    positive = BootstrapAttentionRegularizer(n_bootstrap=3, scale="auto")
+    assert positive.fit(np.exp(X)).scale_ == "log"
+    with pytest.raises(ValueError, match="the log and linear scales"):
+        positive.merge(whole)
+    with pytest.raises(ValueError, match="learnt on the linear scale"):
+        whole.set_params(scale="log").transform(X)
