@@ -47,8 +47,12 @@ def make_arb_pipeline(
         ``extractor__n_bootstrap``.
     extractor_params : dict, default=None
         Other :class:`AttentionExtractor` parameters (``image_size``,
-        ``checkpoint_path``, ``bootstrap``, ``random_state``, ...). An int
-        ``random_state`` is needed for the transform cache.
+        ``checkpoint_path``, ``bootstrap``, ``source``, ``head``, ``layer``,
+        ``target``, ``random_state``, ...). An int ``random_state`` is needed
+        for the transform cache, which keys maps on the source settings too: a
+        ``GridSearchCV`` over ``extractor__source`` runs the ViT once per image
+        and source (pass ``regularizer_params={"scale": "auto"}`` so that
+        CDAM's signed maps get a linear z).
     regularizer_params : dict, default=None
         Other :class:`BootstrapAttentionRegularizer` parameters (``method``,
         ``alpha``, ``gamma``, ...).

@@ -284,3 +284,41 @@ def test_signed_scale_pooled_in_chunks_and_errors():
         positive.merge(whole)
     with pytest.raises(ValueError, match="learnt on the linear scale"):
         whole.set_params(scale="log").transform(X)
+
+
+def test_grid_search_over_the_source_runs_the_vit_once_per_source(
+    make_tiny_vit, tmp_path, forward_passes
+):
+    from sklearn.model_selection import GridSearchCV
+
+    from sklearn_arb import make_arb_pipeline
+
+    images = np.random.default_rng(1).random((6, 32, 32, 3)).astype(np.float32)
+    pipe = make_arb_pipeline(
+        make_tiny_vit(num_classes=5),
+        n_bootstrap=2,
+        extractor_params={"image_size": 32, "random_state": 0, "source": "cdam"},
+        regularizer_params={"scale": "auto"},
+        memory=joblib.Memory(tmp_path, verbose=0),
+    )
+    assert pipe["extractor"].source == "cdam"
+    scales = []
+
+    def kept_share(estimator, X, y=None):
+        scales.append(estimator["regularizer"].scale_)
+        return float((estimator.transform(X) > 0).mean())
+
+    search = GridSearchCV(
+        pipe,
+        {
+            "extractor__source": ["attention", "rollout", "cdam"],
+            "regularizer__alpha": [0.05, 0.5],
+        },
+        scoring=kept_share,
+        cv=2,
+    ).fit(images)
+    # 6 candidates x 2 folds and the refit: each source's maps of each half of
+    # the images computed once, every other call served by the cache.
+    assert sorted(forward_passes) == [3] * 6
+    assert sorted(set(scales)) == ["linear", "log"]  # CDAM's maps are signed
+    assert search.best_params_["extractor__source"] in ("attention", "rollout", "cdam")
