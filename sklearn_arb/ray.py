@@ -217,10 +217,15 @@ class _RegularizeFiles:
     command's batches (read, compute, write ``.npz`` and panel, each image under
     its claim), with the model loaded once per actor."""
 
-    def __init__(self, args: argparse.Namespace) -> None:
+    def __init__(self, args: argparse.Namespace, cwd: str) -> None:
         from .cli._arguments import build_extractor
         from .cli._regularize import _Run
 
+        # In the driver's folder where this node has it, so that an image is
+        # named as the command names it; else images are read by absolute path.
+        self.relative = os.path.isdir(cwd)
+        if self.relative:
+            os.chdir(cwd)
         self.extractor = build_extractor(args)
         self.messages = _Messages()
         self.run = _Run(args, self.messages)
@@ -228,10 +233,11 @@ class _RegularizeFiles:
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         from .cli._regularize import _Input, _run_batch
 
+        paths = batch["path"] if self.relative else batch["absolute_path"]
         items = [
             _Input(source=str(source), key=Path(str(key)), image=Path(str(path)))
             for source, key, path in zip(
-                batch["source"], batch["key"], batch["path"], strict=True
+                batch["source"], batch["key"], paths, strict=True
             )
         ]
         run, before = self.run, self._counts()
@@ -294,7 +300,8 @@ def run_regularize(items: Sequence[Any], args: argparse.Namespace) -> int:
         {
             "source": item.source,
             "key": item.key.as_posix(),
-            "path": os.path.abspath(item.image),
+            "path": str(item.image),
+            "absolute_path": os.path.abspath(item.image),
         }
         for item in items
     ]
@@ -303,9 +310,9 @@ def run_regularize(items: Sequence[Any], args: argparse.Namespace) -> int:
         if rows:
             results = ray.data.from_items(rows).map_batches(
                 _RegularizeFiles,
-                fn_constructor_args=(args,),
+                fn_constructor_args=(args, os.getcwd()),
                 batch_size=args.images_per_batch or DEFAULT_BATCH_SIZE,
-                concurrency=args.workers,
+                compute=ray.data.ActorPoolStrategy(size=args.workers),
                 batch_format="numpy",
                 **({"num_gpus": args.gpus_per_worker} if args.gpus_per_worker else {}),
             )

@@ -8,6 +8,7 @@ import pytest
 import timm
 import torch
 from PIL import Image
+from sklearn.base import clone
 
 from sklearn_arb import AttentionExtractor, BootstrapAttentionRegularizer
 from sklearn_arb.cli import main
@@ -77,11 +78,19 @@ def local_run(image_root, random_weights, tmp_path_factory):
     return _results(output)
 
 
-def _assert_same(got, expected, rtol=0.0):
+def _assert_same(got, expected, exact=True):
+    """The same results; else the maps to 1e-6 and the statistics to 1e-4 (a Ray
+    actor runs torch on one thread: other float32 summation orders, which the
+    z of a 4-token null amplifies)."""
     assert sorted(got) == sorted(expected) and len(got) == 16
     for key, arrays in expected.items():
         for name, values in arrays.items():
-            np.testing.assert_allclose(got[key][name], values, rtol=rtol, err_msg=key)
+            if exact:
+                np.testing.assert_array_equal(got[key][name], values, err_msg=key)
+            elif name.endswith("attention"):
+                np.testing.assert_allclose(got[key][name], values, rtol=1e-6)
+            else:
+                np.testing.assert_allclose(got[key][name], values, atol=1e-4)
 
 
 def test_shards_together_are_one_run(
@@ -125,7 +134,7 @@ def test_ray_maps_equal_the_local_run(
     monkeypatch.chdir(image_root)
     args = _args(random_weights, tmp_path, "--engine", "ray", "--workers", workers)
     assert main(args) == 0
-    _assert_same(_results(tmp_path), local_run, rtol=1e-6)
+    _assert_same(_results(tmp_path), local_run, exact=False)
     assert len((tmp_path / "summary.csv").read_text().splitlines()) == 1 + 16
 
 
@@ -171,7 +180,7 @@ def test_a_failed_worker_loses_no_finished_image_and_a_rerun_completes(
     monkeypatch.setattr(arb_ray, "_RegularizeFiles", original)
     assert main(args) == 0
     assert f"{len(done)} image(s) already done" in capsys.readouterr().err
-    _assert_same(_results(tmp_path), local_run, rtol=1e-6)
+    _assert_same(_results(tmp_path), local_run, exact=False)
 
 
 def test_extract_and_regularize_maps_equal_the_pipeline(local_ray, make_tiny_vit):
@@ -179,14 +188,14 @@ def test_extract_and_regularize_maps_equal_the_pipeline(local_ray, make_tiny_vit
 
     images = np.random.default_rng(1).random((16, 32, 32, 3))
     extractor = AttentionExtractor(make_tiny_vit(), image_size=32, random_state=0)
-    expected_maps = extractor.fit().transform(images)
+    expected_maps = clone(extractor).fit().transform(images)  # actors fit their own
     dataset = ray.data.from_items(
         [{"index": i, "image": image} for i, image in enumerate(images)]
     )
     for workers in (1, 2):
         maps_dataset = dataset.map_batches(
             ExtractMaps,
-            fn_constructor_args=(AttentionExtractor(make_tiny_vit(), random_state=0),),
+            fn_constructor_args=(extractor,),
             concurrency=workers,
             batch_size=5,
         ).materialize()
