@@ -111,10 +111,12 @@ class AttentionExtractor(TransformerMixin, BaseEstimator):
     target : int, "predicted", list of int or callable, default="predicted"
         CDAM only: the class whose logit is explained (an int; one per image, a
         list as long as ``transform``'s images; or ``"predicted"``, the image's
-        top class), or a callable mapping the model's output ``(n, C)`` tensor
-        to ``(n,)`` scores (e.g. a concept similarity; the only choice for a
-        model without a classification head). Maps of a callable target are
-        never cached by ``memory``.
+        top class), or a callable mapping the model's output (an ``(n, C)``
+        tensor: the logits, or the features of a model without a
+        classification head such as DINO) to ``(n,)`` scores (e.g. a concept
+        similarity; the only choice for a model without a head). With
+        ``source="cdam"`` a named model or checkpoint keeps its classifier.
+        Maps of a callable target are never cached by ``memory``.
     device : str or torch.device, default="auto"
         ``"auto"``: CUDA when available, else CPU.
     batch_size : int, default=None
@@ -309,12 +311,16 @@ class AttentionExtractor(TransformerMixin, BaseEstimator):
         )
         # Named weights are loaded once per process when caching is on; the
         # shared module is never modified (see the model_ attribute).
+        # CDAM explains class logits: a named model keeps its classifier.
+        keep_head = self.source == "cdam"
         shared_key = (
             None
             if self.memory is None or weights_id is None
-            else (weights_id, size, str(device))
+            else (weights_id, size, str(device), keep_head)
         )
-        vit = shared_model(shared_key, partial(self._load_model, size, device))
+        vit = shared_model(
+            shared_key, partial(self._load_model, size, device, keep_head)
+        )
         self.image_size_, self.patch_size_ = check_geometry(
             vit,
             size,
@@ -372,12 +378,15 @@ class AttentionExtractor(TransformerMixin, BaseEstimator):
             )
         return classes
 
-    def _load_model(self, size: tuple[int, int] | None, device: torch.device):
+    def _load_model(
+        self, size: tuple[int, int] | None, device: torch.device, keep_head: bool
+    ):
         return load_vit(
             self.model,
             pretrained=self.pretrained,
             checkpoint_path=self.checkpoint_path,
             image_size=size,
+            keep_head=keep_head,
         ).to(device)
 
     def transform(self, X: Any) -> np.ndarray:

@@ -322,3 +322,146 @@ def test_grid_search_over_the_source_runs_the_vit_once_per_source(
     assert sorted(forward_passes) == [3] * 6
     assert sorted(set(scales)) == ["linear", "log"]  # CDAM's maps are signed
     assert search.best_params_["extractor__source"] in ("attention", "rollout", "cdam")
+
+
+@pytest.fixture(scope="module")
+def random_deit(tmp_path_factory):
+    """A DeiT-Tiny state_dict with random weights (no download)."""
+    import timm
+
+    path = tmp_path_factory.mktemp("weights") / "deit_tiny_random.pth"
+    torch.manual_seed(0)
+    torch.save(timm.create_model("deit_tiny_patch16_224").state_dict(), path)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("options", "params", "title"),
+    [
+        (["--source", "rollout", "--head", "max"], {"source": "rollout", "head": "max"},
+         "rollout, max, L-1"),
+        (["--source", "cdam", "--target", "3", "--layer", "-2"],
+         {"source": "cdam", "target": 3, "layer": -2}, "cdam, class 3, L-2"),
+    ],
+)
+def test_cli_regularizes_a_source(random_deit, tmp_path, options, params, title):
+    from PIL import Image
+
+    from sklearn_arb.cli import main
+
+    path = tmp_path / "a.png"
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(path)
+    output = tmp_path / "out"
+    args = ["regularize", str(path), "--weights", str(random_deit), "--output",
+            str(output), "--image-size", "64", "--quiet", "--n-bootstrap", "2",
+            *options]  # fmt: skip
+    assert main(args) == 0
+    expected = AttentionExtractor(
+        checkpoint_path=random_deit, image_size=64, n_bootstrap=2, random_state=0,
+        **params,
+    ).fit().transform([path])[0]  # fmt: skip
+    (stored_path,) = output.rglob("*.npz")
+    with np.load(stored_path) as stored:
+        assert str(stored["source"]) == title
+        np.testing.assert_allclose(stored["attention"], expected[:16], rtol=1e-5)
+        np.testing.assert_allclose(stored["null_attention"], expected[16:], rtol=1e-5)
+        if params["source"] == "cdam":  # signed: z on the scores themselves
+            null = stored["null_attention"]
+            z = (stored["attention"] - null.mean()) / null.std()
+            np.testing.assert_allclose(stored["z"], z, rtol=1e-9)
+    assert (stored_path.with_suffix("").with_suffix(".png")).is_file() or any(
+        output.rglob("*.png")
+    )
+
+
+def test_cli_source_errors_are_one_line(random_deit, tmp_path, capsys):
+    from PIL import Image
+
+    from sklearn_arb.cli import main
+
+    Image.new("RGB", (64, 64)).save(tmp_path / "a.png")
+
+    for options, message in [
+        (["--head", "max"], "fuses heads in rollout only"),
+        (["--discard-ratio", "1.5"], "expected a fraction in [0, 1)"),
+        (["--target", "cat"], "expected a class index >= 0 or 'predicted'"),
+    ]:
+        args = ["regularize", str(tmp_path), "--weights", str(random_deit),
+                "--image-size", "64", "--quiet", *options]  # fmt: skip
+        assert main(args) == 2
+        error = capsys.readouterr().err
+        assert message in error and error.count("\n") == 1
+
+
+def test_simulate_with_a_source(random_deit, tmp_path):
+    from PIL import Image
+
+    from sklearn_arb.cli import main
+
+    data = tmp_path / "data"
+    rng = np.random.default_rng(1)
+    for cls in ("cats", "dogs"):
+        (data / cls).mkdir(parents=True)
+        Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(
+            data / cls / f"{cls}.png"
+        )
+    output = tmp_path / "study"
+    args = ["simulate", str(data), "--weights", str(random_deit), "--output",
+            str(output), "--image-size", "64", "--quiet",
+            "--source", "cdam"]  # fmt: skip
+    assert main(args) == 0
+    summary = (output / "summary.txt").read_text()
+    assert "source=cdam (head mean, layer -1), scale=linear" in summary
+
+
+# ImageNet class index of each Imagenette folder.
+_IMAGENETTE_CLASSES = {
+    "n01440764": 0, "n02102040": 217, "n02979186": 482, "n03000684": 491,
+    "n03028079": 497, "n03394916": 566, "n03417042": 569, "n03425413": 571,
+    "n03445777": 574, "n03888257": 701,
+}  # fmt: skip
+
+
+def test_real_deit_rollout_and_cdam_regularized(deit_weights, imagenette_paths):
+    from sklearn_arb import BootstrapAttentionRegularizer
+
+    paths = imagenette_paths[::50][:4]  # four classes
+    common = dict(checkpoint_path=deit_weights, n_bootstrap=2, random_state=0)
+    rollout_ex = AttentionExtractor(source="rollout", **common).fit()
+    cdam_ex = AttentionExtractor(source="cdam", **common).fit()
+    rollout_maps = rollout_ex.transform(paths)
+    cdam_maps = cdam_ex.transform(paths)
+    assert rollout_maps.shape == cdam_maps.shape == (4, 3 * 196)
+    # Rollout's CLS row is a probability vector over all tokens: the patches
+    # hold less than 1, the rest is on the CLS token.
+    observed = rollout_maps[:, :196]
+    assert (rollout_maps > 0).all() and (observed.sum(1) < 1).all()
+    # Against the plain computations on the real weights.
+    images = torch.from_numpy(load_images(paths[:2], image_size=224))
+    mean = torch.tensor(cdam_ex.mean_).view(1, 3, 1, 1)
+    std = torch.tensor(cdam_ex.std_).view(1, 3, 1, 1)
+    inputs = (images.permute(0, 3, 1, 2) - mean) / std
+    with torch.inference_mode():
+        dense = reference_rollout(rollout_ex.model_, inputs).double().numpy()
+    np.testing.assert_allclose(observed[:2], dense, rtol=0, atol=1e-5)
+    full = reference_cdam(cdam_ex.model_, inputs).double().numpy()
+    np.testing.assert_allclose(cdam_maps[:2, :196], full, rtol=1e-3, atol=1e-5)
+    # The classifier was loaded with the checkpoint: DeiT-Tiny names the
+    # class of 2 of these 4 images (a random classifier: none, 1 in 1000 each).
+    loaded = torch.from_numpy(load_images(paths, image_size=224))
+    with torch.inference_mode():
+        logits = cdam_ex.model_((loaded.permute(0, 3, 1, 2) - mean) / std)
+    truth = [_IMAGENETTE_CLASSES[p.parent.name] for p in paths]
+    assert sum(int(a == b) for a, b in zip(logits.argmax(1), truth, strict=True)) >= 2
+    for maps, scale in ((rollout_maps, "log"), (cdam_maps, "linear")):
+        for method in ("p", "lfdr", "pi0"):
+            arb = BootstrapAttentionRegularizer(
+                method=method, scale="auto", null="per_image"
+            ).fit(maps)
+            assert arb.scale_ == scale
+            stats = arb.compute_statistics(maps)
+            kept = arb.transform(maps) != 0
+            assert 0 < kept.mean() < 1
+            assert (stats.z[kept] >= 0).all()
+            assert ((stats.pi0 >= 0) & (stats.pi0 <= 1)).all()

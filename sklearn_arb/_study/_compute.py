@@ -51,6 +51,8 @@ class StudySettings:
         How image files are scaled to [0, 1] (see ``load_images``).
     seed : int, default=0
         Seed of the noise and of the images drawn in the curves figure.
+    scale : {"log", "linear", "auto"}, default="log"
+        The regularizer's scale of z ("linear" for CDAM's signed maps).
 
     Examples
     --------
@@ -67,6 +69,7 @@ class StudySettings:
     pi0_pvalues: str = "two-sided"
     in_range: str = "dtype"
     seed: int = 0
+    scale: str = "log"
 
     def regularizer(
         self, method: str, n_bootstrap: int
@@ -80,6 +83,7 @@ class StudySettings:
             null="per_image",
             pvalue=self.pvalue,
             pi0_pvalues=self.pi0_pvalues,
+            scale=self.scale,
         )
 
 

@@ -102,7 +102,9 @@ def _header(
         f"data: {data} ({n_images} images, {int(results.grey.sum())} grey, "
         f"{n_files - n_images} unreadable skipped), noise: {settings.noise}, ROI "
         f"{roi_side}x{roi_side} px at {extractor.image_size_[0]} px, model {model}, "
-        f"alpha={settings.alpha}, gamma={settings.gamma}, p-values "
+        f"source={extractor.source} (head {extractor.head}, layer "
+        f"{extractor.layer}), scale={settings.scale}, alpha={settings.alpha}, "
+        f"gamma={settings.gamma}, p-values "
         f"{settings.pvalue} (pi0 from {settings.pi0_pvalues}), "
         f"in_range={settings.in_range}, seed={settings.seed}"
     )

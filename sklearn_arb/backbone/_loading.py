@@ -77,7 +77,9 @@ def _read_checkpoint_file(path: Path) -> dict:
         ) from None
 
 
-def load_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+def load_checkpoint(
+    path: str | os.PathLike, keep_head: bool = False
+) -> dict[str, torch.Tensor]:
     """Read a checkpoint file into a flat timm-style state_dict, safely.
 
     Plain state_dicts (``.pth``/``.pt``, read with ``torch.load(weights_only=True)``),
@@ -90,6 +92,8 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     ----------
     path : str or path-like
         The checkpoint file.
+    keep_head : bool, default=False
+        Keep the classifier weights (CDAM explains a class logit).
 
     Returns
     -------
@@ -127,7 +131,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             continue
         while key.startswith(_WRAPPER_PREFIXES):
             key = key.split(".", 1)[1]
-        if not key.startswith(_HEAD_PREFIXES):
+        if keep_head or not key.startswith(_HEAD_PREFIXES):
             state_dict[key] = value
     return state_dict
 
@@ -145,11 +149,23 @@ def _resample_pos_embed(state_dict: dict, model: VisionTransformer) -> dict:
     return state_dict
 
 
-def _load_state_dict(model: nn.Module, state_dict: dict, source: str) -> None:
-    """strict loading (head excepted), with an error that names the keys."""
+def _load_state_dict(
+    model: nn.Module, state_dict: dict, source: str, keep_head: bool = False
+) -> None:
+    """strict loading (head excepted unless kept), with an error that names
+    the keys. A kept head loads where the model has one (a DINO projection
+    head in the checkpoint is dropped)."""
     expected = {
-        k: v for k, v in model.state_dict().items() if not k.startswith(_HEAD_PREFIXES)
+        k: v
+        for k, v in model.state_dict().items()
+        if keep_head or not k.startswith(_HEAD_PREFIXES)
     }
+    if keep_head:
+        state_dict = {
+            k: v
+            for k, v in state_dict.items()
+            if k in expected or not k.startswith(_HEAD_PREFIXES)
+        }
     missing = sorted(set(expected) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(expected))
     mismatched = sorted(
@@ -237,6 +253,7 @@ def load_vit(
     pretrained: bool = False,
     checkpoint_path: str | os.PathLike | None = None,
     image_size: int | tuple[int, int] | None = None,
+    keep_head: bool = False,
 ) -> nn.Module:
     """Build a timm Vision Transformer for attention extraction, in eval mode.
 
@@ -258,6 +275,9 @@ def load_vit(
     image_size : int or (int, int), default=None
         The input size the model will see; position embeddings are interpolated
         to its patch grid. ``None`` keeps the model's own size.
+    keep_head : bool, default=False
+        Keep a named model's classifier and a checkpoint's classifier weights
+        (CDAM explains class logits); a given module keeps what it has.
 
     Returns
     -------
@@ -286,7 +306,7 @@ def load_vit(
         _check_finite(vit, f"The model {type(vit.hf_model).__name__}")
         return vit
     if isinstance(model, str):
-        vit = _create_named_vit(model, pretrained, image_size)
+        vit = _create_named_vit(model, pretrained, image_size, keep_head)
         source = f"{model!r}"
     elif isinstance(model, nn.Module):
         vit = copy.deepcopy(model)
@@ -301,8 +321,12 @@ def load_vit(
     validate_vit(vit)
     weights = f"The model {source}"
     if checkpoint_path is not None:
-        state_dict = _resample_pos_embed(load_checkpoint(checkpoint_path), vit)
-        _load_state_dict(vit, state_dict, f"{str(checkpoint_path)!r} for {source}")
+        state_dict = _resample_pos_embed(
+            load_checkpoint(checkpoint_path, keep_head), vit
+        )
+        _load_state_dict(
+            vit, state_dict, f"{str(checkpoint_path)!r} for {source}", keep_head
+        )
         weights = f"Checkpoint {str(checkpoint_path)!r}"
     _check_finite(vit, weights)
     return vit.eval()
@@ -356,7 +380,10 @@ def _check_named_architecture(name: str) -> None:
 
 
 def _create_named_vit(
-    name: str, pretrained: bool, image_size: int | tuple[int, int] | None
+    name: str,
+    pretrained: bool,
+    image_size: int | tuple[int, int] | None,
+    keep_head: bool = False,
 ) -> nn.Module:
     """``timm.create_model`` with the hub offline at once where unreachable."""
     if not timm.is_model(name):
@@ -366,7 +393,7 @@ def _create_named_vit(
             f"folder."
         )
     _check_named_architecture(name)
-    kwargs = {"num_classes": 0}
+    kwargs = {} if keep_head else {"num_classes": 0}
     if image_size is not None:
         kwargs["img_size"] = image_size
     try:

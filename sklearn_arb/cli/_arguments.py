@@ -88,6 +88,44 @@ def z_threshold(text: str) -> float | str:
         ) from None
 
 
+def head(text: str) -> str | int:
+    if text in ("mean", "max", "min"):
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(
+            f"expected mean, max, min or a head index >= 0, got {text!r}"
+        )
+    return value
+
+
+def target(text: str) -> str | int:
+    if text == "predicted":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(
+            f"expected a class index >= 0 or 'predicted', got {text!r}"
+        )
+    return value
+
+
+def discard_ratio(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1), got {text!r}")
+    return value
+
+
 def existing_file(text: str) -> Path:
     path = Path(text).expanduser()
     if not path.is_file():
@@ -158,6 +196,60 @@ def add_model_arguments(
     )
 
 
+def add_source_arguments(parser: argparse.ArgumentParser) -> None:
+    """The map source and its settings (see AttentionExtractor)."""
+    from .. import AttentionExtractor
+
+    group = parser.add_argument_group("map source")
+    group.add_argument(
+        "--source",
+        choices=string_options(AttentionExtractor, "source"),
+        default="attention",
+        help="the map regularized: one block's CLS attention, attention rollout, "
+        "or CDAM (signed class-discriminative scores; their z is linear) "
+        "(default: %(default)s)",
+    )
+    group.add_argument(
+        "--head",
+        type=head,
+        default="mean",
+        help="mean of the heads, one head index, or (rollout) max or min "
+        "(default: %(default)s)",
+    )
+    group.add_argument(
+        "--layer",
+        type=int,
+        default=-1,
+        help="the block read (attention), the last block of the product "
+        "(rollout), or the block explained (cdam); -1 is the last "
+        "(default: %(default)s)",
+    )
+    group.add_argument(
+        "--target",
+        type=target,
+        default="predicted",
+        help="cdam: the class index explained, or 'predicted' (each image's top "
+        "class) (default: %(default)s)",
+    )
+    group.add_argument(
+        "--discard-ratio",
+        type=discard_ratio,
+        default=0.0,
+        help="rollout: fraction of each row's lowest attention dropped "
+        "(default: %(default)s)",
+    )
+
+
+def source_label(args: argparse.Namespace) -> str:
+    """The map source as a panel title says it: source, head (or CDAM's
+    class) and layer, e.g. ``rollout, max, L-1``."""
+    source = getattr(args, "source", "attention")
+    detail = getattr(args, "head", "mean")
+    if source == "cdam":
+        detail = f"class {getattr(args, 'target', 'predicted')}"
+    return f"{source}, {detail}, L{getattr(args, 'layer', -1)}"
+
+
 def add_output_arguments(parser: argparse.ArgumentParser, default: str) -> None:
     parser.add_argument(
         "--output",
@@ -203,6 +295,11 @@ def build_extractor(args: argparse.Namespace) -> Any:
         n_bootstrap=getattr(args, "n_bootstrap", 1),
         bootstrap=getattr(args, "bootstrap", "normal"),
         bootstrap_width=getattr(args, "bootstrap_width", 1.0),
+        source=getattr(args, "source", "attention"),
+        head=getattr(args, "head", "mean"),
+        layer=getattr(args, "layer", -1),
+        discard_ratio=getattr(args, "discard_ratio", 0.0),
+        target=getattr(args, "target", "predicted"),
         device=args.device,
         # Images per forward pass; sized to the device where not given.
         batch_size=getattr(args, "batch_size", None),

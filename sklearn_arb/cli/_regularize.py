@@ -29,10 +29,12 @@ from ._arguments import (
     UsageError,
     add_model_arguments,
     add_output_arguments,
+    add_source_arguments,
     build_extractor,
     first_line,
     positive_float,
     positive_int,
+    source_label,
     string_options,
     threshold,
     z_threshold,
@@ -130,6 +132,7 @@ def _add_regularize_arguments(parser: argparse.ArgumentParser, output: str) -> N
         f"larger batches keep a GPU busier (default: {DEFAULT_BATCH_SIZE})",
         batch_dest="images_per_batch",
     )
+    add_source_arguments(parser)
     _add_method_arguments(parser)
     parser.add_argument(
         "--in-range",
@@ -253,6 +256,11 @@ def _settings(args: argparse.Namespace) -> str:
         "bootstrap",
         "n_bootstrap",
         "bootstrap_width",
+        "source",
+        "head",
+        "layer",
+        "target",
+        "discard_ratio",
         "methods",
         "pvalue",
         "pi0_pvalues",
@@ -347,6 +355,8 @@ def _regularize_batch(
         gamma=args.gamma,
         z_threshold=args.z_threshold,
         null="per_image",
+        # CDAM's scores are signed: z on the scores themselves.
+        scale="linear" if args.source == "cdam" else "log",
     ).fit(maps)
     statistics = regularizer.compute_statistics(maps)
     regularized = {
@@ -383,6 +393,7 @@ def _regularize_batch(
             **{f"regularized_{m}": values[i] for m, values in regularized.items()},
             "methods": np.asarray(args.methods),
             "labels": np.asarray([_method_label(m, args) for m in args.methods]),
+            "source": np.asarray(source_label(args)),
             "digest": np.asarray(loaded.digest),
             "settings": np.asarray(settings),
             "summary": np.asarray(json.dumps(row)),
@@ -395,7 +406,7 @@ def _panel_job(
     result: Result, display: np.ndarray, arrays: dict[str, Any], dpi: int
 ) -> Callable[[], None]:
     """Draw and write the panel of one result from its arrays."""
-    maps = {"attention": arrays["attention"]}
+    maps = {str(arrays["source"]): arrays["attention"]}
     for method, label in zip(arrays["methods"], arrays["labels"], strict=True):
         maps[str(label)] = arrays[f"regularized_{method}"]
     grid_shape = tuple(int(s) for s in arrays["grid_shape"])

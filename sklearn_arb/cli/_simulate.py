@@ -11,6 +11,7 @@ from ._arguments import (
     UsageError,
     add_model_arguments,
     add_output_arguments,
+    add_source_arguments,
     build_extractor,
     positive_int,
     string_options,
@@ -44,6 +45,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         f"(default: {DEFAULT_BATCH_SIZE}, as regularize)",
         batch_dest="chunk_size",
     )
+    add_source_arguments(simulate)
     group = simulate.add_argument_group("simulation")
     group.add_argument(
         "--noise",
@@ -129,6 +131,7 @@ def _simulate(args: argparse.Namespace) -> int:
                 pi0_pvalues=args.pi0_pvalues,
                 in_range=args.in_range,
                 seed=args.seed,
+                scale="linear" if args.source == "cdam" else "log",
             ),
             n_images=args.n_images,
             chunk_size=args.chunk_size or DEFAULT_BATCH_SIZE,
