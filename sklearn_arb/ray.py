@@ -12,8 +12,9 @@ the maps do not depend on the number of actors, the batch sizes or the order.
   blocks.
 - :func:`regularize_files`: the ``regularize`` command on Ray (``sklearn-arb
   regularize ... --engine ray``): image files in, the command's per-image
-  ``.npz``, panels and ``summary.csv`` out, byte for byte the maps of a local
-  run; a rerun skips the images already written.
+  ``.npz``, panels and ``summary.csv`` out, the maps of a local run to float32
+  rounding (an actor runs torch on its own CPU threads, which sums in another
+  order); a rerun with either engine skips the images already written.
 
 Ray is imported when a function needs it; ``import sklearn_arb`` never does.
 """
