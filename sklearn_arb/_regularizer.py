@@ -157,6 +157,10 @@ class BootstrapAttentionRegularizer(TransformerMixin, BaseEstimator):
         Their absolute values, sorted (for the two-sided p-values).
     null_count_ : int or None
         Number of pooled null values (None with ``null="per_image"``).
+    pooled_null_ : PooledNull or None
+        The mergeable state of the pooled null (count, moments, histogram of
+        the log scores, sorted log scores while kept); None with
+        ``null="per_image"``.
     pvalue_bound_ : float or None
         Largest error ``p - p_exact`` of the p-values against the pooled null:
         0 while the exact null is kept, else twice the largest histogram bin's
