@@ -20,10 +20,13 @@ and ViT-S/8 at 488 px (random weights).
 Hugging Face ``transformers`` ViTModel (converted, saved with
 ``save_pretrained`` and loaded from that folder), both through
 ``AttentionExtractor.transform``, interleaved in every round; it prints both
-medians, their ratio and the largest map difference (needs the ``hf`` extra).
+medians, their ratio and the largest map difference (needs the ``hf`` extra);
+``--panel PATH`` also draws the observed maps of the first images through both
+side by side (the Models page's figure).
 
 Run: ``python benchmarks/bench_extractor.py [--repeats 3] [--images 4]
-[--threads N] [--batch-size N] [--device auto] [--only deit|vits8|hf]``, with
+[--threads N] [--batch-size N] [--device auto] [--only deit|vits8|hf]
+[--panel doc/images/models_timm_vs_transformers.png]``, with
 ``SKLEARN_ARB_DATA`` pointing to the shared data folder (default
 ``../shared/data``; without it, random weights on random images).
 
@@ -184,7 +187,45 @@ def transformers_deit_folder(weights: Path, folder: Path) -> Path:
     return folder
 
 
-def bench_transformers(weights, images, image_size, common, repeats):
+def draw_panel(images, maps, grid_shape, path) -> None:
+    """Observed maps through timm and transformers side by side, per image."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from sklearn_arb.plotting import plot_attention_overlay
+
+    n_tokens = grid_shape[0] * grid_shape[1]
+    fig, axes = plt.subplots(len(images), 3, figsize=(7.5, 2.6 * len(images)))
+    for row, image in enumerate(images):
+        timm_map = maps["timm"][row, :n_tokens]
+        hf_map = maps["transformers"][row, :n_tokens]
+        vmax = timm_map.max()
+        for ax, values, title in (
+            (axes[row, 0], timm_map, "timm"),
+            (axes[row, 1], hf_map, "transformers"),
+        ):
+            plot_attention_overlay(
+                image, values, grid_shape=grid_shape, ax=ax, vmax=vmax, title=title
+            )
+        difference = np.abs(timm_map - hf_map)
+        plot_attention_overlay(
+            image,
+            difference,
+            grid_shape=grid_shape,
+            ax=axes[row, 2],
+            vmax=vmax,
+            hide_zeros=False,
+            title=f"|difference| (max {difference.max():.0e})",
+        )
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def bench_transformers(weights, images, image_size, common, repeats, panel=None):
     """timm and transformers extractors on the same weights, interleaved."""
     import tempfile
 
@@ -218,6 +259,9 @@ def bench_transformers(weights, images, image_size, common, repeats):
         f"{np.abs(maps['timm'] - maps['transformers']).max():.1e} ({n_forward} "
         f"forward images, load average {os.getloadavg()[0]:.1f})"
     )
+    if panel is not None:
+        grid = extractors["timm"].grid_shape_
+        draw_panel(loaded[:3], {k: m[:3] for k, m in maps.items()}, grid, panel)
 
 
 def main() -> None:
@@ -228,6 +272,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--only", choices=["deit", "vits8", "hf"], default=None)
+    parser.add_argument("--panel", default=None)
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -258,7 +303,8 @@ def main() -> None:
         )
     if args.only in (None, "hf") and weights.exists():
         for image_size in (224, 448):
-            bench_transformers(weights, images, image_size, common, args.repeats)
+            panel = args.panel if image_size == 224 else None
+            bench_transformers(weights, images, image_size, common, args.repeats, panel)
     if args.only in (None, "vits8"):
         bench(
             "ViT-S/8 (random) @488",
