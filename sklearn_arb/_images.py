@@ -213,20 +213,7 @@ def _split_sources(sources: Any) -> list[tuple[Any, str]]:
         hasattr(sources, "__array__") and hasattr(sources, "shape")
     ):
         sources = np.asarray(sources)  # a torch tensor iterates like an array
-        if sources.ndim not in (3, 4):
-            raise ValueError(
-                f"An image array must have shape (n, H, W) or (n, H, W, C); got shape "
-                f"{sources.shape}. For one image use X[None]."
-            )
-        if sources.ndim == 3 and sources.shape[2] in (1, 3, 4):
-            # (H, W, C) of one image or (n, H, W) of grey images W = 1, 3 or 4
-            # pixels wide: the shape alone cannot tell, so the caller says which.
-            raise ValueError(
-                f"An image array of shape {sources.shape} is ambiguous: one image "
-                f"with {sources.shape[2]} channels, or {sources.shape[0]} grey images "
-                f"{sources.shape[2]} pixels wide? For one image pass X[None]; for "
-                f"grey images pass X[..., None]."
-            )
+        check_batch_axis(sources.shape)
         return [(image, f"image {i}") for i, image in enumerate(sources)]
     if isinstance(sources, Sequence) or hasattr(sources, "__iter__"):
         return [(source, f"image {i}") for i, source in enumerate(sources)]
@@ -234,6 +221,35 @@ def _split_sources(sources: Any) -> list[tuple[Any, str]]:
         f"Cannot read images from a {type(sources).__name__}; pass an array "
         f"(n, H, W[, C]), a list of arrays / PIL images / paths, or a folder path."
     )
+
+
+def check_batch_axis(shape: tuple[int, ...]) -> None:
+    """Raise a ValueError unless ``shape`` is a batch of images, (n, H, W[, C]).
+
+    A 3-D shape ending in 1, 3 or 4 is refused as ambiguous: one (H, W, C) image
+    or n grey images 1, 3 or 4 pixels wide? The caller says which.
+
+    Examples
+    --------
+    >>> from sklearn_arb._images import check_batch_axis
+    >>> check_batch_axis((2, 32, 32, 3)), check_batch_axis((2, 32, 32))
+    (None, None)
+    >>> check_batch_axis((427, 640, 3))
+    Traceback (most recent call last):
+    ...
+    ValueError: An image array of shape (427, 640, 3) is ambiguous: ...
+    """
+    if len(shape) not in (3, 4):
+        raise ValueError(
+            f"An image array must have shape (n, H, W) or (n, H, W, C); got shape "
+            f"{shape}. For one image use X[None]."
+        )
+    if len(shape) == 3 and shape[2] in (1, 3, 4):
+        raise ValueError(
+            f"An image array of shape {shape} is ambiguous: one image with "
+            f"{shape[2]} channels, or {shape[0]} grey images {shape[2]} pixels wide? "
+            "For one image pass X[None]; for grey images pass X[..., None]."
+        )
 
 
 def load_images(

@@ -158,8 +158,11 @@ def test_bad_parameters_raise_clear_errors(float_images, kwargs, match):
 
 
 def test_bad_images_raise_clear_errors():
-    with pytest.raises(ValueError, match=r"image\[np.newaxis\]"):
+    with pytest.raises(ValueError, match=r"X\[None\]"):
         make_noise_simulation(np.zeros((8, 8)))
+    # One (H, W, 3) image without its batch axis is not read as H grey images.
+    with pytest.raises(ValueError, match=r"ambiguous.*X\[None\]"):
+        make_noise_simulation(np.zeros((16, 16, 3)))
     with pytest.raises(TypeError, match="numbers"):
         make_noise_simulation(np.zeros((1, 8, 8), dtype=bool))
     with pytest.raises(ValueError, match="NaN"):

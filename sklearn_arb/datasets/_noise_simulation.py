@@ -10,6 +10,7 @@ import numpy as np
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions, validate_params
 
+from .._images import check_batch_axis
 from ._token_masks import pixel_to_token_masks
 
 # The authors' code injects a 100 px square into images resized to 488 px.
@@ -20,12 +21,7 @@ PAPER_IMAGE_SIZE = 488
 def _validate_images(images) -> tuple[np.ndarray, bool]:
     """Float copy of ``images`` as (n, H, W, C), and whether the input was grey."""
     images = np.asarray(images)
-    if images.ndim not in (3, 4):
-        raise ValueError(
-            "images must be an array of shape (n_images, height, width, channels) or "
-            f"(n_images, height, width); got shape {images.shape}. For a single "
-            "image, pass image[np.newaxis]."
-        )
+    check_batch_axis(images.shape)
     if images.dtype == bool or not np.issubdtype(images.dtype, np.number):
         raise TypeError(
             f"images must hold numbers (uint8 or float); got dtype {images.dtype}. "
