@@ -117,11 +117,11 @@ def test_a_bad_shard_is_one_line(text, capsys):
     assert "expected K/N" in capsys.readouterr().err
 
 
-ray = pytest.importorskip("ray", reason="Ray is not installed (pip install .[ray])")
-
-
 @pytest.fixture(scope="module")
 def local_ray():
+    """A local Ray of 2 CPUs; the Ray tests skip where Ray is not installed (the
+    shard tests above still run)."""
+    ray = pytest.importorskip("ray", reason="Ray is not installed (pip install .[ray])")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
@@ -189,7 +189,7 @@ def test_extract_and_regularize_maps_equal_the_pipeline(local_ray, make_tiny_vit
     images = np.random.default_rng(1).random((16, 32, 32, 3))
     extractor = AttentionExtractor(make_tiny_vit(), image_size=32, random_state=0)
     expected_maps = clone(extractor).fit().transform(images)  # actors fit their own
-    dataset = ray.data.from_items(
+    dataset = local_ray.data.from_items(
         [{"index": i, "image": image} for i, image in enumerate(images)]
     )
     for workers in (1, 2):
