@@ -281,7 +281,10 @@ def run_regularize(items: Sequence[Any], args: argparse.Namespace) -> int:
     from .cli._regularize import DEFAULT_BATCH_SIZE
     from .cli._results import read_summary_rows, remove_stale_partials, write_summary
 
-    ray = _ray()
+    try:
+        ray = _ray()
+    except ImportError as exc:  # the command's one-line error, not a traceback
+        raise UsageError(str(exc)) from None
     args = _absolute(args)
     if args.output.exists() and not args.output.is_dir():
         raise UsageError(f"--output {args.output} is a file; pass a folder")

@@ -117,6 +117,11 @@ def test_a_bad_shard_is_one_line(text, capsys):
     assert "expected K/N" in capsys.readouterr().err
 
 
+def test_ray_options_without_the_ray_engine_are_refused(capsys):
+    assert main(["regularize", "x.png", "--workers", "2"]) == 2
+    assert "--engine ray" in capsys.readouterr().err
+
+
 @pytest.fixture(scope="module")
 def local_ray():
     """A local Ray of 2 CPUs; the Ray tests skip where Ray is not installed (the

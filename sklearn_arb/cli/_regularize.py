@@ -586,6 +586,13 @@ def _run_regularize(items: Sequence[_Input], args: argparse.Namespace) -> int:
 
 
 def regularize(args: argparse.Namespace) -> int:
+    if args.engine != "ray" and (
+        args.address or args.workers != 1 or args.gpus_per_worker
+    ):
+        raise UsageError(
+            "--address, --workers and --gpus-per-worker are options of --engine "
+            "ray; add --engine ray (pip install 'sklearn-arb[ray]')"
+        )
     items = _file_inputs(args.images, args.output)
     selected = in_shard([item.key for item in items], args.shard)
     items = [item for item, keep in zip(items, selected, strict=True) if keep]
