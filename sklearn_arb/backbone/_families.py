@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 import torch
@@ -171,6 +172,7 @@ def _hf_logits(layer: nn.Module, tokens: torch.Tensor, inputs: dict) -> torch.Te
     return logits
 
 
+@cache
 def _hf_families() -> tuple[AttentionFamily, ...]:
     """The transformers layer classes read by :func:`_hf_logits` (imported only
     for a transformers model)."""

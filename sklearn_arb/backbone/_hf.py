@@ -12,6 +12,7 @@ and imported only when such a model is given.
 
 from __future__ import annotations
 
+import copy
 import inspect
 import json
 import os
@@ -127,7 +128,6 @@ class HFVisionTransformer(nn.Module):
             + int(config.model_type == "deit")  # the distillation token
             + int(getattr(config, "num_register_tokens", 0) or 0)
         )
-        self.cls_token = base.embeddings.cls_token
         patch = int(config.patch_size)
         self.patch_embed = PatchGeometry((patch, patch), tuple(input_size))
         self.pretrained_cfg = {
@@ -241,8 +241,6 @@ def load_hf_vit(model: str | os.PathLike | nn.Module) -> HFVisionTransformer:
     >>> type(vit.hf_model).__name__, vit.pretrained_cfg["mean"]
     ('Dinov2Model', (0.485, 0.456, 0.406))
     """
-    import copy
-
     if isinstance(model, nn.Module):
         source = getattr(model.config, "_name_or_path", None) or None
         model = copy.deepcopy(model)
