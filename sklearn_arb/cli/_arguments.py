@@ -250,6 +250,34 @@ def source_label(args: argparse.Namespace) -> str:
     return f"{source}, {detail}, L{getattr(args, 'layer', -1)}"
 
 
+def add_statistics_arguments(group: argparse._ArgumentGroup) -> None:
+    """--pvalue, --pi0-pvalues and --in-range, as regularize and simulate share them,
+    with the regularizer's choices and defaults."""
+    from .. import BootstrapAttentionRegularizer
+
+    defaults = BootstrapAttentionRegularizer()
+    group.add_argument(
+        "--pvalue",
+        choices=string_options(BootstrapAttentionRegularizer, "pvalue"),
+        default=defaults.pvalue,
+        help="p-value definition (default: %(default)s)",
+    )
+    group.add_argument(
+        "--pi0-pvalues",
+        choices=string_options(BootstrapAttentionRegularizer, "pi0_pvalues"),
+        default=defaults.pi0_pvalues,
+        help="p-values pi0 (and so the lfdr) is estimated from (default: %(default)s)",
+    )
+    group.add_argument(
+        "--in-range",
+        choices=("dtype", "image"),
+        default="dtype",
+        help="pixel values read as 0 and 1: the range of the file's type (8-bit "
+        "0-255, 16-bit 0-65535), or each image's own minimum and maximum, e.g. for "
+        "12-bit scans stored in 16 bits (default: %(default)s)",
+    )
+
+
 def add_output_arguments(parser: argparse.ArgumentParser, default: str) -> None:
     parser.add_argument(
         "--output",

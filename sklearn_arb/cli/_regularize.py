@@ -30,6 +30,7 @@ from ._arguments import (
     add_model_arguments,
     add_output_arguments,
     add_source_arguments,
+    add_statistics_arguments,
     build_extractor,
     first_line,
     positive_float,
@@ -86,18 +87,7 @@ def _add_method_arguments(parser: argparse.ArgumentParser) -> None:
         default=["p", "lfdr", "pi0"],
         help="regularizations to apply (default: p lfdr pi0)",
     )
-    group.add_argument(
-        "--pvalue",
-        choices=string_options(BootstrapAttentionRegularizer, "pvalue"),
-        default=BootstrapAttentionRegularizer().pvalue,
-        help="p-value definition (default: %(default)s)",
-    )
-    group.add_argument(
-        "--pi0-pvalues",
-        choices=string_options(BootstrapAttentionRegularizer, "pi0_pvalues"),
-        default=BootstrapAttentionRegularizer().pi0_pvalues,
-        help="p-values pi0 (and so the lfdr) is estimated from (default: %(default)s)",
-    )
+    add_statistics_arguments(group)
     group.add_argument(
         "--alpha",
         type=threshold,
@@ -134,14 +124,6 @@ def _add_regularize_arguments(parser: argparse.ArgumentParser, output: str) -> N
     )
     add_source_arguments(parser)
     _add_method_arguments(parser)
-    parser.add_argument(
-        "--in-range",
-        choices=("dtype", "image"),
-        default="dtype",
-        help="pixel values read as 0 and 1: the range of the file's type (8-bit "
-        "0-255, 16-bit 0-65535), or each image's own minimum and maximum, e.g. for "
-        "12-bit scans stored in 16 bits (default: %(default)s)",
-    )
     group = parser.add_argument_group("panels")
     group.add_argument(
         "--no-plots",

@@ -6,15 +6,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from .. import BootstrapAttentionRegularizer
 from ._arguments import (
     UsageError,
     add_model_arguments,
     add_output_arguments,
     add_source_arguments,
+    add_statistics_arguments,
     build_extractor,
     positive_int,
-    string_options,
     threshold,
 )
 from ._regularize import DEFAULT_BATCH_SIZE
@@ -67,27 +66,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         metavar="N",
         help="use at most N images, spread evenly over the classes (default: all)",
     )
-    group.add_argument(
-        "--pvalue",
-        choices=string_options(BootstrapAttentionRegularizer, "pvalue"),
-        default=BootstrapAttentionRegularizer().pvalue,
-        help="p-value definition (default: %(default)s, as regularize)",
-    )
-    group.add_argument(
-        "--pi0-pvalues",
-        choices=string_options(BootstrapAttentionRegularizer, "pi0_pvalues"),
-        default=BootstrapAttentionRegularizer().pi0_pvalues,
-        help="p-values pi0 (and so the lfdr) is estimated from (default: "
-        "%(default)s, as regularize)",
-    )
-    group.add_argument(
-        "--in-range",
-        choices=("dtype", "image"),
-        default="dtype",
-        help="pixel values read as 0 and 1: the range of the file's type, or each "
-        "image's own minimum and maximum, e.g. for 12-bit scans stored in 16 bits "
-        "(default: %(default)s, as regularize)",
-    )
+    add_statistics_arguments(group)
     # Not regularize's 0.05 and 0.2: the study reproduces the paper's figures,
     # made with the thresholds of the authors' simulation code.
     for name, statistic in (("alpha", "p-value"), ("gamma", "lfdr")):
