@@ -88,32 +88,29 @@ def z_threshold(text: str) -> float | str:
         ) from None
 
 
-def head(text: str) -> str | int:
-    if text in ("mean", "max", "min"):
+def _keyword_or_index(text: str, keywords: tuple[str, ...], expected: str) -> str | int:
+    """``text`` if it is one of ``keywords``, else an index >= 0."""
+    if text in keywords:
         return text
     try:
         value = int(text)
     except ValueError:
         value = -1
     if value < 0:
-        raise argparse.ArgumentTypeError(
-            f"expected mean, max, min or a head index >= 0, got {text!r}"
-        )
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
     return value
+
+
+def head(text: str) -> str | int:
+    return _keyword_or_index(
+        text, ("mean", "max", "min"), "mean, max, min or a head index >= 0"
+    )
 
 
 def target(text: str) -> str | int:
-    if text == "predicted":
-        return text
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(
-            f"expected a class index >= 0 or 'predicted', got {text!r}"
-        )
-    return value
+    return _keyword_or_index(
+        text, ("predicted",), "a class index >= 0 or 'predicted'"
+    )
 
 
 def discard_ratio(text: str) -> float:
