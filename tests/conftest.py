@@ -100,3 +100,15 @@ def deit_hub_cache(deit_weights, tmp_path_factory) -> Path:
         {k: v.contiguous() for k, v in state.items()}, snapshot / "model.safetensors"
     )
     return home
+
+
+@pytest.fixture(scope="session")
+def random_weights(tmp_path_factory) -> Path:
+    """A DeiT-Tiny state_dict file with random weights, so no download is needed."""
+    import timm
+    import torch
+
+    path = tmp_path_factory.mktemp("weights") / "deit_tiny_random.pth"
+    torch.manual_seed(0)
+    torch.save(timm.create_model("deit_tiny_patch16_224").state_dict(), path)
+    return path

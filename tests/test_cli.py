@@ -9,22 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import timm
 import torch
 from PIL import Image
 
 from sklearn_arb.cli import main
 
 SMALL = ["--image-size", "64", "--quiet"]
-
-
-@pytest.fixture(scope="module")
-def random_weights(tmp_path_factory) -> Path:
-    """A DeiT-Tiny state_dict with random weights, so no download is needed."""
-    path = tmp_path_factory.mktemp("weights") / "deit_tiny_random.pth"
-    torch.manual_seed(0)
-    torch.save(timm.create_model("deit_tiny_patch16_224").state_dict(), path)
-    return path
 
 
 @pytest.fixture(scope="module")

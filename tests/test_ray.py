@@ -5,8 +5,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import timm
-import torch
 from PIL import Image
 from sklearn.base import clone
 
@@ -14,15 +12,6 @@ from sklearn_arb import AttentionExtractor, BootstrapAttentionRegularizer
 from sklearn_arb.cli import main
 
 MAPS = ("attention", "null_attention", "z", "null_z", "pvalues", "lfdr", "pi0")
-
-
-@pytest.fixture(scope="module")
-def random_weights(tmp_path_factory) -> Path:
-    """A DeiT-Tiny state_dict with random weights (run at 32 px: 4 tokens)."""
-    path = tmp_path_factory.mktemp("weights") / "deit_tiny_random.pth"
-    torch.manual_seed(0)
-    torch.save(timm.create_model("deit_tiny_patch16_224").state_dict(), path)
-    return path
 
 
 @pytest.fixture(scope="module")
