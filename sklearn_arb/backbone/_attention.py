@@ -30,7 +30,12 @@ from ._blocks import run_blocks
 from ._families import read_family
 from ._hooks import this_thread_only
 
-__all__ = ["cls_attention", "embed_tokens", "reference_cls_attention"]
+__all__ = [
+    "block_inputs",
+    "cls_attention",
+    "embed_tokens",
+    "reference_cls_attention",
+]
 
 # The forward_features whose block loop is ``self.blocks(x)``, as timm defined it.
 _VIT_FORWARD_FEATURES = VisionTransformer.forward_features
@@ -40,35 +45,52 @@ class _BlockInputs(Exception):
     """Raised by the pre-hook of the block where a forward pass stops (not an
     error: how the pass stops early)."""
 
-    def __init__(self, args: tuple, kwargs: dict) -> None:
-        super().__init__()
-        self.args, self.kwargs = args, kwargs
-
 
 def _stop_here(module: nn.Module, args: tuple, kwargs: dict) -> None:
-    raise _BlockInputs(args, kwargs)
+    raise _BlockInputs
 
 
-def _inputs_of(
-    model: nn.Module, images: torch.Tensor, block: nn.Module
+def _named_inputs(
+    block: nn.Module, args: tuple, kwargs: dict
 ) -> tuple[torch.Tensor, dict[str, Any]]:
-    """The tokens and the other inputs the model's forward passes ``block``."""
-    # Only this thread's pass stops: the CPU streams share the model.
-    stop = this_thread_only(_stop_here)
-    handle = block.register_forward_pre_hook(stop, with_kwargs=True)
+    """A block call's tokens, and its other inputs by their parameter names."""
+    tokens, *rest = args
+    if rest:  # positional inputs after the tokens
+        names = list(inspect.signature(block.forward).parameters)[1:]
+        kwargs = {**dict(zip(names, rest, strict=False)), **kwargs}
+    return tokens, kwargs
+
+
+def _recorded_inputs(
+    model: nn.Module, images: torch.Tensor, blocks: range
+) -> list[tuple[torch.Tensor, dict[str, Any]]]:
+    """The inputs of ``blocks`` recorded from the model's own forward, which
+    stops at the last of them."""
+    recorded: list[tuple[torch.Tensor, dict[str, Any]]] = []
+    handles = []
+    for position in blocks:
+        block = model.blocks[position]
+
+        def record(module: nn.Module, args: tuple, kwargs: dict, block=block):
+            recorded.append(_named_inputs(block, args, kwargs))
+
+        # Only this thread's pass records and stops: the CPU streams share the
+        # model.
+        hooks = [record] if position != blocks[-1] else [record, _stop_here]
+        handles += [
+            block.register_forward_pre_hook(this_thread_only(hook), with_kwargs=True)
+            for hook in hooks
+        ]
     try:
         model.forward_features(images)
-    except _BlockInputs as inputs:
-        tokens, *rest = inputs.args
-        if rest:  # positional inputs after the tokens, by their parameter names
-            names = list(inspect.signature(block.forward).parameters)[1:]
-            inputs.kwargs = {**dict(zip(names, rest, strict=False)), **inputs.kwargs}
-        return tokens, inputs.kwargs
+    except _BlockInputs:
+        return recorded
     finally:
-        handle.remove()
+        for handle in handles:
+            handle.remove()
     raise RuntimeError(
-        f"{type(model).__name__}.forward_features never ran the block; the "
-        f"extractor reads blocks the model runs."
+        f"{type(model).__name__}.forward_features never ran block {blocks[-1]}; "
+        f"the extractor reads blocks the model runs."
     )
 
 
@@ -87,7 +109,46 @@ def embed_tokens(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
     ...     embed_tokens(vit, torch.randn(1, 3, 32, 32)).shape
     torch.Size([1, 19, 32])
     """
-    return _inputs_of(model, images, model.blocks[0])[0]
+    return _recorded_inputs(model, images, range(1))[0][0]
+
+
+def block_inputs(
+    model: nn.Module, images: torch.Tensor, blocks: range
+) -> list[tuple[torch.Tensor, dict[str, Any]]]:
+    """The tokens and other inputs (rotary embeddings, shared position bias,
+    attention mask, ...) the model's forward passes each of ``blocks``
+    (consecutive), from one pass that stops at the last of them.
+
+    A timm ``VisionTransformer`` runs its blocks in sequence with the tokens
+    alone (``self.blocks(x)``): the blocks before the first run on the CPU fast
+    path of ``_blocks.py``, bit-identical to timm.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from timm.models.eva import Eva
+    >>> from sklearn_arb.backbone._attention import block_inputs
+    >>> eva = Eva(img_size=32, patch_size=8, embed_dim=32, depth=3, num_heads=2,
+    ...           use_rot_pos_emb=True).eval()
+    >>> with torch.inference_mode():
+    ...     inputs = block_inputs(eva, torch.randn(1, 3, 32, 32), range(1, 3))
+    >>> [tuple(tokens.shape) for tokens, _ in inputs], sorted(inputs[1][1])
+    ([(1, 17, 32), (1, 17, 32)], ['attn_mask', 'is_causal', 'rope'])
+    """
+    runs_blocks_in_sequence = type(
+        model
+    ).forward_features is _VIT_FORWARD_FEATURES and "forward_features" not in vars(
+        model
+    )
+    if not (blocks.start and runs_blocks_in_sequence):
+        return _recorded_inputs(model, images, blocks)
+    # timm's forward_features runs self.blocks(x): the same blocks in order.
+    tokens = run_blocks(model.blocks[: blocks.start], embed_tokens(model, images))
+    recorded = [(tokens, {})]
+    for position in blocks[:-1]:
+        tokens = run_blocks(model.blocks[position : position + 1], tokens)
+        recorded.append((tokens, {}))
+    return recorded
 
 
 def _read_block_inputs(
@@ -95,15 +156,7 @@ def _read_block_inputs(
 ) -> tuple[torch.Tensor, dict[str, Any]]:
     """The inputs of block ``index``, the blocks before it run as fast as can be
     while computing what the model computes."""
-    runs_blocks_in_sequence = type(
-        model
-    ).forward_features is _VIT_FORWARD_FEATURES and "forward_features" not in vars(
-        model
-    )
-    if index and runs_blocks_in_sequence:
-        # timm's forward_features runs self.blocks(x): the same blocks in order.
-        return run_blocks(model.blocks[:index], embed_tokens(model, images)), {}
-    return _inputs_of(model, images, model.blocks[index])
+    return block_inputs(model, images, range(index, index + 1))[0]
 
 
 def _select_heads(weights: torch.Tensor, head: str | int) -> torch.Tensor:
@@ -176,9 +229,9 @@ def cls_attention(
     index = _block_index(model, layer)
     family = read_block_family(model, index)
     tokens, inputs = _read_block_inputs(model, images, index)
-    logits = family.cls_logits(model.blocks[index], tokens, inputs)
-    # softmax over all tokens (prefix included), in float32 even under autocast.
-    weights = logits.float().softmax(dim=-1)[:, :, model.num_prefix_tokens :]
+    rows = family.attention_rows(model.blocks[index], tokens, inputs)
+    # The CLS row of the softmax over all tokens, at the patch tokens.
+    weights = rows(slice(0, 1))[:, :, 0, model.num_prefix_tokens :]
     return _select_heads(weights, head)
 
 

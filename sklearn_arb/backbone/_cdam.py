@@ -1,17 +1,20 @@
 """Class-discriminative attention maps (CDAM; Brocki & Chung, 2023).
 
 For each patch token ``t``, ``CDAM_t = x_t . d s / d x_t``: the dot product of
-the read block's ``norm1`` output ``x_t`` (the tokens its attention sees) with
+the read block's pre-attention norm output ``x_t`` (the tokens its attention
+sees: timm's ``norm1``, transformers' ``layernorm_before``) with
 the gradient of a target score ``s`` (a class logit, or a scalar of the model's
 output) with respect to ``x_t``. Scores are signed: positive where the token
 raises the target score.
 
-The gradient needs a backward pass through the read block, the blocks after it
-and the head only: the blocks before it run without autograd, and the read
-block's ``norm1`` output is replaced by a leaf tensor (a forward hook), so the
-graph starts there. :func:`reference_cdam` takes the same gradient through the
-whole network (autograd from the pixels on), the ground truth for tests and the
-baseline for benchmarks.
+The gradient needs a backward pass through the read block, the blocks after it,
+the final norm and the head only: the blocks before it run without autograd
+(one forward pass of the model records the tokens entering the read block and
+the other inputs it passes every block from there on: rotary embeddings, shared
+position bias, ...), and the read block's norm output is replaced by a leaf
+tensor (a forward hook), so the graph starts there. :func:`reference_cdam` takes
+the same gradient through the whole network (autograd from the pixels on), the
+ground truth for tests and the baseline for benchmarks.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ._attention import _block_index, _read_block_inputs
+from ._attention import _block_index, block_inputs, read_block_family
 from ._hooks import this_thread_only
 
 __all__ = ["cdam", "check_cdam_target", "reference_cdam", "target_classes"]
@@ -39,7 +42,8 @@ def check_cdam_target(model: nn.Module, target: Any) -> None:
     """ValueError when ``model`` cannot give ``target``'s score for CDAM."""
     if not all(hasattr(model, name) for name in ("forward_head", "norm", "blocks")):
         raise ValueError(
-            f"source='cdam' needs a timm ViT (blocks, norm, forward_head); got a "
+            f"source='cdam' needs a ViT with blocks, norm and forward_head (timm, or "
+            f"a transformers model loaded by the extractor); got a "
             f"{type(model).__name__}. Use source='attention' or 'rollout'."
         )
     if not callable(target) and not _has_class_head(model):
@@ -92,12 +96,12 @@ def cdam(
 
     Parameters
     ----------
-    model : timm ViT
-        In eval mode.
+    model : timm ViT, EVA or BEiT, or a loaded transformers ViT
+        In eval mode, with a classification head unless ``target`` is callable.
     images : Tensor of shape (n, 3, H, W)
         Normalised images.
     layer : int, default=-1
-        The block whose ``norm1`` output is explained (-1: the last).
+        The block whose pre-attention norm output is explained (-1: the last).
     target : int, "predicted" or callable, default="predicted"
         The class whose logit is the score, the image's top class, or a callable
         mapping the model's output ``(n, C)`` to ``(n,)`` scores.
@@ -123,9 +127,10 @@ def cdam(
     (torch.Size([2, 16]), True)
     """
     index = _block_index(model, layer)
+    norm = read_block_family(model, index).norm(model.blocks[index])
     with torch.inference_mode(False), torch.no_grad():
         images = images.clone()  # an inference tensor cannot enter autograd
-        tokens, inputs = _read_block_inputs(model, images, index)
+        inputs = block_inputs(model, images, range(index, len(model.blocks)))
         if classes is None:
             classes = target_classes(model, images, target)
     normed: list[torch.Tensor] = []
@@ -134,15 +139,14 @@ def cdam(
         normed.append(output.detach().requires_grad_(True))
         return normed[-1]
 
-    block = model.blocks[index]
     # this thread's pass only: the CPU streams share the model between threads.
-    handle = block.norm1.register_forward_hook(this_thread_only(leaf_output))
+    handle = norm.register_forward_hook(this_thread_only(leaf_output))
     try:
         with torch.inference_mode(False), torch.enable_grad():
-            tokens = block(tokens.clone(), **inputs)
-            handle.remove()
-            for later in model.blocks[index + 1 :]:
-                tokens = later(tokens, **inputs)
+            tokens = inputs[0][0].clone()
+            for block, (_, other) in zip(model.blocks[index:], inputs, strict=True):
+                tokens = block(tokens, **other)
+                handle.remove()  # the leaf is the read block's norm output
             output = model.forward_head(model.norm(tokens))
             scores = _scores(output, target, classes)
             (gradient,) = torch.autograd.grad(scores.sum(), normed[0])
@@ -162,7 +166,7 @@ def reference_cdam(
     """The plain computation of :func:`cdam`: autograd through the whole model.
 
     The model runs its own ``forward`` with the pixels requiring gradients; the
-    read block's ``norm1`` output is kept and differentiated with
+    read block's pre-attention norm output is kept and differentiated with
     ``torch.autograd.grad``. The ground truth and the speed baseline.
 
     Parameters
@@ -185,8 +189,9 @@ def reference_cdam(
     torch.Size([1, 16])
     """
     index = _block_index(model, layer)
+    norm = read_block_family(model, index).norm(model.blocks[index])
     normed: list[torch.Tensor] = []
-    handle = model.blocks[index].norm1.register_forward_hook(
+    handle = norm.register_forward_hook(
         this_thread_only(lambda module, args, output: normed.append(output))
     )
     try:

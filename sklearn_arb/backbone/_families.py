@@ -1,20 +1,21 @@
-"""The families of attention blocks whose CLS row the extractor computes.
+"""The families of attention blocks whose attention rows the extractor computes.
 
-Each family computes, from the read block's own modules, the logits of the CLS
-query over all tokens exactly as the block's attention does (the same
-projections, norms, position terms and scale, in the same order), for the CLS
-query alone: O(N) instead of the ``N x N`` matrix. A family is recognised only
-when the block and its attention run the library's own ``forward`` (a subclass
-that inherits them is the same family; a ``forward`` overridden on the class or
-on the instance is not), so a changed computation is never read as the
-original. ``tests/test_models.py`` checks every family against the softmax the
-model itself computes.
+Each family computes, from the read block's own modules, the softmax logits of
+a chunk of query rows over all tokens exactly as the block's attention does
+(the same norm, projections, position terms and scale, in the same order): the
+CLS row alone (rows ``0:1``) for the attention map, O(N) instead of the
+``N x N`` matrix, and every row a chunk at a time for rollout. A family is
+recognised only when the block and its attention run the library's own
+``forward`` (a subclass that inherits them is the same family; a ``forward``
+overridden on the class or on the instance is not), so a changed computation is
+never read as the original. ``tests/test_models.py`` checks every family against
+the softmax the model itself computes.
 
 ===========  ======================================  =============================
 family       blocks                                  position terms in the logits
 ===========  ======================================  =============================
 vit          timm ``vision_transformer.Block``       none (absolute, in the tokens)
-eva          timm ``eva.EvaBlock``                   rotary (patch keys)
+eva          timm ``eva.EvaBlock``                   rotary (patch queries, keys)
 beit         timm ``beit.Block``                     relative position bias
 hf_vit       transformers ViT/DeiT/DINOv2 layers     none
 ===========  ======================================  =============================
@@ -40,7 +41,10 @@ from ._timm_compat import beit_relative_position_bias
 
 __all__ = ["AttentionFamily", "read_family"]
 
-Logits = Callable[[nn.Module, torch.Tensor, dict[str, Any]], torch.Tensor]
+# rows -> the (n, heads, r, N) logits of those query rows.
+LogitRows = Callable[[slice], torch.Tensor]
+# (block, its pre-attention norm's output, the model's other block inputs).
+Logits = Callable[[nn.Module, torch.Tensor, dict[str, Any]], LogitRows]
 
 
 def _runs_own_forward(module: nn.Module, cls: type, forward: Callable) -> bool:
@@ -53,22 +57,25 @@ def _runs_own_forward(module: nn.Module, cls: type, forward: Callable) -> bool:
 
 @dataclass(frozen=True)
 class AttentionFamily:
-    """A block class and its attention class, with the CLS logits they compute.
+    """A block class and its attention class, with the logits they compute.
 
-    ``cls_logits(block, tokens, inputs)``: the ``(n, heads, N)`` logits of the
-    CLS query for the block's input ``tokens`` and the other ``inputs`` the
-    model passes the block (rotary embeddings, shared position bias, ...).
+    ``logits(block, normed, inputs)``: for the output ``normed`` of the block's
+    pre-attention norm (module ``norm_name`` of the block) and the other
+    ``inputs`` the model passes the block (rotary embeddings, shared position
+    bias, attention mask, ...), a function of a slice of query rows giving
+    their ``(n, heads, r, N)`` logits over all tokens.
     """
 
     name: str
     block: type
     attention: type
     attention_name: str
-    cls_logits: Logits
+    norm_name: str
+    logits: Logits
     n_heads: Callable[[nn.Module], int]
 
     def __post_init__(self) -> None:
-        # The forwards whose computation cls_logits mirrors, as imported.
+        # The forwards whose computation the logits mirror, as imported.
         object.__setattr__(self, "_block_forward", self.block.forward)
         object.__setattr__(self, "_attention_forward", self.attention.forward)
 
@@ -79,68 +86,146 @@ class AttentionFamily:
             block, self.block, self._block_forward
         ) and _runs_own_forward(attention, self.attention, self._attention_forward)
 
+    def norm(self, block: nn.Module) -> nn.Module:
+        """The norm whose output the block's attention projects (timm's
+        ``norm1``, transformers' ``layernorm_before``)."""
+        return getattr(block, self.norm_name)
 
-def _split_qk(attn: nn.Module, normed: torch.Tensor, q_bias, k_bias):
-    """The CLS query ``(n, h, 1, d)`` and all keys ``(n, h, N, d)`` from a fused
-    qkv weight (its q and k slices), before any q/k norm."""
-    n_images, n_tokens, _ = normed.shape
+    def attention_rows(
+        self, block: nn.Module, tokens: torch.Tensor, inputs: dict[str, Any]
+    ) -> LogitRows:
+        """The block's softmax attention, a chunk of query rows at a time.
+
+        Parameters
+        ----------
+        block : nn.Module
+            A block this family recognises.
+        tokens : Tensor of shape (n, N, D)
+            The block's input tokens.
+        inputs : dict
+            The other inputs the model passes the block, by name.
+
+        Returns
+        -------
+        callable
+            ``rows`` (a slice of the N query tokens) -> their attention
+            ``(n, heads, r, N)``, float32. The norm and the keys are computed
+            once, the queries per call.
+
+        Examples
+        --------
+        >>> import torch
+        >>> from timm.models.vision_transformer import VisionTransformer
+        >>> from sklearn_arb.backbone._families import read_family
+        >>> vit = VisionTransformer(img_size=32, patch_size=8, embed_dim=32,
+        ...                         depth=1, num_heads=2).eval()
+        >>> block = vit.blocks[0]
+        >>> rows = read_family(block).attention_rows(block, torch.randn(1, 17, 32), {})
+        >>> with torch.inference_mode():
+        ...     cls_row = rows(slice(0, 1))
+        >>> cls_row.shape, round(float(cls_row.sum()), 4)
+        (torch.Size([1, 2, 1, 17]), 2.0)
+        """
+        logits = self.logits(block, self.norm(block)(tokens), inputs)
+        n_tokens = tokens.shape[1]
+
+        def rows_of(rows: slice) -> torch.Tensor:
+            # softmax over all tokens, in float32 even under autocast.
+            return logits(slice(*rows.indices(n_tokens))).float().softmax(dim=-1)
+
+        return rows_of
+
+
+def _heads(projected: torch.Tensor, head_dim: int) -> torch.Tensor:
+    """``(n, r, heads * d)`` -> ``(n, heads, r, d)``."""
+    return projected.unflatten(-1, (-1, head_dim)).transpose(1, 2)
+
+
+def _fused_qk(
+    attn: nn.Module, normed: torch.Tensor, q_bias, k_bias
+) -> tuple[Callable[[slice], torch.Tensor], torch.Tensor]:
+    """The queries of a slice of rows ``(n, h, r, d)`` (a function) and all keys
+    ``(n, h, N, d)`` from a fused qkv weight (its q and k slices), before any
+    q/k norm."""
     weight = attn.qkv.weight
     dim = weight.shape[0] // 3
     head_dim = dim // attn.num_heads
-    query = F.linear(normed[:, :1], weight[:dim], q_bias)
-    keys = F.linear(normed, weight[dim : 2 * dim], k_bias)
-    query = query.view(n_images, 1, attn.num_heads, head_dim).transpose(1, 2)
-    keys = keys.view(n_images, n_tokens, attn.num_heads, head_dim).transpose(1, 2)
-    return query, keys
+    keys = _heads(F.linear(normed, weight[dim : 2 * dim], k_bias), head_dim)
+
+    def queries(rows: slice) -> torch.Tensor:
+        return _heads(F.linear(normed[:, rows], weight[:dim], q_bias), head_dim)
+
+    return queries, keys
 
 
-def _vit_logits(block: nn.Module, tokens: torch.Tensor, inputs: dict) -> torch.Tensor:
+def _vit_logits(block: nn.Module, normed: torch.Tensor, inputs: dict) -> LogitRows:
     attn = block.attn
     bias = attn.qkv.bias
     dim = attn.qkv.weight.shape[0] // 3
-    query, keys = _split_qk(
+    queries, keys = _fused_qk(
         attn,
-        block.norm1(tokens),
+        normed,
         None if bias is None else bias[:dim],
         None if bias is None else bias[dim : 2 * dim],
     )
-    query, keys = attn.q_norm(query), attn.k_norm(keys)
-    return (query @ keys.transpose(-2, -1)).squeeze(2) * attn.scale
+    keys = attn.k_norm(keys).transpose(-2, -1)
+    return lambda rows: (attn.q_norm(queries(rows)) * attn.scale) @ keys
 
 
-def _eva_logits(block: nn.Module, tokens: torch.Tensor, inputs: dict) -> torch.Tensor:
+def _rotate(
+    x: torch.Tensor, rope: torch.Tensor | None, attn: nn.Module, first: int
+) -> torch.Tensor:
+    """EVA's rotary embedding of the queries or keys ``x`` ``(n, h, r, d)`` of
+    tokens ``first .. first + r - 1``: the patch tokens turn by their position's
+    angles (the token axis of ``rope`` is its second last), the prefix tokens
+    (CLS, registers) stay as they are."""
+    if rope is None:
+        return x
+    n_prefix = attn.num_prefix_tokens
+    split = min(max(n_prefix - first, 0), x.shape[2])
+    patches = slice(first + split - n_prefix, first + x.shape[2] - n_prefix)
+    rotated = apply_rot_embed_cat(
+        x[:, :, split:], rope[..., patches, :], half=getattr(attn, "rotate_half", False)
+    )
+    return torch.cat([x[:, :, :split], rotated], dim=2).type_as(x)
+
+
+def _eva_logits(block: nn.Module, normed: torch.Tensor, inputs: dict) -> LogitRows:
     attn = block.attn
-    normed = block.norm1(tokens)
     if attn.qkv is not None:
-        query, keys = _split_qk(attn, normed, attn.q_bias, attn.k_bias)
+        queries, keys = _fused_qk(attn, normed, attn.q_bias, attn.k_bias)
     else:
-        n_images, n_tokens, _ = normed.shape
-        query = attn.q_proj(normed[:, :1]).view(n_images, 1, attn.num_heads, -1)
-        keys = attn.k_proj(normed).view(n_images, n_tokens, attn.num_heads, -1)
-        query, keys = query.transpose(1, 2), keys.transpose(1, 2)
-    query, keys = attn.q_norm(query), attn.k_norm(keys)
+        keys = _heads(attn.k_proj(normed), attn.head_dim)
+
+        def queries(rows: slice) -> torch.Tensor:
+            return _heads(attn.q_proj(normed[:, rows]), attn.head_dim)
+
     rope = inputs.get("rope")
-    if rope is not None:
-        # Rotary embeddings turn the patch tokens' queries and keys; the CLS
-        # token, a prefix token, is left as it is.
-        n_prefix = attn.num_prefix_tokens
-        rotated = apply_rot_embed_cat(
-            keys[:, :, n_prefix:], rope, half=getattr(attn, "rotate_half", False)
-        )
-        keys = torch.cat([keys[:, :, :n_prefix], rotated], dim=2).type_as(keys)
-    return ((query * attn.scale) @ keys.transpose(-2, -1)).squeeze(2)
+    keys = _rotate(attn.k_norm(keys), rope, attn, 0).transpose(-2, -1)
+
+    def logit_rows(rows: slice) -> torch.Tensor:
+        query = _rotate(attn.q_norm(queries(rows)), rope, attn, rows.start)
+        return (query * attn.scale) @ keys
+
+    return logit_rows
 
 
-def _beit_logits(block: nn.Module, tokens: torch.Tensor, inputs: dict) -> torch.Tensor:
+def _beit_logits(block: nn.Module, normed: torch.Tensor, inputs: dict) -> LogitRows:
     attn = block.attn
-    query, keys = _split_qk(attn, block.norm1(tokens), attn.q_bias, attn.k_bias)
-    logits = ((query * attn.scale) @ keys.transpose(-2, -1)).squeeze(2)
+    queries, keys = _fused_qk(attn, normed, attn.q_bias, attn.k_bias)
+    keys = keys.transpose(-2, -1)
+    biases = [inputs.get("shared_rel_pos_bias")]
     if attn.relative_position_bias_table is not None:
-        logits = logits + beit_relative_position_bias(attn)[..., 0, :]
-    shared = inputs.get("shared_rel_pos_bias")
-    if shared is not None:
-        logits = logits + shared[..., 0, :]
-    return logits
+        biases.insert(0, beit_relative_position_bias(attn))
+    biases = [bias for bias in biases if bias is not None]
+
+    def logit_rows(rows: slice) -> torch.Tensor:
+        logits = (queries(rows) * attn.scale) @ keys
+        for bias in biases:  # (1, heads, N, N): the rows' part
+            logits = logits + bias[..., rows, :]
+        return logits
+
+    return logit_rows
 
 
 def _timm_heads(block: nn.Module) -> int:
@@ -148,34 +233,36 @@ def _timm_heads(block: nn.Module) -> int:
 
 
 TIMM_FAMILIES = (
-    AttentionFamily("vit", Block, Attention, "attn", _vit_logits, _timm_heads),
-    AttentionFamily("eva", EvaBlock, EvaAttention, "attn", _eva_logits, _timm_heads),
     AttentionFamily(
-        "beit", BeitBlock, BeitAttention, "attn", _beit_logits, _timm_heads
+        "vit", Block, Attention, "attn", "norm1", _vit_logits, _timm_heads
+    ),
+    AttentionFamily(
+        "eva", EvaBlock, EvaAttention, "attn", "norm1", _eva_logits, _timm_heads
+    ),
+    AttentionFamily(
+        "beit", BeitBlock, BeitAttention, "attn", "norm1", _beit_logits, _timm_heads
     ),
 )
 
 
-def _hf_logits(layer: nn.Module, tokens: torch.Tensor, inputs: dict) -> torch.Tensor:
+def _hf_logits(layer: nn.Module, normed: torch.Tensor, inputs: dict) -> LogitRows:
     """A transformers ViT layer: ``softmax(q k^T * scaling + mask)``."""
-    norm = getattr(layer, "layernorm_before", None) or layer.norm1
     attn = layer.attention
-    n_images, n_tokens, _ = tokens.shape
-    normed = norm(tokens)
-    query = attn.q_proj(normed[:, :1]).view(n_images, 1, -1, attn.head_dim)
-    keys = attn.k_proj(normed).view(n_images, n_tokens, -1, attn.head_dim)
-    query, keys = query.transpose(1, 2), keys.transpose(1, 2)
-    logits = (query @ keys.transpose(-2, -1)).squeeze(2) * attn.scaling
+    keys = _heads(attn.k_proj(normed), attn.head_dim).transpose(-2, -1)
     mask = inputs.get("attention_mask")
-    if mask is not None:
-        logits = logits + mask[..., 0, :]
-    return logits
+
+    def logit_rows(rows: slice) -> torch.Tensor:
+        query = _heads(attn.q_proj(normed[:, rows]), attn.head_dim)
+        logits = (query @ keys) * attn.scaling
+        return logits if mask is None else logits + mask[..., rows, :]
+
+    return logit_rows
 
 
 @cache
 def _hf_families() -> tuple[AttentionFamily, ...]:
     """The transformers layer classes read by :func:`_hf_logits` (imported only
-    for a transformers model)."""
+    for a transformers model), with their pre-attention norm."""
     from transformers.models.deit import modeling_deit as deit
     from transformers.models.dinov2 import modeling_dinov2 as dinov2
     from transformers.models.dinov2_with_registers import (
@@ -187,15 +274,18 @@ def _hf_families() -> tuple[AttentionFamily, ...]:
         return int(layer.attention.num_attention_heads)
 
     return tuple(
-        AttentionFamily(f"hf_{name}", layer, attention, "attention", _hf_logits, heads)
-        for name, layer, attention in (
-            ("vit", vit.ViTLayer, vit.ViTAttention),
-            ("deit", deit.DeiTLayer, deit.DeiTAttention),
-            ("dinov2", dinov2.Dinov2Layer, dinov2.Dinov2Attention),
+        AttentionFamily(
+            f"hf_{name}", layer, attention, "attention", norm, _hf_logits, heads
+        )
+        for name, layer, attention, norm in (
+            ("vit", vit.ViTLayer, vit.ViTAttention, "layernorm_before"),
+            ("deit", deit.DeiTLayer, deit.DeiTAttention, "layernorm_before"),
+            ("dinov2", dinov2.Dinov2Layer, dinov2.Dinov2Attention, "norm1"),
             (
                 "dinov2_with_registers",
                 dinov2_reg.Dinov2WithRegistersLayer,
                 dinov2_reg.Dinov2WithRegistersAttention,
+                "norm1",
             ),
         )
     )

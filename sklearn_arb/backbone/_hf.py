@@ -1,13 +1,14 @@
 """Hugging Face ``transformers`` ViTs, seen as the extractor sees timm's.
 
 A ``transformers`` model object, a folder written by ``save_pretrained`` or a hub
-id becomes a :class:`HFVisionTransformer`: the model's own base network (no
-classifier head), with the attributes the extractor reads from a timm ViT
-(``blocks``, ``patch_embed``, ``num_prefix_tokens``, ``embed_dim``,
-``pretrained_cfg``). The model runs its own forward up to the read layer; that
-layer's CLS row is computed from its own query and key projections (see
-``_families.py``). ``transformers`` is optional (``pip install sklearn-arb[hf]``)
-and imported only when such a model is given.
+id becomes a :class:`HFVisionTransformer`: the model's own base network, with
+the attributes and methods the extractor reads from a timm ViT (``blocks``,
+``patch_embed``, ``num_prefix_tokens``, ``embed_dim``, ``pretrained_cfg``,
+``norm``, ``forward_head``, ``num_classes``), and the classifier of an image
+classification model (CDAM explains its logits). The model runs its own forward
+up to the read layer; a layer's attention rows are computed from its own query
+and key projections (see ``_families.py``). ``transformers`` is optional
+(``pip install sklearn-arb[hf]``) and imported only when such a model is given.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from torch import nn
 from ._hub import local_hub_only
 
 __all__ = [
+    "CLASSIFIERS",
     "HFVisionTransformer",
     "is_hf_model",
     "load_hf_vit",
@@ -44,6 +46,50 @@ _DEFAULT_NORMALISATION = {
     "dinov2": _IMAGENET,
     "dinov2_with_registers": _IMAGENET,
 }
+
+
+def _cls_token_head(head: nn.ModuleDict, tokens: torch.Tensor, n_prefix: int):
+    return head["classifier"](tokens[:, 0])
+
+
+def _cls_and_distillation_head(
+    head: nn.ModuleDict, tokens: torch.Tensor, n_prefix: int
+):
+    # DeiT with its teacher: the mean of both classifiers (its inference mode).
+    cls_logits = head["cls_classifier"](tokens[:, 0])
+    return (cls_logits + head["distillation_classifier"](tokens[:, 1])) / 2
+
+
+def _cls_and_mean_patch_head(
+    head: nn.ModuleDict, tokens: torch.Tensor, n_prefix: int
+):
+    # DINOv2: the CLS token next to the mean of the patch tokens (registers out).
+    pooled = torch.cat([tokens[:, 0], tokens[:, n_prefix:].mean(dim=1)], dim=1)
+    return head["classifier"](pooled)
+
+
+# The image classification models whose logits ``forward_head`` computes from
+# the base model's last hidden state, as their own forward does.
+CLASSIFIERS = {
+    "ViTForImageClassification": _cls_token_head,
+    "DeiTForImageClassification": _cls_token_head,
+    "DeiTForImageClassificationWithTeacher": _cls_and_distillation_head,
+    "Dinov2ForImageClassification": _cls_and_mean_patch_head,
+    "Dinov2WithRegistersForImageClassification": _cls_and_mean_patch_head,
+}
+
+
+def _classifier(model: nn.Module):
+    """The head function of ``model`` if it is one of :data:`CLASSIFIERS`
+    running its own forward (not a subclass or a changed forward), else None."""
+    import transformers
+
+    name = type(model).__name__
+    if name not in CLASSIFIERS or "forward" in vars(model):
+        return None
+    if type(model) is not getattr(transformers, name, None):
+        return None
+    return CLASSIFIERS[name] if int(model.config.num_labels) > 0 else None
 
 
 @dataclass(frozen=True)
@@ -89,7 +135,8 @@ class HFVisionTransformer(nn.Module):
     model : transformers.PreTrainedModel
         ``ViTModel``, ``DeiTModel``, ``Dinov2Model``, ``Dinov2WithRegistersModel``
         or a model built on one (``*ForImageClassification``, ...); its base
-        network is kept, the head dropped. Not copied.
+        network is kept, and the classifier of the image classification models
+        in :data:`CLASSIFIERS` (another head is dropped). Not copied.
     mean, std : tuple of float
         The normalisation of its image processor.
     input_size : (int, int)
@@ -119,6 +166,16 @@ class HFVisionTransformer(nn.Module):
         if config.model_type not in SUPPORTED_MODEL_TYPES:
             raise TypeError(_unsupported_message(type(model).__name__, config))
         self.hf_model = base
+        self._head = _classifier(model)
+        # The classifier's modules (the top model's children but the base).
+        self.hf_head = nn.ModuleDict(
+            {
+                name: child
+                for name, child in model.named_children()
+                if self._head is not None and child is not base
+            }
+        )
+        self.num_classes = int(config.num_labels) if self._head is not None else 0
         # transformers 5 keeps the layers on the model, 4 on its encoder.
         layers = getattr(base, "layers", None)
         self.blocks = layers if layers is not None else base.encoder.layer
@@ -153,12 +210,27 @@ class HFVisionTransformer(nn.Module):
         self.patch_embed = PatchGeometry(self.patch_embed.patch_size, size)
         self.pretrained_cfg = {**self.pretrained_cfg, "input_size": (3, *size)}
 
+    @property
+    def norm(self) -> nn.Module:
+        """The base model's final norm (its ``layernorm``), as timm's ``norm``."""
+        return self.hf_model.layernorm
+
     def forward_features(self, images: torch.Tensor) -> torch.Tensor:
-        """The model's own forward: its last hidden state."""
+        """The model's own forward: its last hidden state (after ``norm``)."""
         return self.hf_model(pixel_values=images, **self._forward_kwargs)[0]
 
+    def forward_head(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The output of the last hidden state ``tokens`` ``(n, N, D)``: the
+        classifier's logits ``(n, C)`` as the classification model computes
+        them, or, without a classifier, the CLS token ``(n, D)`` (as a timm ViT
+        without head: DINO's image embedding)."""
+        if self._head is None:
+            return tokens[:, 0]
+        return self._head(self.hf_head, tokens, self.num_prefix_tokens)
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.forward_features(images)
+        """``forward_head(forward_features(images))``, as a timm ViT."""
+        return self.forward_head(self.forward_features(images))
 
 
 def _unsupported_message(name: str, config) -> str:
@@ -208,16 +280,25 @@ def _processor_settings(config_file: Path | None, model_type: str, image_size: i
 
 
 def _from_pretrained(source: str, name: str) -> nn.Module:
-    """``AutoModel.from_pretrained``: a folder, or a hub id (the hub cache only
-    when the hub cannot be reached)."""
-    from transformers import AutoConfig, AutoModel
+    """``from_pretrained``: a folder, or a hub id (the hub cache only when the hub
+    cannot be reached); an image classification model of :data:`CLASSIFIERS`
+    with its classifier, any other as ``AutoModel`` (its base network)."""
+    import transformers
 
     try:
         with local_hub_only():
-            config = AutoConfig.from_pretrained(source)
+            config = transformers.AutoConfig.from_pretrained(source)
             if config.model_type not in SUPPORTED_MODEL_TYPES:
                 raise TypeError(_unsupported_message(name, config))
-            return AutoModel.from_pretrained(source)
+            classifier = next(
+                (a for a in config.architectures or () if a in CLASSIFIERS), None
+            )
+            model_class = (
+                transformers.AutoModel
+                if classifier is None
+                else getattr(transformers, classifier)
+            )
+            return model_class.from_pretrained(source)
     except OSError as exc:
         raise OSError(
             f"The transformers model {name} could not be loaded from the Hugging "

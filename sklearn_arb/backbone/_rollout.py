@@ -10,72 +10,49 @@ Only that row is computed: a row vector ``r`` (``e_CLS`` at first) times each
 block's ``Ã``, from the last block of the product to the first, and each ``Ã``
 a chunk of rows at a time, so at most ``_CHUNK_BYTES`` of one block's
 ``heads x N x N`` attention exist at once (the last block needs only its CLS
-row). The blocks' inputs come from one forward pass of the model, which stops at
-the last block of the product. :func:`reference_rollout` is the plain
-computation (every block's full matrices, multiplied as matrices), kept as the
-ground truth for tests and the speed baseline for benchmarks.
+row). Each block's attention rows are computed as its family computes them
+(``_families.py``: timm ViT, EVA with rotary embeddings, BEiT with relative
+position bias, transformers ViT/DeiT/DINOv2), from the tokens and the other
+inputs (rotary embeddings, shared position bias, ...) the model passes each
+block in one forward pass, which stops at the last block of the product.
+:func:`reference_rollout` is the plain computation (every block's full
+matrices, multiplied as matrices), kept as the ground truth for tests and the
+speed baseline for benchmarks.
 """
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 from torch import nn
 
-from ._attention import _block_index, _BlockInputs, _stop_here, read_block_family
-from ._hooks import this_thread_only
+from ._attention import _block_index, block_inputs, read_block_family
 
-__all__ = ["HEAD_FUSIONS", "attention_rows", "reference_rollout", "rollout"]
+__all__ = ["HEAD_FUSIONS", "reference_rollout", "rollout"]
 
 HEAD_FUSIONS = ("mean", "max", "min")
 # Most bytes of one block's attention rows held at once (float32).
 _CHUNK_BYTES = 16 << 20
 
 
-def block_inputs(model: nn.Module, images: torch.Tensor, index: int) -> list:
-    """The tokens entering blocks ``0 .. index``, as the model's own
-    ``forward_features`` passes them; the pass stops at block ``index``."""
-    recorded: list[torch.Tensor] = []
-
-    def record(module: nn.Module, args: tuple) -> None:
-        recorded.append(args[0])
-
-    blocks = model.blocks[: index + 1]
-    for position, block in enumerate(blocks):
-        if read_block_family(model, position).name != "vit":
-            raise ValueError(
-                f"source='rollout' needs every block up to the last of the product "
-                f"to be a timm vision_transformer.Block; block {position} is a "
-                f"{type(block).__name__}. Use source='attention' for this model."
-            )
-    # The CPU streams run the model in several threads: each records its own.
-    record, stop = this_thread_only(record), this_thread_only(_stop_here)
-    handles = [block.register_forward_pre_hook(record) for block in blocks]
-    handles.append(blocks[-1].register_forward_pre_hook(stop, with_kwargs=True))
-    try:
-        model.forward_features(images)
-    except _BlockInputs:
-        return recorded
-    finally:
-        for handle in handles:
-            handle.remove()
-    raise RuntimeError(
-        f"{type(model).__name__}.forward_features never ran block {index}."
-    )
-
-
-def attention_rows(
-    block: nn.Module, tokens: torch.Tensor, rows: slice = slice(None)
-) -> torch.Tensor:
-    """Rows ``rows`` of a timm ViT block's softmax attention, ``(n, heads, r, N)``,
-    float32, computed as the block computes it (q/k norms, scale)."""
-    attn = block.attn
-    n_images, n_tokens, _ = tokens.shape
-    qkv = attn.qkv(block.norm1(tokens)).reshape(
-        n_images, n_tokens, 3, attn.num_heads, attn.head_dim
-    )
-    query, keys = qkv[:, rows, 0].transpose(1, 2), qkv[:, :, 1].transpose(1, 2)
-    query, keys = attn.q_norm(query), attn.k_norm(keys)
-    return ((query * attn.scale) @ keys.transpose(-2, -1)).float().softmax(-1)
+def _block_attention(model: nn.Module, images: torch.Tensor, index: int) -> list:
+    """Blocks ``0 .. index``: for each, a function giving its attention rows
+    (``AttentionFamily.attention_rows``, built when called, so that one block's
+    keys and position terms are held at a time), its numbers of heads and tokens."""
+    # Every block of the product is recognised before the model runs.
+    families = [read_block_family(model, position) for position in range(index + 1)]
+    inputs = block_inputs(model, images, range(index + 1))
+    return [
+        (
+            partial(family.attention_rows, block, tokens, other),
+            family.n_heads(block),
+            tokens.shape[1],
+        )
+        for family, block, (tokens, other) in zip(
+            families, model.blocks, inputs, strict=False
+        )
+    ]
 
 
 def fuse_heads(weights: torch.Tensor, head: str | int) -> torch.Tensor:
@@ -123,8 +100,9 @@ def rollout(
 
     Parameters
     ----------
-    model : timm VisionTransformer
-        In eval mode; its blocks up to ``layer`` are timm ``Block``s.
+    model : timm ViT, EVA or BEiT, or a loaded transformers ViT
+        In eval mode; every block up to ``layer`` of a family the extractor
+        reads (see the Models page of the user guide).
     images : Tensor of shape (n, 3, H, W)
         Normalised images.
     layer : int, default=-1
@@ -154,19 +132,20 @@ def rollout(
     (torch.Size([2, 16]), True)
     """
     index = _block_index(model, layer)
-    inputs = block_inputs(model, images, index)
-    n_images, n_tokens, _ = inputs[0].shape
+    blocks = _block_attention(model, images, index)
+    n_images, n_tokens = len(images), blocks[0][2]
     cls_row = torch.zeros(n_images, n_tokens, device=images.device)
     cls_row[:, 0] = 1.0
     for position in range(index, -1, -1):
-        block, tokens = model.blocks[position], inputs[position]
+        block_attention, n_heads, _ = blocks[position]
+        attention_rows = block_attention()
         # r is e_CLS in the last block: only its CLS row is needed.
         n_rows = 1 if position == index else n_tokens
-        chunk = max(1, _CHUNK_BYTES // (4 * n_images * block.attn.num_heads * n_tokens))
+        chunk = max(1, _CHUNK_BYTES // (4 * n_images * n_heads * n_tokens))
         product = torch.zeros_like(cls_row)
         for start in range(0, n_rows, chunk):
             rows = slice(start, min(start + chunk, n_rows))
-            fused = fuse_heads(attention_rows(block, tokens, rows), head)
+            fused = fuse_heads(attention_rows(rows), head)
             mixed = _rollout_rows(fused, start, discard_ratio)
             product += (cls_row[:, rows, None] * mixed).sum(dim=1)
         cls_row = product
@@ -208,10 +187,9 @@ def reference_rollout(
     """
     index = _block_index(model, layer)
     product = None
-    inputs = block_inputs(model, images, index)
-    for block, tokens in zip(model.blocks[: index + 1], inputs, strict=True):
+    for block_attention, _, _ in _block_attention(model, images, index):
         mixed = _rollout_rows(
-            fuse_heads(attention_rows(block, tokens), head), 0, discard_ratio
+            fuse_heads(block_attention()(slice(None)), head), 0, discard_ratio
         )
         product = mixed if product is None else mixed @ product
     return product[:, 0, model.num_prefix_tokens :]

@@ -36,7 +36,7 @@ class MapSource:
         The source.
     layer : int, default=-1
         The block read (attention), the last block of the product (rollout), or
-        the block whose ``norm1`` output is explained (cdam).
+        the block whose pre-attention norm output is explained (cdam).
     head : {"mean", "max", "min"} or int, default="mean"
         Head fusion (``max``/``min``: rollout only) or one head (attention and
         rollout; CDAM uses every head).
