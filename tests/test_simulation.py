@@ -435,3 +435,98 @@ def test_benchmark_script_runs_the_simulate_command(
     for name in ("per_image.csv", "curves.csv"):
         script_table = (tmp_path / "script" / name).read_text()
         assert script_table == (tmp_path / "cli" / name).read_text()
+
+
+# Signed maps (CDAM): the metrics read their positive part, the evidence for the
+# target; D is undefined (NaN, its bars not drawn) where no image supports it.
+
+
+def test_metrics_read_the_positive_part_of_a_signed_map():
+    from sklearn_arb.metrics import (
+        mean_percentile_in_roi,
+        nonzero_percentage_in_roi,
+        sensitivity,
+        specificity,
+    )
+
+    before = np.array([[-2.0, 1.0, 3.0, -3.0, 2.0]])
+    after = np.array([[0.0, 0.0, 3.0, 0.0, 2.0]])  # ARB kept 3 and 2
+    roi = np.array([[False, False, False, True, True]])
+    original = before.copy()
+    # Positive parts: rest (0, 1, 3), ROI (0, 2). Read as signed sums, the ROI's
+    # evidence would be -1 (sensitivity 3) and the rest's 2 (specificity 1.5).
+    assert sensitivity(before, after, roi)[0] == 0.0  # the ROI's 2 kept
+    assert specificity(before, after, roi)[0] == 0.75  # 3 of 1 + 3 kept
+    # 0 beats none of (0, 1, 3), 2 beats two: (0 + 66.7) / 2. A zeroed score has
+    # percentile 0 (signed, it would beat the rest's -2).
+    np.testing.assert_allclose(mean_percentile_in_roi(before, roi), [100 / 3])
+    np.testing.assert_allclose(
+        mean_percentile_in_roi(after, roi, reference=before), [100 / 3]
+    )
+    zeroed = np.zeros_like(after)
+    assert mean_percentile_in_roi(zeroed, roi, reference=before)[0] == 0.0
+    assert nonzero_percentage_in_roi(before, roi)[0] == 50.0  # -3 is no evidence
+    np.testing.assert_array_equal(before, original)
+
+
+@pytest.fixture
+def tiny_cdam_extractor(make_tiny_vit):
+    from sklearn_arb import AttentionExtractor
+
+    vit = make_tiny_vit(num_classes=5)
+    return AttentionExtractor(
+        vit, image_size=32, n_bootstrap=1, source="cdam", random_state=0
+    ).fit()
+
+
+def test_study_of_a_signed_source_reads_its_positive_part(
+    class_folders, tiny_cdam_extractor
+):
+    from sklearn_arb._study import StudySettings, compute_study, list_images
+
+    paths, _ = list_images(class_folders, None)
+    assert (tiny_cdam_extractor.transform(paths) < 0).any()  # signed maps
+    metrics = compute_study(
+        paths, tiny_cdam_extractor, StudySettings(scale="linear")
+    ).metrics
+    for method in ("p", "lfdr", "pi0"):
+        for name in ("sensitivity", "specificity"):
+            values = metrics[f"{name}_{method}"]
+            assert np.all((values >= 0) & (values <= 1)), (name, method, values)
+        # A ROI emptied by ARB ranks below everything, as for a positive map.
+        emptied = metrics[f"nz_after_{method}"] == 0
+        np.testing.assert_array_equal(metrics[f"mp_after_{method}"][emptied], 0.0)
+        assert np.all(
+            metrics[f"mp_after_{method}"] <= metrics["mp_before"] + 1e-9
+        )  # ARB only removes evidence
+
+
+def test_suppression_factor_is_undefined_without_evidence_in_the_roi():
+    from sklearn_arb._study._tables import suppression_table
+
+    metrics = {"mp_before": np.array([0.0, 0.0, 40.0, 60.0])}
+    for method in ("p", "lfdr", "pi0"):
+        metrics[f"mp_after_{method}"] = np.array([0.0, 0.0, 4.0, 16.0])
+    classes = np.array(["a", "a", "b", "b"])
+    table = suppression_table(metrics, classes, np.ones(4, dtype=bool))
+    assert table.names == ["a", "b", "all classes"]
+    assert np.all(np.isnan(table.factors[0]))  # class a: ROI never above 0
+    np.testing.assert_allclose(table.factors[1:], 0.2)
+
+
+def test_simulate_without_a_defined_suppression_factor_skips_its_figure(
+    class_folders, tiny_cdam_extractor, tmp_path, monkeypatch
+):
+    from sklearn_arb._study import _compute, run_simulation_study
+
+    # No image selected: the selected images' D is undefined for every class.
+    monkeypatch.setattr(
+        _compute, "select_by_roi_z", lambda z, masks: np.zeros(len(z), dtype=bool)
+    )
+    summary = run_simulation_study(
+        class_folders, tmp_path, extractor=tiny_cdam_extractor
+    )
+    assert not (tmp_path / "fig4_suppression_selected.png").exists()
+    assert (tmp_path / "fig4_suppression_all.png").exists()
+    assert "fig4_suppression_selected.png not drawn" in summary
+    assert "fig4_suppression_all.png not drawn" not in summary

@@ -10,7 +10,7 @@ from sklearn.utils import Bunch
 
 from ..plotting import plot_sensitivity_specificity, plot_suppression_factors
 from ._compute import METHODS, SWEEP
-from ._tables import subsets
+from ._tables import defined_rows, subsets
 
 METHOD_COLORS = {"p": "tab:red", "lfdr": "gold", "pi0": "tab:green"}
 CURVES_PER_CLASS = 5
@@ -53,7 +53,8 @@ def plot_fig3(metrics: dict, subset: np.ndarray, title: str, path: Path) -> None
 
 
 def plot_fig4(table: Bunch, title: str, path: Path) -> None:
-    keep = np.all(np.isfinite(table.factors), axis=1)
+    """The bars of the classes whose D is defined (at least one)."""
+    keep = defined_rows(table)
     fig, ax = plt.subplots(figsize=(10, 4.5))
     plot_suppression_factors(
         table.factors[keep],
@@ -123,6 +124,8 @@ def draw_figures(results: Bunch, output: Path, title: str, seed: int) -> None:
     for name, subset in subsets(results.metrics["selected"]).items():
         subset_title = f"{title}, {name} images (n={int(subset.sum())})"
         plot_fig3(results.metrics, subset, subset_title, output / f"fig3_{name}.png")
+        if not defined_rows(results.tables[name]).any():
+            continue  # summary.txt says D is undefined and the figure not drawn
         plot_fig4(
             results.tables[name],
             f"suppression factor D, {subset_title}",

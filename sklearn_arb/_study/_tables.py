@@ -25,7 +25,12 @@ def write_csv(path: Path, rows: list[dict]) -> None:
 
 
 def suppression_table(metrics: dict, classes: np.ndarray, subset: np.ndarray):
-    """D and its error per class (rows) and method (columns); NaN for < 2 images."""
+    """D and its error per class (rows) and method (columns).
+
+    NaN where D is undefined: for fewer than 2 images, or when every ROI's mean
+    percentile before is 0 (no ROI score above 0: a signed map's ROI with only
+    negative evidence; the metrics read a signed map's positive part).
+    """
     class_names = [*sorted(set(classes)), "all classes"]
     factors = np.full((len(class_names), len(METHODS)), np.nan)
     errors = np.full_like(factors, np.nan)
@@ -33,7 +38,7 @@ def suppression_table(metrics: dict, classes: np.ndarray, subset: np.ndarray):
     for row, name in enumerate(class_names):
         in_set = subset & ((classes == name) | (name == "all classes"))
         counts.append(int(in_set.sum()))
-        if counts[-1] < 2:
+        if counts[-1] < 2 or not metrics["mp_before"][in_set].any():
             continue
         for col, method in enumerate(METHODS):
             factors[row, col], errors[row, col] = suppression_factor(
@@ -42,9 +47,19 @@ def suppression_table(metrics: dict, classes: np.ndarray, subset: np.ndarray):
     return Bunch(names=class_names, factors=factors, errors=errors, counts=counts)
 
 
+def defined_rows(table: Bunch) -> np.ndarray:
+    """The classes of a suppression table whose D is defined (the bars drawn)."""
+    return np.all(np.isfinite(table.factors), axis=1)
+
+
 def _summary_lines(results: Bunch, subset_name: str, subset: np.ndarray) -> list[str]:
     table, metrics = results.tables[subset_name], results.metrics
     lines = [f"\nD per class, {subset_name} images (method: D +- error [paired])"]
+    if not defined_rows(table).any():
+        lines.append(
+            "  D undefined for every class (nan: fewer than 2 images, or no ROI "
+            f"score above 0): fig4_suppression_{subset_name}.png not drawn"
+        )
     for name, n_in, row, err in zip(
         table.names, table.counts, table.factors, table.errors, strict=True
     ):
@@ -55,7 +70,7 @@ def _summary_lines(results: Bunch, subset_name: str, subset: np.ndarray) -> list
                 for m, d, e in zip(METHODS, row, err, strict=True)
             )
         )
-    for m in METHODS:
+    for m in METHODS if subset.any() else ():  # no means of no images
         lines.append(
             f"  {m}: mean percentile {metrics['mp_before'][subset].mean():.1f}"
             f" -> {metrics[f'mp_after_{m}'][subset].mean():.1f}, non-zero % "

@@ -6,7 +6,12 @@ simulation".
 
 import numpy as np
 
-from ._validation import check_maps, check_roi_masks, require_nonempty
+from ._validation import (
+    check_evidence,
+    check_maps,
+    check_roi_masks,
+    require_nonempty,
+)
 
 
 def mean_in_roi(values: np.ndarray, roi_masks: np.ndarray) -> np.ndarray:
@@ -82,6 +87,11 @@ def mean_percentile_in_roi(
     ``reference=maps_before``, as the paper does, so both are read against the same
     original scores. A zeroed score has percentile 0.
 
+    A signed map (CDAM) is read by its positive part, the evidence for its target,
+    in ``maps`` and ``reference`` alike: a negative score counts as 0, so a zeroed
+    score still has percentile 0 rather than ranking above the negative scores.
+    Positive maps (attention, rollout) are unaffected.
+
     Parameters
     ----------
     maps : array-like of shape (n_images, n_tokens) or (n_images, height, width)
@@ -107,8 +117,8 @@ def mean_percentile_in_roi(
     >>> mean_percentile_in_roi(after, roi, reference=before)
     array([50.])
     """
-    maps = check_maps(maps)
-    reference = maps if reference is None else check_maps(reference, "reference")
+    maps = check_evidence(maps)
+    reference = maps if reference is None else check_evidence(reference, "reference")
     if reference.shape != maps.shape:
         raise ValueError(
             f"reference has shape {reference.shape} but maps {maps.shape}; pass the "
@@ -139,6 +149,9 @@ def mean_percentile_in_roi(
 def nonzero_percentage_in_roi(maps: np.ndarray, roi_masks: np.ndarray) -> np.ndarray:
     """Percentage of the ROI scores that are not zero.
 
+    A signed map (CDAM) is read by its positive part: the percentage of the ROI
+    with evidence for the target (a negative score counts as 0).
+
     Parameters
     ----------
     maps : array-like of shape (n_images, n_tokens) or (n_images, height, width)
@@ -157,7 +170,7 @@ def nonzero_percentage_in_roi(maps: np.ndarray, roi_masks: np.ndarray) -> np.nda
     >>> nonzero_percentage_in_roi([[0.0, 0.3, 0.0, 0.2]], [[True, True, True, False]])
     array([33.33333333])
     """
-    maps = check_maps(maps)
+    maps = check_evidence(maps)
     roi_masks = check_roi_masks(roi_masks, maps.shape)
     roi_counts = roi_masks.sum(axis=1)
     require_nonempty(roi_counts, "ROI value")

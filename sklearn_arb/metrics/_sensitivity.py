@@ -6,7 +6,7 @@ simulation".
 
 import numpy as np
 
-from ._validation import check_maps, check_roi_masks
+from ._validation import check_evidence, check_roi_masks
 
 
 def _kept_fraction(
@@ -26,8 +26,8 @@ def _kept_fraction(
 
 
 def _check(maps_before, maps_after, roi_masks):
-    maps_before = check_maps(maps_before, "maps_before")
-    maps_after = check_maps(maps_after, "maps_after")
+    maps_before = check_evidence(maps_before, "maps_before")
+    maps_after = check_evidence(maps_after, "maps_after")
     if maps_after.shape != maps_before.shape:
         raise ValueError(
             f"maps_after has shape {maps_after.shape} but maps_before "
@@ -45,6 +45,10 @@ def sensitivity(
     1 when the noise is fully removed, 0 when it is untouched. An image whose ROI
     holds no attention before regularisation (an empty ROI, or all scores zero)
     has nothing left to remove: its sensitivity is defined as 1.
+
+    A signed map (CDAM) is read by its positive part, the evidence for its target
+    (a negative score counts as 0), before and after alike: the sums of signed
+    scores could cancel or change sign, and the ratio would leave [0, 1].
 
     Parameters
     ----------
@@ -81,6 +85,7 @@ def specificity(
 
     1 when the signal outside the ROI is intact. An image with no attention outside
     the ROI before regularisation has nothing to lose: its specificity is 1.
+    A signed map (CDAM) is read by its positive part, as in :func:`sensitivity`.
 
     Parameters
     ----------

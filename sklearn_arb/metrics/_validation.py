@@ -21,6 +21,17 @@ def check_maps(maps, name: str = "maps") -> np.ndarray:
     return maps.reshape(maps.shape[0], -1)
 
 
+def check_evidence(maps, name: str = "maps") -> np.ndarray:
+    """``check_maps``, then the positive part: what the map says for its target.
+
+    Attention and rollout are positive, so this is the map itself. A signed map
+    (CDAM) is read by its positive scores; a negative score (evidence against the
+    target) counts as 0, like a score regularisation removed, so sums and ranks
+    measure evidence for the target only.
+    """
+    return np.maximum(check_maps(maps, name), 0.0)
+
+
 def check_roi_masks(roi_masks, shape: tuple[int, ...], name: str = "roi_masks"):
     """``roi_masks`` as a boolean array of ``shape`` (the flattened maps' shape)."""
     roi_masks = np.asarray(roi_masks)
