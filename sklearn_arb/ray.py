@@ -10,6 +10,9 @@ the maps do not depend on the number of actors, the batch sizes or the order.
   :func:`fit_pooled_null` learns a pooled null in a first pass by merging the
   :meth:`~sklearn_arb.BootstrapAttentionRegularizer.partial_fit` states of the
   blocks.
+- :func:`regularize_dataset`: a Pipeline of :func:`~sklearn_arb.make_arb_pipeline`
+  over image files, folders or a ``ray.data.Dataset``; per-image maps and
+  statistics written as Parquet, resumable, bad images reported per image.
 - :func:`regularize_files`: the ``regularize`` command on Ray (``sklearn-arb
   regularize ... --engine ray``): image files in, the command's per-image
   ``.npz``, panels and ``summary.csv`` out, the maps of a local run to float32
@@ -22,6 +25,7 @@ Ray is imported when a function needs it; ``import sklearn_arb`` never does.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import sys
@@ -31,6 +35,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import xxhash
+from sklearn.utils import Bunch
 
 from ._regularizer import BootstrapAttentionRegularizer
 
@@ -38,6 +44,7 @@ __all__ = [
     "ExtractMaps",
     "RegularizeMaps",
     "fit_pooled_null",
+    "regularize_dataset",
     "regularize_files",
 ]
 
@@ -198,6 +205,406 @@ def fit_pooled_null(
     )
     fitted = [pickle.loads(row["state"]) for row in states.iter_rows()]
     return reduce(BootstrapAttentionRegularizer.merge, fitted)
+
+
+# regularize_dataset: a Pipeline over many images, results as Parquet.
+
+_KEY = "key"  # the column naming each image in the output files
+
+
+def _check_pipeline(pipeline: Any) -> tuple[Any, BootstrapAttentionRegularizer]:
+    """The extractor and the regularizer of a make_arb_pipeline Pipeline."""
+    from sklearn.pipeline import Pipeline
+
+    from ._extractor import AttentionExtractor
+
+    steps = pipeline.steps if isinstance(pipeline, Pipeline) else []
+    if len(steps) != 2 or not (
+        isinstance(steps[0][1], AttentionExtractor)
+        and isinstance(steps[1][1], BootstrapAttentionRegularizer)
+    ):
+        raise TypeError(
+            f"pipeline must be a Pipeline of an AttentionExtractor and a "
+            f"BootstrapAttentionRegularizer; got {pipeline!r}. Build it with "
+            "sklearn_arb.make_arb_pipeline."
+        )
+    return steps[0][1], steps[1][1]
+
+
+def _fitted_extractor(extractor: Any) -> Any:
+    """The extractor fitted in this process (a copy where it was not): its image
+    size and weights are needed before the actors start."""
+    from sklearn.base import clone
+
+    return extractor if _is_fitted(extractor) else clone(extractor).fit()
+
+
+def _is_fitted(estimator: Any) -> bool:
+    from sklearn.exceptions import NotFittedError
+    from sklearn.utils.validation import check_is_fitted
+
+    try:
+        check_is_fitted(estimator)
+    except NotFittedError:
+        return False
+    return True
+
+
+def _decode(
+    batch: dict[str, np.ndarray],
+    column: str,
+    key_column: str,
+    image_size: tuple[int, int],
+    done: frozenset[str],
+    cwd: str,
+) -> dict[str, np.ndarray]:
+    """Read and resize the images of a batch not yet ``done`` (a CPU task): the
+    model's inputs, or per image the error that kept it from being read."""
+    from ._images import load_images
+    from .cli._arguments import first_line
+    from .cli._loader import IMAGE_ERRORS
+
+    if os.path.isdir(cwd) and os.getcwd() != cwd:
+        os.chdir(cwd)  # relative paths, and their messages, as the caller has them
+    keys, images, errors = [], [], []
+    for key, image in zip(batch[key_column], batch[column], strict=True):
+        key = str(key)
+        if key in done:
+            continue
+        try:
+            if isinstance(image, (str, bytes, os.PathLike)):
+                source: Any = Path(os.fsdecode(image))
+            else:
+                source = np.asarray(image)[np.newaxis]
+            images.append(load_images(source, image_size=image_size)[0])
+            errors.append("")
+        except IMAGE_ERRORS as exc:
+            images.append(np.zeros((*image_size, 3), dtype=np.float32))
+            errors.append(first_line(exc))
+        keys.append(key)
+    return {
+        _KEY: np.array(keys, dtype=object),
+        "image": np.stack(images)
+        if images
+        else np.zeros((0, *image_size, 3), dtype=np.float32),
+        "error": np.array(errors, dtype=object),
+    }
+
+
+def _readable(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The rows of a decoded batch whose image was read."""
+    read = np.array([not error for error in batch["error"]], dtype=bool)
+    return {name: np.asarray(values)[read] for name, values in batch.items()}
+
+
+class _WriteResults(ExtractMaps):
+    """``map_batches`` callable of :func:`regularize_dataset`: maps, statistics
+    and regularized maps of a decoded batch, written as one Parquet file; one
+    row per batch back (how many written, the images that could not be read)."""
+
+    def __init__(
+        self,
+        extractor: Any,
+        regularizer: BootstrapAttentionRegularizer,
+        methods: Sequence[str],
+        output: str,
+        settings: str,
+    ) -> None:
+        super().__init__(extractor)
+        self.regularizer = regularizer
+        self.methods = methods
+        self.output = Path(output)
+        self.settings = settings
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        from sklearn.base import clone
+
+        from ._parquet import write_results
+
+        failed = {
+            str(key): str(error)
+            for key, error in zip(batch[_KEY], batch["error"], strict=True)
+            if error
+        }
+        batch = _readable(batch)
+        if len(batch[_KEY]):
+            maps = self.extractor.transform(np.asarray(batch["image"]))
+            regularizer = self.regularizer
+            if regularizer.null == "per_image":
+                regularizer = clone(regularizer).fit(maps)
+            statistics = regularizer.compute_statistics(maps)
+            n_images = len(maps)
+            columns = {
+                "grid_shape": np.tile(self.extractor.grid_shape_, (n_images, 1)),
+                "scores": statistics.scores,
+                "bootstrap_scores": regularizer.layout_.bootstrap(maps),
+                "z": statistics.z,
+                "null_z": statistics.null_z,
+                "pvalues": statistics.pvalues,
+                "lfdr": statistics.lfdr,
+                "pi0": statistics.pi0,
+            }
+            for method in self.methods:
+                columns[f"regularized_{method}"] = (
+                    statistics.regularized
+                    if method == regularizer.method
+                    else copy.copy(regularizer)
+                    .set_params(method=method)
+                    .transform(maps)
+                )
+            write_results(self.output, batch[_KEY], columns, self.settings)
+        return {
+            "written": np.array([len(batch[_KEY])]),
+            "failed": np.array([json.dumps(failed)], dtype=object),
+        }
+
+
+def _settings(
+    extractor: Any, regularizer: BootstrapAttentionRegularizer, methods: Sequence[str]
+) -> str:
+    """What makes the results, as JSON: stored with them, compared on a rerun.
+    ``extractor`` is fitted (its weights are digested); a pooled null is named by
+    its count and histogram, which merging computes exactly."""
+    from .backbone._weights import module_weights_identity
+
+    where_run = {"model", "memory", "verbose", "device", "batch_size"}
+    settings = {
+        f"extractor__{name}": str(value)
+        for name, value in extractor.get_params(deep=False).items()
+        if name not in where_run
+    }
+    settings["weights"] = module_weights_identity(extractor.model_)
+    settings.update(
+        {f"regularizer__{k}": str(v) for k, v in regularizer.get_params().items()}
+    )
+    settings["methods"] = str(list(methods))
+    if regularizer.null == "pooled":
+        pooled = regularizer.pooled_null_
+        histogram = np.ascontiguousarray(pooled.histogram)
+        settings["pooled_null"] = f"{pooled.count}|" + xxhash.xxh3_128_hexdigest(
+            histogram.tobytes()
+        )
+    return json.dumps(settings, sort_keys=True)
+
+
+def _image_rows(
+    images: Sequence[str | os.PathLike], output: Path
+) -> list[dict[str, str]]:
+    """Image files and the image files of folders (walked with their
+    subfolders, as the ``regularize`` command walks them), each once."""
+    from .cli._arguments import UsageError
+    from .cli._regularize import _file_inputs
+
+    try:
+        items = _file_inputs([Path(image) for image in images], output)
+    except UsageError as exc:
+        raise ValueError(str(exc)) from None
+    return [{"image": item.source, "path": item.source} for item in items]
+
+
+def regularize_dataset(
+    images: Sequence[str | os.PathLike] | Any,
+    pipeline: Any,
+    output: str | os.PathLike,
+    *,
+    methods: Sequence[str] | None = None,
+    column: str = "image",
+    key_column: str = "path",
+    workers: int = 1,
+    num_gpus: float | None = None,
+    batch_size: int = 16,
+) -> Bunch:
+    """Regularize many images on Ray; per-image maps and statistics as Parquet.
+
+    Ray Data reads and resizes the images in CPU tasks, and a pool of
+    ``workers`` actors, each loading the model once (on ``num_gpus`` GPUs
+    where there are GPUs), computes the maps and statistics and writes each
+    batch's results as soon as it is done. Bootstrap seeds depend on each
+    image's content and the extractor's ``random_state`` only, so the results
+    do not depend on the number of actors, the batch size or the order (the
+    maps up to float32 rounding: images batched together share the model's
+    matrix products).
+
+    Resuming: each batch is one file, ``part-<digest of its keys>.parquet``,
+    written under a hidden temporary name and renamed into place, so a file is
+    complete or absent. A rerun reads the keys already in ``output`` (that
+    column only), skips those images and removes the temporary files an
+    interrupted run left; a rerun with other settings (model, weights,
+    parameters, pooled null) is refused rather than mixing results. One run
+    at a time per ``output``.
+
+    Parameters
+    ----------
+    images : sequence of path-like, or ray.data.Dataset
+        Image files and folders (walked with their subfolders, hidden files
+        left out; each image keyed by its path as given), or a Dataset with a
+        column of images (arrays ``(H, W)`` or ``(H, W, C)`` of any size, or
+        file paths) and a column naming each image uniquely, e.g.
+        ``ray.data.read_images(folder, include_paths=True)``.
+    pipeline : Pipeline
+        From :func:`~sklearn_arb.make_arb_pipeline`, fitted or not. The
+        extractor is fitted (its model loaded) in each actor. A regularizer
+        with ``null="per_image"`` judges each image against its own bootstrap
+        maps; with ``null="pooled"`` and not fitted, a first pass computes
+        the maps of all the images and merges the pooled null states of the
+        blocks (:func:`fit_pooled_null`), then a second pass regularizes the
+        images not yet done against it. The fitted pipeline is returned: pass
+        it to a rerun to skip the first pass. Not modified.
+    output : path-like
+        The output folder (created). Read it with ``pandas.read_parquet`` or
+        ``pyarrow.parquet.read_table``: one row per image with columns
+        ``key``, ``grid_shape`` (2 ints), the lists ``scores`` (the observed
+        map, P tokens), ``bootstrap_scores`` (B * P), ``z``, ``null_z``,
+        ``pvalues``, ``lfdr``, ``regularized_<method>`` per method, and the
+        number ``pi0``: the arrays of the ``regularize`` command's ``.npz``.
+    methods : sequence of {"z", "p", "lfdr", "pi0"}, default=None
+        Regularized maps to write; default: the regularizer's ``method``.
+    column, key_column : str, default="image", "path"
+        The Dataset's image column and key column (ignored for files).
+    workers : int, default=1
+        Actors, each with its own copy of the model.
+    num_gpus : float, default=None
+        GPUs per actor; default: 1 where the Ray cluster has GPUs, else 0.
+    batch_size : int, default=16
+        Images per batch (and per output file).
+
+    Returns
+    -------
+    result : Bunch
+        ``written`` (images computed by this call), ``done_before`` (results
+        already in ``output``), ``failed`` (dict: image key -> why it could
+        not be read; these images are left out, and a rerun tries them again)
+        and ``pipeline`` (with its pooled null fitted where it was learnt).
+
+    Raises
+    ------
+    ValueError
+        A bad argument, or an ``output`` holding results of other settings.
+    Exception
+        What an actor raised (the model failing, an actor lost): the batches
+        already written stay in ``output`` and a rerun computes the rest.
+
+    Examples
+    --------
+    >>> import numpy as np, ray
+    >>> from timm.models.vision_transformer import VisionTransformer
+    >>> from sklearn_arb import make_arb_pipeline
+    >>> from sklearn_arb.ray import regularize_dataset
+    >>> vit = VisionTransformer(img_size=32, patch_size=8, embed_dim=32, depth=1,
+    ...                         num_heads=2)
+    >>> pipe = make_arb_pipeline(vit, extractor_params={"image_size": 32,
+    ...                          "random_state": 0},
+    ...                          regularizer_params={"null": "per_image"})
+    >>> pixels = np.random.default_rng(0).integers(0, 256, (4, 40, 40, 3))
+    >>> dataset = ray.data.from_items(
+    ...     [{"image": image, "path": f"img{i}"} for i, image in enumerate(pixels)])
+    >>> result = regularize_dataset(dataset, pipe, "arb_parquet")  # doctest: +SKIP
+    >>> result.written, result.failed  # doctest: +SKIP
+    (4, {})
+    >>> import pandas as pd
+    >>> pd.read_parquet("arb_parquet").columns.tolist()[:4]  # doctest: +SKIP
+    ['key', 'grid_shape', 'scores', 'bootstrap_scores']
+    """
+    from sklearn.base import clone
+    from sklearn.pipeline import Pipeline
+
+    from ._parquet import read_keys, remove_temporary_files
+
+    ray = _ray()
+    extractor, regularizer = _check_pipeline(pipeline)
+    methods = list(methods or [regularizer.method])
+    for method in methods:
+        BootstrapAttentionRegularizer(method=method)._validate_params()
+    if workers < 1 or batch_size < 1:
+        raise ValueError(
+            f"workers and batch_size must be at least 1; got {workers} and "
+            f"{batch_size}."
+        )
+    output = Path(os.path.abspath(output))
+    if output.exists() and not output.is_dir():
+        raise ValueError(f"output {output} is a file; pass a folder")
+    if isinstance(images, ray.data.Dataset):
+        dataset = images
+        missing = {column, key_column} - set(dataset.columns())
+        if missing:
+            raise ValueError(
+                f"The Dataset has no column {sorted(missing)[0]!r} (its columns: "
+                f"{dataset.columns()}); pass column= and key_column= naming its "
+                "images and their keys."
+            )
+    else:
+        rows = _image_rows(images, output)
+        if not rows:
+            raise ValueError("images is empty; pass image files or folders")
+        column, key_column = "image", "path"
+    fitted = _fitted_extractor(extractor)  # a bad model: one error, before Ray
+    output.mkdir(parents=True, exist_ok=True)
+    remove_temporary_files(output)
+    done = read_keys(output)
+    skip: frozenset[str] = frozenset()
+    if isinstance(images, ray.data.Dataset):
+        todo_dataset = dataset
+        skip = frozenset(done)
+    else:
+        dataset = ray.data.from_items(rows)
+        todo = [row for row in rows if row["path"] not in done]
+        todo_dataset = ray.data.from_items(todo) if todo else None
+    if not ray.is_initialized():
+        ray.init(include_dashboard=False, log_to_driver=False)
+    if num_gpus is None:
+        num_gpus = 1 if ray.cluster_resources().get("GPU", 0) else 0
+    decode = {
+        "fn_kwargs": {
+            "column": column,
+            "key_column": key_column,
+            "image_size": fitted.image_size_,
+            "done": frozenset(),
+            "cwd": os.getcwd(),
+        },
+        "batch_size": batch_size,
+        "batch_format": "numpy",
+    }
+    actors = {
+        "compute": ray.data.ActorPoolStrategy(size=workers),
+        "batch_size": batch_size,
+        "batch_format": "numpy",
+        **({"num_gpus": num_gpus} if num_gpus else {}),
+    }
+    if regularizer.null == "pooled" and not _is_fitted(regularizer):
+        # The first pass, over all the images (also those done: the same null).
+        maps = (
+            dataset.map_batches(_decode, **decode)
+            .map_batches(_readable, batch_format="numpy")
+            .map_batches(ExtractMaps, fn_constructor_args=(clone(extractor),), **actors)
+        )
+        # Ray's columns do not carry the maps' layout: B is stated.
+        regularizer = fit_pooled_null(
+            maps, clone(regularizer).set_params(n_bootstrap=extractor.n_bootstrap)
+        )
+    settings = _settings(fitted, regularizer, methods)
+    read_keys(output, settings)  # the results there are of these settings
+    written, failed = 0, {}
+    if todo_dataset is not None:
+        decode["fn_kwargs"]["done"] = skip
+        results = todo_dataset.map_batches(_decode, **decode).map_batches(
+            _WriteResults,
+            fn_constructor_args=(
+                clone(extractor),
+                regularizer,
+                methods,
+                str(output),
+                settings,
+            ),
+            **actors,
+        )
+        for row in results.iter_rows():
+            written += int(row["written"])
+            failed.update(json.loads(row["failed"]))
+    steps = [pipeline.steps[0], (pipeline.steps[1][0], regularizer)]
+    pipeline = Pipeline(steps, verbose=pipeline.verbose)
+    return Bunch(
+        written=written, done_before=len(done), failed=failed, pipeline=pipeline
+    )
 
 
 class _Messages:

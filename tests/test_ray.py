@@ -1,6 +1,7 @@
 """Many images: --shard K/N, and ARB on Ray (local Ray, a tiny random ViT)."""
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,17 @@ from sklearn.base import clone
 from sklearn_arb import AttentionExtractor, BootstrapAttentionRegularizer
 from sklearn_arb.cli import main
 
-MAPS = ("attention", "null_attention", "z", "null_z", "pvalues", "lfdr", "pi0")
+METHODS = ["p", "lfdr", "pi0"]  # the command's default --methods
+MAPS = (
+    "attention",
+    "null_attention",
+    "z",
+    "null_z",
+    "pvalues",
+    "lfdr",
+    "pi0",
+    *(f"regularized_{m}" for m in METHODS),
+)
 
 
 @pytest.fixture(scope="module")
@@ -211,3 +222,156 @@ def test_extract_and_regularize_maps_equal_the_pipeline(local_ray, make_tiny_vit
             whole.transform(expected_maps),
             rtol=1e-6,
         )
+
+
+# regularize_dataset: a Pipeline over many images, results as Parquet.
+
+# The Parquet columns and the command's .npz arrays of the same content.
+NPZ_NAMES = {
+    "scores": "attention",
+    "bootstrap_scores": "null_attention",
+    "z": "z",
+    "null_z": "null_z",
+    "pvalues": "pvalues",
+    "lfdr": "lfdr",
+    "pi0": "pi0",
+    **{f"regularized_{m}": f"regularized_{m}" for m in METHODS},
+}
+IMAGES = ["images/part0", "images/part1"]  # img09 (part1) comes late
+
+
+def _pipeline(weights, null="per_image", extractor=None):
+    """The pipeline of the command's settings (``_args``)."""
+    from sklearn_arb import make_arb_pipeline
+
+    pipe = make_arb_pipeline(
+        "deit_tiny_patch16_224",
+        extractor_params={
+            "checkpoint_path": weights,
+            "image_size": 32,
+            "random_state": 0,
+        },
+        regularizer_params={"null": null},
+    )
+    if extractor is not None:
+        pipe.steps[0] = ("extractor", extractor(**pipe[0].get_params()))
+    return pipe
+
+
+@contextmanager
+def chdir(folder):  # contextlib.chdir from Python 3.11
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(folder)
+        yield
+
+
+def _image_files(image_root):
+    return sorted(image_root.glob("images/*/*"))
+
+
+def _local(image_root, weights, null):
+    """``pipeline.fit(paths).transform(paths)`` in this process, per path."""
+    paths = [str(p.relative_to(image_root)) for p in _image_files(image_root)]
+    pipe = _pipeline(weights, null)
+    with chdir(image_root):
+        maps = pipe[0].fit().transform(paths)
+        regularized = pipe.fit(paths).transform(paths)
+    return {p: (maps[i], regularized[i]) for i, p in enumerate(paths)}
+
+
+@pytest.fixture(scope="module")
+def dataset_run(local_ray, image_root, random_weights, tmp_path_factory):
+    """One actor on the image files and the corrupt one, per-image null."""
+    from sklearn_arb.ray import regularize_dataset
+
+    output = tmp_path_factory.mktemp("parquet")
+    with chdir(image_root):
+        result = regularize_dataset(
+            [*IMAGES, "broken"],
+            _pipeline(random_weights),
+            output,
+            methods=METHODS,
+            batch_size=4,
+        )
+    return result, output
+
+
+def _assert_maps_equal(results, local):
+    assert sorted(results) == sorted(local)
+    for key, (maps, regularized) in local.items():
+        got = np.concatenate([results[key]["scores"], results[key]["bootstrap_scores"]])
+        np.testing.assert_allclose(got, maps, rtol=1e-6, err_msg=key)
+        np.testing.assert_allclose(
+            results[key]["regularized_p"], regularized, rtol=1e-6, err_msg=key
+        )
+
+
+def test_regularize_dataset_equals_the_pipeline_with_one_actor(
+    dataset_run, image_root, random_weights
+):
+    from sklearn_arb._parquet import read_results
+
+    result, output = dataset_run
+    assert result.written == 16 and result.done_before == 0
+    _assert_maps_equal(
+        read_results(output), _local(image_root, random_weights, "per_image")
+    )
+
+
+def test_regularize_dataset_with_two_actors_a_dataset_and_a_pooled_null(
+    local_ray, image_root, random_weights, tmp_path
+):
+    """Images given as a ray.data.Dataset of arrays, two actors, a pooled null
+    learnt in a first pass: the pipeline fitted on all the images, locally."""
+    from sklearn_arb._parquet import read_results
+    from sklearn_arb.ray import regularize_dataset
+
+    rows = [
+        {"image": np.asarray(Image.open(p)), "path": str(p.relative_to(image_root))}
+        for p in _image_files(image_root)
+    ]
+    result = regularize_dataset(
+        local_ray.data.from_items(rows),
+        _pipeline(random_weights, null="pooled"),
+        tmp_path,
+        workers=2,
+        batch_size=3,
+    )
+    assert result.written == 16 and result.failed == {}
+    local = _local(image_root, random_weights, "pooled")
+    _assert_maps_equal(read_results(tmp_path), local)
+    whole = _pipeline(random_weights, null="pooled")
+    with chdir(image_root):
+        whole.fit(sorted(local))
+    assert result.pipeline[-1].null_count_ == whole[-1].null_count_
+
+
+def test_a_corrupt_file_is_one_failed_image_named_as_the_command_names_it(
+    dataset_run, image_root, random_weights, tmp_path, capsys, monkeypatch
+):
+    result, _ = dataset_run
+    assert list(result.failed) == ["broken/corrupt.jpg"]
+    monkeypatch.chdir(image_root)
+    command = _args(random_weights, tmp_path)
+    command[1] = "broken"
+    assert main(command) == 1
+    line = f"skipping broken/corrupt.jpg: {result.failed['broken/corrupt.jpg']}"
+    assert line in capsys.readouterr().err.splitlines()
+
+
+def test_the_parquet_results_are_the_command_npz(dataset_run, local_run):
+    """Every array of the command's .npz, in the Parquet row of the same image
+    (maps to 1e-6, statistics to 1e-4: another float32 summation order)."""
+    from sklearn_arb._parquet import read_results
+
+    _, output = dataset_run
+    results = read_results(output)
+    assert sorted(f"{key}.npz" for key in results) == sorted(local_run)
+    for key, row in results.items():
+        expected = local_run[f"{key}.npz"]
+        for column, name in NPZ_NAMES.items():
+            if column.endswith("scores"):
+                np.testing.assert_allclose(row[column], expected[name], rtol=1e-6)
+            else:
+                np.testing.assert_allclose(row[column], expected[name], atol=1e-4)
+        assert row["grid_shape"].tolist() == [2, 2]
