@@ -375,3 +375,47 @@ def test_the_parquet_results_are_the_command_npz(dataset_run, local_run):
             else:
                 np.testing.assert_allclose(row[column], expected[name], atol=1e-4)
         assert row["grid_shape"].tolist() == [2, 2]
+
+
+def test_a_failed_actor_loses_no_written_batch_and_a_rerun_computes_the_rest(
+    dataset_run, local_ray, image_root, random_weights, tmp_path, monkeypatch
+):
+    """An extractor that raises on one image: the run raises, the batches
+    written before stay (complete files, nothing half-written); the rerun
+    skips them and computes only the others; the results are a whole run's."""
+    from sklearn_arb import load_images
+    from sklearn_arb._parquet import read_keys, read_results
+    from sklearn_arb.ray import regularize_dataset
+
+    lost = load_images(image_root / "images/part1/img09.png", image_size=32)[0]
+
+    class FailingExtractor(AttentionExtractor):  # pickled by value to the actors
+        def transform(self, X):
+            if any(np.array_equal(image, lost) for image in np.asarray(X)):
+                raise RuntimeError("actor lost")
+            return super().transform(X)
+
+    monkeypatch.chdir(image_root)
+    failing = _pipeline(random_weights, extractor=FailingExtractor)
+    with pytest.raises(Exception, match="actor lost"):
+        regularize_dataset(IMAGES, failing, tmp_path, methods=METHODS, batch_size=4)
+    first = {path: path.stat().st_mtime_ns for path in tmp_path.iterdir()}
+    done = read_keys(tmp_path)
+    assert 0 < len(done) < 16 and "images/part1/img09.png" not in done
+    assert all(path.suffix == ".parquet" for path in first)  # no temporary file
+
+    result = regularize_dataset(
+        IMAGES, _pipeline(random_weights), tmp_path, methods=METHODS, batch_size=4
+    )
+    assert (result.done_before, result.written) == (len(done), 16 - len(done))
+    assert all(path.stat().st_mtime_ns == t for path, t in first.items())
+    expected = {
+        key: row
+        for key, row in read_results(dataset_run[1]).items()
+        if key.startswith("images/")
+    }
+    got = read_results(tmp_path)
+    assert sorted(got) == sorted(expected)
+    for key, row in expected.items():
+        for name, values in row.items():
+            np.testing.assert_allclose(got[key][name], values, rtol=1e-6)
