@@ -321,3 +321,102 @@ def test_public_names_are_exported():
         for name in dir(plotting)
         if name.startswith("plot_") or name == "overlay_map"
     )
+
+
+# Signed maps (CDAM): one diverging scale centred at 0, negative blue, positive red.
+
+
+def test_overlay_draws_a_signed_map_on_a_scale_centred_at_zero():
+    image = np.full((4, 6, 3), 255, dtype=np.uint8)
+    scores = np.array([-2.0, -1.0, 0.5, 1.0, 2.0, 0.25])  # 2 x 3 patches of 2 x 2
+    drawn = overlay_map(image, scores, grid_shape=(2, 3), alpha=1.0)
+    diverging = matplotlib.colormaps["RdBu_r"]
+    levels = (scores / 2.0 + 1.0) / 2.0  # -vmax .. vmax on 0 .. 1, 0 at the middle
+    expected = np.round(255 * diverging(levels)[:, :3]).reshape(2, 3, 3)
+    np.testing.assert_allclose(drawn[::2, ::2], expected, atol=1)
+    negative, positive = drawn[0, 0].astype(int), drawn[2, 2].astype(int)
+    assert negative[2] > negative[0] + 50 and positive[0] > positive[2] + 50
+    # Read from 0 up (the old drawing, signed=False), both negative scores would
+    # take the colour of 0; signed, they differ from it and from each other.
+    clipped = overlay_map(image, scores, grid_shape=(2, 3), alpha=1.0, signed=False)
+    np.testing.assert_array_equal(clipped[0, 0], clipped[0, 2])
+    zero_colour = overlay_map(image, [[1e-9]], alpha=1.0, vmax=2.0)[0, 0]
+    assert not np.array_equal(drawn[0, 0], zero_colour)
+    assert not np.array_equal(drawn[0, 0], drawn[0, 2])
+    result = plot_attention_overlay(image, scores, grid_shape=(2, 3))
+    assert result.attention.get_clim() == (-2.0, 2.0)
+    assert result.attention.get_cmap().name == "RdBu_r"
+
+
+def test_overlay_of_a_positive_map_is_drawn_from_zero_up_as_before():
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    scores = rng.random(16)
+    drawn = overlay_map(image, scores, grid_shape=(4, 4))
+    old = overlay_map(image, scores, grid_shape=(4, 4), cmap="inferno", signed=False)
+    np.testing.assert_array_equal(drawn, old)
+    clim = plot_attention_overlay(image, scores, grid_shape=(4, 4)).attention
+    assert clim.get_clim() == (0.0, scores.max())
+
+
+def test_panel_of_a_signed_map_draws_every_map_on_one_signed_scale():
+    scores = np.array([-0.4, 0.1, 0.2, 0.3])
+    kept = np.where(scores > 0.15, scores, 0.0)  # no negative score left
+    result = plot_attention_panel(
+        np.zeros((8, 8, 3)), {"cdam": scores, "p": kept}, patch_size=4
+    )
+    for overlay in result.overlays.values():
+        assert overlay.attention.get_clim() == (-0.4, 0.4)
+        assert overlay.attention.get_cmap().name == "RdBu_r"
+
+
+def _panel_tiles(panel, n_tiles, tile_width):
+    """The tiles of a ``render_panel`` panel, by its layout (font size from the
+    tile width, a gap of half of it, a head of 3.5 font sizes)."""
+    font_size = max(10, tile_width // 18)
+    gap, head = font_size // 2, 3 * font_size + font_size // 2
+    pixels = np.asarray(panel)
+    return [
+        pixels[head : head + tile_width, left : left + tile_width]
+        for left in (gap + i * (tile_width + gap) for i in range(n_tiles))
+    ]
+
+
+def test_cli_panel_shows_negative_scores_and_keeps_positive_maps():
+    from sklearn_arb.cli._panels import render_panel
+
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    positive = rng.random(16)
+    kept = np.where(positive > 0.5, positive, 0.0)
+    panel = render_panel(image, {"attention": positive, "p": kept}, (4, 4), "t")
+    _, before, after = _panel_tiles(panel, 3, 64)
+    # A positive map: the tiles of the drawing from 0 up, inferno, as before.
+    for tile, grid in ((before, positive), (after, kept)):
+        old = overlay_map(
+            image, grid.reshape(4, 4), cmap="inferno", alpha=0.6,
+            vmax=positive.max(), signed=False,
+        )  # fmt: skip
+        np.testing.assert_array_equal(tile, old)
+
+    signed = positive - 0.5
+    panel = render_panel(image, {"cdam": signed}, (4, 4), "t")
+    _, tile = _panel_tiles(panel, 2, 64)
+    # Each token over its 16 x 16 pixels: the diverging scale's colour, blended.
+    diverging = matplotlib.colormaps["RdBu_r"]
+    levels = (signed / np.abs(signed).max() + 1.0) / 2.0
+    colours = 255 * diverging(levels)[:, :3]
+    expected = 0.4 * image[::16, ::16].reshape(16, 3) + 0.6 * colours
+    np.testing.assert_allclose(tile[::16, ::16].reshape(16, 3), expected, atol=2)
+    zero_colour = 0.4 * image[::16, ::16].reshape(16, 3) + 0.6 * 255 * np.array(
+        matplotlib.colormaps["inferno"](0.0)[:3]
+    )
+    negative = signed < -0.1
+    assert negative.any()
+    # Before, a negative score was clipped to the colour of 0.
+    assert np.all(
+        np.abs(tile[::16, ::16].reshape(16, 3)[negative] - zero_colour[negative]).max(
+            axis=1
+        )
+        > 20
+    )

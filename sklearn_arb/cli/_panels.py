@@ -1,7 +1,9 @@
 """The PNG panels of ``regularize``, drawn as pixels in a background thread.
 
 A panel is the image beside its attention map and each regularized map, on one
-colour scale (0 to the largest score), tokens that are zero left clear, as
+colour scale (0 to the largest score; for a signed map such as CDAM's, a diverging
+scale centred at 0, minus to plus the largest absolute score, negative blue and
+positive red), tokens that are zero left clear, as
 :func:`sklearn_arb.plotting.plot_attention_panel` draws them. It is composed with
 numpy and PIL (the tiles are :func:`sklearn_arb.plotting.overlay_map` arrays), not
 with matplotlib's figure layout, which took ~90% of a run: a few
@@ -23,11 +25,11 @@ from PIL import Image, ImageDraw, ImageFont
 
 from .._maps import tokens_to_grid
 from ..plotting import overlay_map
+from ..plotting._overlay import POSITIVE_CMAP, SIGNED_CMAP, shared_scale
 from ._results import write_atomic
 
 MAP_INCHES = 3.0  # width of each tile at --dpi
 _OPACITY = 0.6
-_COLORMAP = "inferno"
 
 
 def tile_shape(image_shape: tuple[int, int], dpi: int) -> tuple[int, int]:
@@ -37,10 +39,10 @@ def tile_shape(image_shape: tuple[int, int], dpi: int) -> tuple[int, int]:
 
 
 @cache
-def _colormap() -> np.ndarray:
+def _colormap(name: str) -> np.ndarray:
     import matplotlib
 
-    table = matplotlib.colormaps[_COLORMAP](np.linspace(0.0, 1.0, 256))[:, :3]
+    table = matplotlib.colormaps[name](np.linspace(0.0, 1.0, 256))[:, :3]
     return np.round(255 * table).astype(np.uint8)
 
 
@@ -59,7 +61,8 @@ def render_panel(
     each token map of ``maps`` over it, titled, with a colour bar."""
     height, width = image.shape[:2]
     grids = {name: tokens_to_grid(values, grid_shape) for name, values in maps.items()}
-    vmax = max(float(grid.max()) for grid in grids.values())
+    signed, vmax = shared_scale(grids.values())
+    cmap = SIGNED_CMAP if signed else POSITIVE_CMAP
     font_size = max(10, width // 18)
     font = _font(font_size)
     gap, head, bar = font_size // 2, 3 * font_size + font_size // 2, font_size
@@ -80,19 +83,28 @@ def render_panel(
         left = gap + i * (width + gap)
         if pixels is None:
             tile = overlay_map(
-                image, grids[name], cmap=_COLORMAP, alpha=_OPACITY, vmax=vmax
+                image,
+                grids[name],
+                cmap=cmap,
+                alpha=_OPACITY,
+                vmax=vmax,
+                signed=signed,
             )
             pixels = Image.fromarray(tile)
         panel.paste(pixels, (left, head))
         draw.text((left, head - 2 * font_size - 2), name, fill="black", font=font)
         draw.text((left, head - font_size - 2), note, fill="black", font=font)
-    # The colour bar: vmax at the top, 0 at the bottom.
+    # The colour bar: vmax at the top, 0 (or -vmax when signed) at the bottom.
     left = len(tiles) * (width + gap) + gap
     ramp = np.linspace(255, 0, height).astype(np.uint8)
-    bar_pixels = np.repeat(_colormap()[ramp][:, None], bar, axis=1)
+    bar_pixels = np.repeat(_colormap(cmap)[ramp][:, None], bar, axis=1)
     panel.paste(Image.fromarray(bar_pixels), (left, head))
-    draw.text((left + bar + 2, head), f"{vmax:.3g}", fill="black", font=font)
-    draw.text((left + bar + 2, head + height - font_size), "0", fill="black", font=font)
+    bottom = f"{-vmax:.3g}" if signed else "0"
+    labels = [(0, f"{vmax:.3g}"), (height - font_size, bottom)]
+    if signed:
+        labels.append(((height - font_size) // 2, "0"))
+    for top, label in labels:
+        draw.text((left + bar + 2, head + top), label, fill="black", font=font)
     return panel
 
 

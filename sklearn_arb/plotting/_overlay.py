@@ -3,7 +3,7 @@ before/after panel."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 import matplotlib
 import numpy as np
@@ -76,11 +76,47 @@ def _attention_grid(
     return finite_values(grid, "attention").reshape(grid.shape)
 
 
-def _colour_top(grid: np.ndarray, vmax: float | None) -> float:
-    """The score drawn with the top colour; a map of zeros (everything removed)
-    still needs a non-empty colour range."""
-    top = float(grid.max()) if vmax is None else float(vmax)
+POSITIVE_CMAP = "inferno"  # scores from 0 up (attention, rollout)
+SIGNED_CMAP = "RdBu_r"  # scores either side of 0 (CDAM): blue < 0 < red
+
+
+def is_signed(grids: Iterable[np.ndarray]) -> bool:
+    """Whether maps drawn together need a signed scale: any score below 0."""
+    return any(float(grid.min()) < 0 for grid in grids)
+
+
+def shared_scale(grids: Iterable[np.ndarray]) -> tuple[bool, float]:
+    """``(signed, vmax)`` of maps drawn side by side on one colour scale: signed
+    when any has a score below 0, ``vmax`` the largest score (largest absolute
+    score when signed)."""
+    grids = list(grids)
+    signed = is_signed(grids)
+    return signed, max(_colour_top(grid, None, signed) for grid in grids)
+
+
+def _colour_top(grid: np.ndarray, vmax: float | None, signed: bool) -> float:
+    """The score drawn with the top colour (its negative gets the bottom one on a
+    signed scale); a map of zeros (everything removed) still needs a non-empty
+    colour range."""
+    if vmax is None:
+        vmax = np.abs(grid).max() if signed else grid.max()
+    top = float(vmax)
     return top if top > 0 else 1.0
+
+
+def colour_scale(
+    grid: np.ndarray,
+    cmap: str | None,
+    vmax: float | None,
+    signed: bool | None,
+) -> tuple[str, float, float]:
+    """``(cmap, vmin, vmax)`` of a map: from 0 up with ``POSITIVE_CMAP``, or on a
+    signed map (``signed=None``: one with a score below 0) from ``-vmax`` to
+    ``vmax``, centred at 0, with ``SIGNED_CMAP``; an explicit ``cmap`` wins."""
+    signed = is_signed([grid]) if signed is None else signed
+    top = _colour_top(grid, vmax, signed)
+    default = SIGNED_CMAP if signed else POSITIVE_CMAP
+    return cmap or default, -top if signed else 0.0, top
 
 
 def overlay_map(
@@ -89,10 +125,11 @@ def overlay_map(
     *,
     grid_shape: tuple[int, int] | None = None,
     patch_size: int | None = None,
-    cmap: str = "inferno",
+    cmap: str | None = None,
     alpha: float = 0.6,
     vmax: float | None = None,
     hide_zeros: bool = True,
+    signed: bool | None = None,
 ) -> np.ndarray:
     """Blend an attention map into its image, as an RGB array.
 
@@ -103,6 +140,13 @@ def overlay_map(
     image). Scores that are exactly 0 (removed by regularization) leave the
     image unchanged when ``hide_zeros``. :func:`plot_attention_overlay` and
     :func:`plot_attention_panel` draw these arrays.
+
+    A signed map (CDAM: negative scores are evidence against the target) is drawn
+    on a diverging scale centred at 0, the same on both sides:
+    ``cmap((score / vmax + 1) / 2)`` with ``vmax`` the largest absolute score,
+    negative scores blue and positive ones red by default, so that negative
+    evidence shows instead of being clipped to the colour of 0. A map without
+    negative scores (attention, rollout) is drawn from 0 up as before.
 
     Parameters
     ----------
@@ -119,16 +163,22 @@ def overlay_map(
     patch_size : int, default=None
         Patch size in pixels of ``image``; gives the grid when ``grid_shape``
         is None.
-    cmap : str, default="inferno"
-        Matplotlib colormap of the scores.
+    cmap : str, default=None
+        Matplotlib colormap of the scores. None: "inferno" from 0 up, or
+        "RdBu_r" (blue below 0, red above) on a signed scale.
     alpha : float in [0, 1], default=0.6
         Weight of the map's colour: 0 gives the image, 1 the colormap alone.
     vmax : float, default=None
-        Score given the top colour (the bottom one is 0; scores are clipped to
-        [0, vmax]). None: the map's maximum. Give the same ``vmax`` to maps
-        before and after regularization so that their colours compare.
+        Score given the top colour (the bottom one is 0, or ``-vmax`` on a
+        signed scale; scores are clipped to the range). None: the map's maximum
+        (its largest absolute score on a signed scale). Give the same ``vmax``
+        to maps before and after regularization so that their colours compare.
     hide_zeros : bool, default=True
         Leave pixels whose score is exactly 0 as the image.
+    signed : bool, default=None
+        Draw on the signed scale centred at 0 (True) or from 0 up, negative
+        scores clipped to 0 (False). None: signed when the map has a score
+        below 0. Maps drawn side by side should share it (and ``vmax``).
 
     Returns
     -------
@@ -148,13 +198,20 @@ def overlay_map(
     [200, 200, 157, 157, 233, 233]
     >>> bool((overlay_map(image, scores, grid_shape=(2, 3), alpha=0.0) == image).all())
     True
+
+    A signed map: -1 takes the bottom colour, 1 the top one, 0.5 three quarters up.
+
+    >>> signed = np.array([-1.0, 0.5, 1.0, 0.0, 0.0, 1.0])
+    >>> overlay_map(image, signed, grid_shape=(2, 3), cmap="gray")[0, ::2, 0].tolist()
+    [80, 195, 233]
     """
     image_array = _image_array(image)
     grid = _attention_grid(attention, image_array.shape[:2], grid_shape, patch_size)
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
     blended = _as_float_rgb(image_array, "image", "dtype")  # a new float32 array
-    levels = np.clip(grid / _colour_top(grid, vmax), 0.0, 1.0)
+    cmap, bottom, top = colour_scale(grid, cmap, vmax, signed)
+    levels = np.clip((grid - bottom) / (top - bottom), 0.0, 1.0)
     colours = matplotlib.colormaps[cmap](levels)[..., :3].astype(np.float32)
     weights = np.full(grid.shape, alpha, dtype=np.float32)
     if hide_zeros:
@@ -181,10 +238,11 @@ def plot_attention_overlay(
     grid_shape: tuple[int, int] | None = None,
     patch_size: int | None = None,
     ax: Axes | None = None,
-    cmap: str = "inferno",
+    cmap: str | None = None,
     alpha: float = 0.6,
     vmax: float | None = None,
     hide_zeros: bool = True,
+    signed: bool | None = None,
     colorbar: bool = False,
     title: str | None = None,
 ) -> Bunch:
@@ -192,7 +250,9 @@ def plot_attention_overlay(
 
     Draws the RGB array of :func:`overlay_map`: each patch's score covers the
     pixels of that patch (nearest-neighbour upsampling) on the image's own
-    extent, so the map lines up with the image whatever the image's size.
+    extent, so the map lines up with the image whatever the image's size. A
+    signed map (CDAM) is drawn on a diverging scale centred at 0, as
+    :func:`overlay_map` describes.
 
     Parameters
     ----------
@@ -209,17 +269,22 @@ def plot_attention_overlay(
         is None.
     ax : matplotlib Axes, default=None
         Axes to draw on; a new figure is created when None.
-    cmap : str, default="inferno"
-        Colormap of the attention scores.
+    cmap : str, default=None
+        Colormap of the attention scores. None: "inferno" from 0 up, or
+        "RdBu_r" on a signed scale.
     alpha : float in [0, 1], default=0.6
         Weight of the map's colour over the image (1 hides the image).
     vmax : float, default=None
-        Score drawn with the top colour (the bottom one is 0). None: the map's
-        maximum. Give the same ``vmax`` to a map before and after
+        Score drawn with the top colour (the bottom one is 0, or ``-vmax`` on a
+        signed scale). None: the map's maximum (largest absolute score when
+        signed). Give the same ``vmax`` to a map before and after
         regularization so that their colours compare.
     hide_zeros : bool, default=True
         Leave the image unchanged where scores are exactly 0 (removed by
         regularization).
+    signed : bool, default=None
+        The signed scale centred at 0 (True) or from 0 up (False); None: signed
+        when the map has a score below 0.
     colorbar : bool, default=False
         Add a colorbar of the scores.
     title : str, default=None
@@ -245,15 +310,21 @@ def plot_attention_overlay(
     """
     image_array = _image_array(image)
     grid = _attention_grid(attention, image_array.shape[:2], grid_shape, patch_size)
-    top = _colour_top(grid, vmax)
+    cmap, bottom, top = colour_scale(grid, cmap, vmax, signed)
     overlay = overlay_map(
-        image_array, grid, cmap=cmap, alpha=alpha, vmax=top, hide_zeros=hide_zeros
+        image_array,
+        grid,
+        cmap=cmap,
+        alpha=alpha,
+        vmax=top,
+        hide_zeros=hide_zeros,
+        signed=bottom < 0,
     )
     ax = get_axes(ax)
     image_artist = ax.imshow(overlay)
     ax.set_axis_off()
     # The colours are in the pixels; this carries the scores and their scale.
-    attention_scale = ScalarMappable(norm=Normalize(0.0, top), cmap=cmap)
+    attention_scale = ScalarMappable(norm=Normalize(bottom, top), cmap=cmap)
     attention_scale.set_array(np.ma.masked_equal(grid, 0.0) if hide_zeros else grid)
     if title is not None:
         ax.set_title(title)
@@ -268,7 +339,7 @@ def plot_attention_panel(
     grid_shape: tuple[int, int] | None = None,
     patch_size: int | None = None,
     axes: np.ndarray | list[Axes] | None = None,
-    cmap: str = "inferno",
+    cmap: str | None = None,
     alpha: float = 0.6,
 ) -> Bunch:
     """Draw an image beside its attention maps, before and after regularization.
@@ -276,7 +347,10 @@ def plot_attention_panel(
     The first axes shows the image alone, then one axes per map in the order
     of ``maps``, all maps on one colour scale (0 to the largest score of all
     maps) so that a score keeps its colour when regularization keeps it. Each
-    title gives the share of tokens whose score is not zero.
+    title gives the share of tokens whose score is not zero. When any map is
+    signed (CDAM, with scores below 0), all are drawn on one diverging scale
+    centred at 0, from minus to plus the largest absolute score (blue below 0,
+    red above), so negative evidence shows.
 
     Parameters
     ----------
@@ -290,8 +364,9 @@ def plot_attention_panel(
         Patch size in pixels of ``image``, when ``grid_shape`` is None.
     axes : sequence of 1 + len(maps) matplotlib Axes, default=None
         Where to draw; a new figure with one row of axes is created when None.
-    cmap : str, default="inferno"
-        Colormap of the attention scores.
+    cmap : str, default=None
+        Colormap of the attention scores. None: "inferno" from 0 up, or
+        "RdBu_r" on a signed scale.
     alpha : float, default=0.6
         Opacity of the maps over the image.
 
@@ -337,7 +412,7 @@ def plot_attention_panel(
         name: _attention_grid(values, image_array.shape[:2], grid_shape, patch_size)
         for name, values in maps.items()
     }
-    vmax = max(float(grid.max()) for grid in grids.values())
+    signed, vmax = shared_scale(grids.values())
 
     image_artist = _draw_image(axes[0], image_array)
     axes[0].set_title("image")
@@ -349,6 +424,7 @@ def plot_attention_panel(
             cmap=cmap,
             alpha=alpha,
             vmax=vmax,
+            signed=signed,
             title=f"{name}\n{np.count_nonzero(grid) / grid.size:.0%} non-zero",
         )
         for ax, (name, grid) in zip(axes[1:], grids.items(), strict=True)
