@@ -1,9 +1,12 @@
-"""Every supported model family gives the CLS row its own forward computes.
+"""Every supported model family gives, for every source, what its own forward
+computes.
 
-The reference of each test is the model's own dense attention, not the
-project's code: timm models run a deep copy with the fused kernel switched off
-and the softmax taken at ``attn_drop``; transformers models return
-``output_attentions`` from eager attention. Adding a family is adding a name.
+The reference of each test is the model's own computation, not the project's
+code: its dense attention (timm models run a deep copy with the fused kernel
+switched off and the softmax taken at ``attn_drop``; transformers models return
+``output_attentions`` from eager attention), a plain dense rollout of those
+matrices, and CDAM by ``torch.autograd.grad`` through the model's own forward
+from the pixels on. Adding a family is adding a name.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import torch
 from timm.models.vision_transformer import Block
 
 from sklearn_arb import AttentionExtractor
-from sklearn_arb.backbone import cls_attention, validate_vit
+from sklearn_arb.backbone import _rollout, cls_attention, validate_vit
 from sklearn_arb.backbone._blocks import _is_plain_block
 
 transformers = pytest.importorskip("transformers")
@@ -88,20 +91,100 @@ def _randomise(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     return model.eval()
 
 
-def dense_timm_cls_row(model, images, index: int) -> torch.Tensor:
-    """Mean-over-heads CLS row of block ``index``'s softmax, as the model's own
-    unfused forward computes it."""
+def timm_attention_matrices(model, images) -> list[torch.Tensor]:
+    """Every block's ``(n, heads, N, N)`` softmax, as the model's own unfused
+    forward computes it."""
     model = copy.deepcopy(model)
     for module in model.modules():
         if hasattr(module, "fused_attn"):
             module.fused_attn = False
     captured = []
-    model.blocks[index].attn.attn_drop.register_forward_hook(
-        lambda module, args, output: captured.append(output)
-    )
+    for block in model.blocks:
+        block.attn.attn_drop.register_forward_hook(
+            lambda module, args, output: captured.append(output)
+        )
     with torch.inference_mode():
         model.forward_features(images)
-    return captured[0][:, :, 0, model.num_prefix_tokens :].mean(1)
+    return captured
+
+
+def dense_timm_cls_row(model, images, index: int) -> torch.Tensor:
+    """Mean-over-heads CLS row of block ``index``'s softmax, as the model's own
+    unfused forward computes it."""
+    weights = timm_attention_matrices(model, images)[index]
+    return weights[:, :, 0, model.num_prefix_tokens :].mean(1)
+
+
+def dense_rollout(matrices: list[torch.Tensor], n_prefix: int) -> np.ndarray:
+    """Abnar & Zuidema's rollout (mean over heads) of full attention matrices,
+    multiplied as matrices, in float64; the CLS row at the patch tokens."""
+    product = None
+    for weights in matrices:
+        fused = weights.double().mean(1)
+        mixed = fused + torch.eye(fused.shape[-1], dtype=fused.dtype)
+        mixed = mixed / mixed.sum(-1, keepdim=True)
+        product = mixed if product is None else mixed @ product
+    return product[:, 0, n_prefix:].numpy()
+
+
+def autograd_cdam(forward, norm, images, score, n_prefix: int) -> np.ndarray:
+    """CDAM by autograd from the pixels through the model's own ``forward``:
+    the output of ``norm`` (the read block's pre-attention norm) times the
+    gradient of ``score(output)`` with respect to it."""
+    kept = []
+    handle = norm.register_forward_hook(lambda module, args, out: kept.append(out))
+    try:
+        output = forward(images.clone().requires_grad_(True))
+    finally:
+        handle.remove()
+    (gradient,) = torch.autograd.grad(score(output).sum(), kept[0])
+    products = (kept[0] * gradient).sum(-1)[:, n_prefix:]
+    return products.detach().double().numpy()
+
+
+def predicted_logit(output: torch.Tensor) -> torch.Tensor:
+    """The logit of each image's top class (CDAM's default target)."""
+    return output.gather(1, output.argmax(1, keepdim=True))[:, 0]
+
+
+def normalised(extractor, images: np.ndarray) -> torch.Tensor:
+    """``(n, H, W, 3)`` images in [0, 1] normalised as the extractor does."""
+    mean = torch.tensor(extractor.mean_).view(1, 3, 1, 1)
+    std = torch.tensor(extractor.std_).view(1, 3, 1, 1)
+    return (torch.from_numpy(images).float().permute(0, 3, 1, 2) - mean) / std
+
+
+@pytest.fixture
+def one_row_chunks(monkeypatch):
+    """Rollout reads every block's attention one query row at a time (the
+    chunked product must not depend on the chunking)."""
+    monkeypatch.setattr(_rollout, "_CHUNK_BYTES", 1)
+
+
+def check_sources(model, images, references, **params) -> None:
+    """For each ``(source, layer)`` of ``references``: the extractor's maps with
+    two bootstrap samples have shape ``n x (1 + 2) P``; the observed maps equal
+    ``reference(normalised images)`` (rollout 1e-6, CDAM 1e-5); the bootstrap
+    maps are finite and differ from the observed ones."""
+    size = images.shape[1]
+    for (source, layer), reference in references.items():
+        extractor = AttentionExtractor(
+            model, image_size=size, n_bootstrap=2, random_state=0, source=source,
+            layer=layer, **params,
+        ).fit()  # fmt: skip
+        maps = extractor.transform(images)
+        n_patches = extractor.n_tokens_
+        assert maps.shape == (len(images), 3 * n_patches)
+        expected = reference(normalised(extractor, images))
+        tolerance = 1e-6 if source == "rollout" else 1e-5
+        observed, bootstrap = maps[:, :n_patches], maps[:, n_patches:]
+        np.testing.assert_allclose(observed, expected, rtol=0, atol=tolerance)
+        assert np.isfinite(bootstrap).all()
+        assert np.abs(bootstrap[:, :n_patches] - observed).max() > 1e-4
+        if source == "rollout":
+            assert (maps > 0).all()
+        else:  # signed
+            assert (observed < 0).any() and (observed > 0).any()
 
 
 @pytest.mark.parametrize(("name", "size", "kwargs"), TIMM_CASES)
@@ -111,15 +194,38 @@ def test_timm_family_maps_equal_the_models_own_attention(name, size, kwargs):
     )
     images = np.random.default_rng(0).random((2, size, size, 3))
     extractor = AttentionExtractor(model, image_size=size, n_bootstrap=0).fit()
-    mean = torch.tensor(extractor.mean_).view(1, 3, 1, 1)
-    std = torch.tensor(extractor.std_).view(1, 3, 1, 1)
-    normalised = (torch.from_numpy(images).float().permute(0, 3, 1, 2) - mean) / std
+    inputs = normalised(extractor, images)
     for layer in (-1, 0):
-        expected = dense_timm_cls_row(model, normalised, layer)
+        expected = dense_timm_cls_row(model, inputs, layer)
         extractor.set_params(layer=layer)
         maps = extractor.transform(images)
         assert maps.shape == (2, (size // model.patch_embed.patch_size[0]) ** 2)
         np.testing.assert_allclose(maps, expected.double().numpy(), rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize(("name", "size", "kwargs"), TIMM_CASES)
+def test_timm_family_rollout_and_cdam_equal_the_models_own_computation(
+    name, size, kwargs, one_row_chunks
+):
+    kwargs = {**kwargs, "img_size": size, "num_classes": 5}
+    model = _randomise(timm.create_model(name, pretrained=False, **kwargs))
+    n_prefix = model.num_prefix_tokens
+    images = np.random.default_rng(0).random((2, size, size, 3))
+
+    def rollout(inputs):
+        return dense_rollout(timm_attention_matrices(model, inputs), n_prefix)
+
+    def cdam(layer):  # the later blocks get their own inputs (rotary, bias)
+        norm = model.blocks[layer].norm1
+        return lambda inputs: autograd_cdam(
+            model, norm, inputs, predicted_logit, n_prefix
+        )
+
+    check_sources(
+        model,
+        images,
+        {("rollout", -1): rollout, ("cdam", -1): cdam(-1), ("cdam", 0): cdam(0)},
+    )
 
 
 @pytest.mark.parametrize("case", REJECTED)
@@ -204,22 +310,69 @@ HF_CASES = {
         "Dinov2WithRegistersModel",
         {"num_register_tokens": 4},
     ),
+    "Dinov2ForImageClassification": (
+        "Dinov2Config",
+        "Dinov2ForImageClassification",
+        {"num_labels": 5},
+    ),
+    "Dinov2WithRegistersForImageClassification": (
+        "Dinov2WithRegistersConfig",
+        "Dinov2WithRegistersForImageClassification",
+        {"num_register_tokens": 4, "num_labels": 5},
+    ),
 }
+
+
+def _hf_case(case):
+    """The random small model of ``case`` and its number of prefix tokens."""
+    config_name, model_name, kwargs = HF_CASES[case]
+    model = _hf_small(
+        getattr(transformers, config_name), getattr(transformers, model_name), **kwargs
+    )
+    n_prefix = (
+        1 + (model.config.model_type == "deit") + kwargs.get("num_register_tokens", 0)
+    )
+    return model, n_prefix
+
+
+def _hf_forward_kwargs(model) -> dict:
+    # ViT and DeiT interpolate position embeddings when asked; DINOv2 always does.
+    interpolates = model.config.model_type in ("vit", "deit")
+    return {"interpolate_pos_encoding": True} if interpolates else {}
+
+
+def hf_attention_matrices(model, images) -> list[torch.Tensor]:
+    """Every layer's ``(n, heads, N, N)`` softmax from the model's own eager
+    ``output_attentions``."""
+    model = copy.deepcopy(model.base_model)
+    model.set_attn_implementation("eager")
+    with torch.inference_mode():
+        output = model(
+            pixel_values=images, output_attentions=True, **_hf_forward_kwargs(model)
+        )
+    return list(output.attentions)
 
 
 def dense_hf_cls_row(model, images, index: int, n_prefix: int) -> torch.Tensor:
     """Mean-over-heads CLS row of layer ``index`` from the model's own eager
     ``output_attentions``."""
-    model = copy.deepcopy(model.base_model)
-    model.set_attn_implementation("eager")
-    # ViT and DeiT interpolate position embeddings when asked; DINOv2 always does.
-    interpolates = model.config.model_type in ("vit", "deit")
-    kwargs = {"interpolate_pos_encoding": True} if interpolates else {}
-    with torch.inference_mode():
-        attentions = model(
-            pixel_values=images, output_attentions=True, **kwargs
-        ).attentions
-    return attentions[index][:, :, 0, n_prefix:].mean(1)
+    return hf_attention_matrices(model, images)[index][:, :, 0, n_prefix:].mean(1)
+
+
+def hf_output(model, images) -> torch.Tensor:
+    """The model's own output: a classifier's logits, or the CLS token of the
+    last hidden state (a model without classifier)."""
+    output = model(pixel_values=images, **_hf_forward_kwargs(model))
+    logits = getattr(output, "logits", None)
+    return output.last_hidden_state[:, 0] if logits is None else logits
+
+
+def hf_pre_attention_norm(model, index: int) -> torch.nn.Module:
+    """Layer ``index``'s norm before its attention, named as transformers names
+    it (transformers 5 keeps the layers on the model, 4 on its encoder)."""
+    base = model.base_model
+    layer = (base.layers if hasattr(base, "layers") else base.encoder.layer)[index]
+    return layer.layernorm_before if hasattr(layer, "layernorm_before") else layer.norm1
 
 
 HF_SIZES = [(case, 32) for case in HF_CASES] + [
@@ -230,24 +383,43 @@ HF_SIZES = [(case, 32) for case in HF_CASES] + [
 
 @pytest.mark.parametrize(("case", "image_size"), HF_SIZES)
 def test_transformers_maps_equal_the_models_own_attention(case, image_size):
-    config_name, model_name, kwargs = HF_CASES[case]
-    model = _hf_small(
-        getattr(transformers, config_name), getattr(transformers, model_name), **kwargs
-    )
-    n_prefix = (
-        1 + (model.config.model_type == "deit") + kwargs.get("num_register_tokens", 0)
-    )
+    model, n_prefix = _hf_case(case)
     images = np.random.default_rng(0).random((2, image_size, image_size, 3))
     extractor = AttentionExtractor(model, image_size=image_size, n_bootstrap=0).fit()
     assert extractor.n_prefix_tokens_ == n_prefix
-    mean = torch.tensor(extractor.mean_).view(1, 3, 1, 1)
-    std = torch.tensor(extractor.std_).view(1, 3, 1, 1)
-    normalised = (torch.from_numpy(images).float().permute(0, 3, 1, 2) - mean) / std
+    inputs = normalised(extractor, images)
     for layer in (-1, 0):
-        expected = dense_hf_cls_row(model, normalised, layer, n_prefix)
+        expected = dense_hf_cls_row(model, inputs, layer, n_prefix)
         maps = extractor.set_params(layer=layer).transform(images)
         assert maps.shape == (2, (image_size // 8) ** 2)
         np.testing.assert_allclose(maps, expected.double().numpy(), rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("case", HF_CASES)
+def test_transformers_rollout_and_cdam_equal_the_models_own_computation(
+    case, one_row_chunks
+):
+    model, n_prefix = _hf_case(case)
+    images = np.random.default_rng(0).random((2, 32, 32, 3))
+    has_classifier = hasattr(model, "classifier") or hasattr(model, "cls_classifier")
+    params, score = {}, predicted_logit
+    if not has_classifier:  # a concept similarity of the CLS embedding
+        concept = torch.randn(32, generator=torch.Generator().manual_seed(1))
+        params["target"] = score = lambda output: output @ concept
+        with pytest.raises(ValueError, match="no classification head"):
+            AttentionExtractor(model, image_size=32, source="cdam").fit()
+
+    def rollout(inputs):
+        return dense_rollout(hf_attention_matrices(model, inputs), n_prefix)
+
+    def cdam(layer):
+        norm = hf_pre_attention_norm(model, layer)
+        return lambda inputs: autograd_cdam(
+            lambda pixels: hf_output(model, pixels), norm, inputs, score, n_prefix
+        )
+
+    references = {("rollout", -1): rollout, ("cdam", -1): cdam(-1)}
+    check_sources(model, images, {**references, ("cdam", 0): cdam(0)}, **params)
 
 
 def test_a_save_pretrained_folder_loads_with_its_image_processor(tmp_path):
@@ -313,19 +485,31 @@ def test_real_deit_weights_give_the_same_maps_through_timm_and_transformers(
         patch_size=16,
         layer_norm_eps=1e-6,
         qkv_bias=True,
+        num_labels=1000,
     )
-    model = transformers.ViTModel(config, add_pooling_layer=False)
-    model.load_state_dict(
-        timm_vit_to_transformers(load_checkpoint(deit_weights), depth=12),
-        strict=True,
+    # With the classifier: CDAM explains the predicted class's logit.
+    model = transformers.ViTForImageClassification(config)
+    state_dict = load_checkpoint(deit_weights, keep_head=True)
+    model.vit.load_state_dict(
+        timm_vit_to_transformers(state_dict, depth=12), strict=True
     )
+    with torch.no_grad():
+        model.classifier.weight.copy_(state_dict["head.weight"])
+        model.classifier.bias.copy_(state_dict["head.bias"])
     model.save_pretrained(tmp_path)
     transformers.ViTImageProcessor(
         image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225]
     ).save_pretrained(tmp_path)
-    images = imagenette_paths[:: len(imagenette_paths) // 3][:3]
-    settings = {"n_bootstrap": 2, "random_state": 0}
-    for extra in ({}, {"layer": 5, "head": 1}):
+    images = imagenette_paths[:: len(imagenette_paths) // 2][:2]
+    settings = {"n_bootstrap": 1, "random_state": 0}
+    for extra in (
+        {},
+        {"layer": 5, "head": 1},
+        {"source": "rollout"},
+        {"source": "rollout", "layer": 5, "head": "max", "discard_ratio": 0.5},
+        {"source": "cdam"},
+        {"source": "cdam", "layer": 5, "target": 217},
+    ):
         timm_maps = AttentionExtractor(
             "deit_tiny_patch16_224", checkpoint_path=deit_weights, **settings, **extra
         ).fit_transform(images)
@@ -333,5 +517,5 @@ def test_real_deit_weights_give_the_same_maps_through_timm_and_transformers(
             images
         )
         np.testing.assert_allclose(hf_maps, timm_maps, rtol=0, atol=1e-5)
-        # Real, image-dependent attention (not maps equal by being uniform).
+        # Real, image-dependent maps (not maps equal by being uniform).
         assert np.abs(timm_maps[0, :196] - timm_maps[1, :196]).max() > 1e-3
