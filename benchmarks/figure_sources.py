@@ -4,9 +4,11 @@ For two Imagenette images, DeiT-Tiny/16 (the shared weights) at 224 px, four
 normal bootstrap samples per image: the image, then the CLS attention of the
 last block, attention rollout and CDAM (the predicted class), each as computed
 and after ARB (``method="p"``, alpha 0.05, each image against its own null,
-``scale="auto"``: log z for attention and rollout, linear z for CDAM). Every
-map is drawn from 0 up to its own maximum, the same before and after ARB; the
-colours of CDAM show its positive part (evidence for the class).
+``scale="auto"``: log z for attention and rollout, linear z for CDAM). Each map
+and its ARB result share one colour scale: attention and rollout from 0 up to the
+map's maximum (inferno); CDAM, signed, on a diverging scale centred at 0 from
+minus to plus its largest absolute score (blue: evidence against the class, red:
+for it).
 
 Run: ``python benchmarks/figure_sources.py [--output doc/images/sources.png]``,
 with ``SKLEARN_ARB_DATA`` pointing to the shared data folder (default
@@ -67,14 +69,16 @@ def main() -> None:
         observed, regularized = arb.compute_statistics(maps).scores, arb.transform(maps)
         columns += [source, f"{source} + ARB ({arb.scale_} z)"]
         for row, image in enumerate(shown):
-            vmax = float(observed[row].max())
+            signed = bool((observed[row] < 0).any())
+            vmax = float(np.abs(observed[row]).max())
             for values in (observed[row], regularized[row]):
                 tiles[row].append(
                     overlay_map(
                         image,
-                        np.clip(values, 0, None),
+                        values,
                         grid_shape=extractor.grid_shape_,
                         vmax=vmax,
+                        signed=signed,
                     )
                 )
     figure, axes = plt.subplots(
