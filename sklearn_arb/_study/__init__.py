@@ -21,6 +21,13 @@ resolution, on maps upsampled by nearest neighbour, as the authors did:
 - mean z in ROI against mean percentile (Fig. S6), sRMSD of the ROI p-values
   (Fig. S7).
 
+A signed map (``source="cdam"``) is measured by its positive part, the evidence
+for the target class: a negative score counts as 0 in the percentiles, the
+non-zero share, sensitivity and specificity (the metrics do this themselves; a
+positive map is unaffected). D is undefined (NaN) for a class with fewer than two
+images or whose ROIs never hold a score above 0; a subset where no class has a
+D gets no Fig. 4, and ``summary.txt`` says so.
+
 The images are streamed: loaded, perturbed and mapped ``chunk_size`` at a time, and
 only per-image numbers are kept (the metrics and each image's sensitivity and
 specificity at every threshold of the sweep), so memory does not grow with the

@@ -53,6 +53,13 @@ def run_simulation_study(
 
     Notes
     -----
+    A signed map (``source="cdam"``; pass ``settings.scale="linear"``) is measured
+    by its positive part, the evidence for the target: D, sensitivity and
+    specificity say how much of that evidence ARB removes from the noise square
+    and keeps elsewhere. Where D is undefined (NaN: fewer than two images of a
+    class, or no ROI score above 0) its bars are not drawn; a subset with no D at
+    all gets no ``fig4_suppression_*.png``, and ``summary.txt`` says so.
+
     After each chunk the results so far are saved in ``output`` (a hidden file,
     removed at the end): an interrupted run, rerun with the same images, model and
     settings, continues where it stopped, with the results it would have had.

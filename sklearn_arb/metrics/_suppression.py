@@ -25,7 +25,12 @@ def suppression_factor(
     """Suppression factor ``D = sum_i MP_after_i / sum_i MP_before_i`` and its error.
 
     D = 1: regularisation left the noise's rank unchanged; D = 0: noise fully
-    removed. The error is first-order propagation for the ratio of the two sums
+    removed. For a signed map (CDAM) the mean percentiles are those of its
+    positive part (:func:`mean_percentile_in_roi` reads it so), so D measures the
+    evidence for the target left in the noise; it is undefined when no ROI has a
+    score above 0 (every mean percentile before is 0).
+
+    The error is first-order propagation for the ratio of the two sums
     S_a and S_b, each sum's variance estimated as ``n * var(ddof=1)`` of its terms:
     ``err^2 = Var(S_a) / S_b^2 + S_a^2 Var(S_b) / S_b^4 - 2 S_a Cov(S_a, S_b) / S_b^3``.
 
