@@ -43,6 +43,10 @@ SUPPORTED = {
         ("eva02_tiny_patch14_224", 28, {**_SMALL, "embed_dim": 64}),  # rotary
         ("eva_giant_patch14_224", 28, _SMALL),  # EVA-01: no rotary
         ("vit_small_patch16_dinov3", 32, {**_SMALL, "embed_dim": 64}),  # + registers
+        # timm's AttentionRope: one rotary embedding for all blocks, or one per
+        # block (learnt frequencies)
+        ("vit_small_patch16_rope_224", 32, {**_SMALL, "embed_dim": 64}),
+        ("vit_small_patch16_rope_mixed_224", 32, {**_SMALL, "embed_dim": 64}),
     ],
     "beit": [
         ("beit_base_patch16_224", 32, _SMALL),  # relative position bias per block

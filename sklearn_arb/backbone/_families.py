@@ -16,6 +16,7 @@ family       blocks                                  position terms in the logit
 ===========  ======================================  =============================
 vit          timm ``vision_transformer.Block``       none (absolute, in the tokens)
 eva          timm ``eva.EvaBlock``                   rotary (patch queries, keys)
+eva_rope     timm ``EvaBlock`` + ``AttentionRope``   rotary, one per block (mixed)
 beit         timm ``beit.Block``                     relative position bias
 hf_vit       transformers ViT/DeiT/DINOv2 layers     none
 ===========  ======================================  =============================
@@ -30,7 +31,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from timm.layers import apply_rot_embed_cat
+from timm.layers import AttentionRope, apply_rot_embed_cat
 from timm.models.beit import Attention as BeitAttention
 from timm.models.beit import Block as BeitBlock
 from timm.models.eva import EvaAttention, EvaBlock
@@ -142,14 +143,19 @@ def _heads(projected: torch.Tensor, head_dim: int) -> torch.Tensor:
 
 
 def _fused_qk(
-    attn: nn.Module, normed: torch.Tensor, q_bias, k_bias
+    attn: nn.Module, normed: torch.Tensor
 ) -> tuple[Callable[[slice], torch.Tensor], torch.Tensor]:
     """The queries of a slice of rows ``(n, h, r, d)`` (a function) and all keys
-    ``(n, h, N, d)`` from a fused qkv weight (its q and k slices), before any
-    q/k norm."""
+    ``(n, h, N, d)`` from a fused qkv weight (its q and k slices, with the q and
+    k slices of its bias, or EVA's and BEiT's separate ``q_bias``/``k_bias``),
+    before any q/k norm."""
     weight = attn.qkv.weight
     dim = weight.shape[0] // 3
     head_dim = dim // attn.num_heads
+    if attn.qkv.bias is not None:
+        q_bias, k_bias = attn.qkv.bias[:dim], attn.qkv.bias[dim : 2 * dim]
+    else:
+        q_bias, k_bias = getattr(attn, "q_bias", None), getattr(attn, "k_bias", None)
     keys = _heads(F.linear(normed, weight[dim : 2 * dim], k_bias), head_dim)
 
     def queries(rows: slice) -> torch.Tensor:
@@ -160,14 +166,7 @@ def _fused_qk(
 
 def _vit_logits(block: nn.Module, normed: torch.Tensor, inputs: dict) -> LogitRows:
     attn = block.attn
-    bias = attn.qkv.bias
-    dim = attn.qkv.weight.shape[0] // 3
-    queries, keys = _fused_qk(
-        attn,
-        normed,
-        None if bias is None else bias[:dim],
-        None if bias is None else bias[dim : 2 * dim],
-    )
+    queries, keys = _fused_qk(attn, normed)
     keys = attn.k_norm(keys).transpose(-2, -1)
     return lambda rows: (attn.q_norm(queries(rows)) * attn.scale) @ keys
 
@@ -191,9 +190,11 @@ def _rotate(
 
 
 def _eva_logits(block: nn.Module, normed: torch.Tensor, inputs: dict) -> LogitRows:
+    """EVA's attention and timm's ``AttentionRope`` (whose keys may have fewer
+    heads than the queries: grouped-query attention)."""
     attn = block.attn
     if attn.qkv is not None:
-        queries, keys = _fused_qk(attn, normed, attn.q_bias, attn.k_bias)
+        queries, keys = _fused_qk(attn, normed)
     else:
         keys = _heads(attn.k_proj(normed), attn.head_dim)
 
@@ -201,7 +202,10 @@ def _eva_logits(block: nn.Module, normed: torch.Tensor, inputs: dict) -> LogitRo
             return _heads(attn.q_proj(normed[:, rows]), attn.head_dim)
 
     rope = inputs.get("rope")
-    keys = _rotate(attn.k_norm(keys), rope, attn, 0).transpose(-2, -1)
+    keys = _rotate(attn.k_norm(keys), rope, attn, 0)
+    # Each key head serves num_kv_groups query heads, after its norm and rotation.
+    groups = getattr(attn, "num_kv_groups", 1)
+    keys = keys.repeat_interleave(groups, dim=1).transpose(-2, -1)
 
     def logit_rows(rows: slice) -> torch.Tensor:
         query = _rotate(attn.q_norm(queries(rows)), rope, attn, rows.start)
@@ -212,7 +216,7 @@ def _eva_logits(block: nn.Module, normed: torch.Tensor, inputs: dict) -> LogitRo
 
 def _beit_logits(block: nn.Module, normed: torch.Tensor, inputs: dict) -> LogitRows:
     attn = block.attn
-    queries, keys = _fused_qk(attn, normed, attn.q_bias, attn.k_bias)
+    queries, keys = _fused_qk(attn, normed)
     keys = keys.transpose(-2, -1)
     biases = [inputs.get("shared_rel_pos_bias")]
     if attn.relative_position_bias_table is not None:
@@ -238,6 +242,9 @@ TIMM_FAMILIES = (
     ),
     AttentionFamily(
         "eva", EvaBlock, EvaAttention, "attn", "norm1", _eva_logits, _timm_heads
+    ),
+    AttentionFamily(
+        "eva_rope", EvaBlock, AttentionRope, "attn", "norm1", _eva_logits, _timm_heads
     ),
     AttentionFamily(
         "beit", BeitBlock, BeitAttention, "attn", "norm1", _beit_logits, _timm_heads
