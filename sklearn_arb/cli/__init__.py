@@ -1,4 +1,5 @@
-"""The ``sklearn-arb`` command: regularize images, run the simulation study, demo.
+"""The ``sklearn-arb`` command: regularize images, fit and merge a pooled null,
+run the simulation study, demo.
 
 Every result is written as soon as it is done, atomically (a hidden file, then a
 rename), so an interrupted run loses nothing; a rerun computes only what is missing
@@ -12,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from .. import __version__
-from . import _regularize, _simulate
+from . import _null, _regularize, _simulate
 from ._arguments import Parser, UsageError
 
 __all__ = ["build_parser", "main"]
@@ -44,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
         dest="command", required=True, metavar="COMMAND", parser_class=Parser
     )
     _regularize.add_parsers(commands)
+    _null.add_parsers(commands)
     _simulate.add_parser(commands)
     return parser
 
@@ -75,6 +77,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = {
         "regularize": _regularize.regularize,
         "demo": _regularize.demo,
+        "fit-null": _null.fit_null,
+        "merge-null": _null.merge_null,
         "simulate": _simulate._simulate,
     }
     try:

@@ -49,6 +49,16 @@ def positive_int(text: str) -> int:
     return value
 
 
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
 def positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -265,6 +275,11 @@ def add_statistics_arguments(group: argparse._ArgumentGroup) -> None:
         default=defaults.pi0_pvalues,
         help="p-values pi0 (and so the lfdr) is estimated from (default: %(default)s)",
     )
+    add_in_range_argument(group)
+
+
+def add_in_range_argument(group: argparse._ArgumentGroup) -> None:
+    """--in-range: how pixel values are read."""
     group.add_argument(
         "--in-range",
         choices=("dtype", "image"),

@@ -32,6 +32,7 @@ from ._arguments import (
     add_source_arguments,
     add_statistics_arguments,
     build_extractor,
+    existing_file,
     first_line,
     positive_float,
     positive_int,
@@ -40,6 +41,8 @@ from ._arguments import (
     threshold,
     z_threshold,
 )
+from ._loader import add_loader_argument, default_loader_threads, read_ahead
+from ._null_state import read_matching_state, z_scale
 from ._panels import PanelWriter, render_panel, tile_shape, write_panel
 from ._results import (
     Result,
@@ -54,12 +57,10 @@ from ._scale import add_scale_arguments, in_shard
 
 DEFAULT_BATCH_SIZE = 16
 _SUMMARY_EVERY_S = 5.0  # summary.csv is rewritten at most this often during a run
-# What one unreadable image raises; the run goes on with the others.
-_IMAGE_ERRORS = (ValueError, OSError, MemoryError, Image.DecompressionBombError)
 
 
-def _add_method_arguments(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("bootstrap and regularization")
+def add_bootstrap_arguments(group: argparse._ArgumentGroup) -> None:
+    """--bootstrap, --n-bootstrap, --bootstrap-width and --seed."""
     group.add_argument(
         "--bootstrap",
         choices=string_options(AttentionExtractor, "bootstrap"),
@@ -80,6 +81,17 @@ def _add_method_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="W",
         help="width factor w (default: %(default)s)",
     )
+    group.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the bootstrap draws (default: %(default)s)",
+    )
+
+
+def _add_method_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("bootstrap and regularization")
+    add_bootstrap_arguments(group)
     group.add_argument(
         "--methods",
         nargs="+",
@@ -106,12 +118,6 @@ def _add_method_arguments(parser: argparse.ArgumentParser) -> None:
         default=0.0,
         help="z-step threshold or 'median' (default: %(default)s)",
     )
-    group.add_argument(
-        "--seed",
-        type=int,
-        default=0,
-        help="seed of the bootstrap draws (default: %(default)s)",
-    )
 
 
 def _add_regularize_arguments(parser: argparse.ArgumentParser, output: str) -> None:
@@ -122,6 +128,7 @@ def _add_regularize_arguments(parser: argparse.ArgumentParser, output: str) -> N
         f"larger batches keep a GPU busier (default: {DEFAULT_BATCH_SIZE})",
         batch_dest="images_per_batch",
     )
+    add_loader_argument(parser.add_argument_group("reading images"))
     add_source_arguments(parser)
     _add_method_arguments(parser)
     group = parser.add_argument_group("panels")
@@ -156,6 +163,15 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     )
     regularize.add_argument("images", nargs="+", type=Path, metavar="IMAGES_OR_FOLDERS")
     _add_regularize_arguments(regularize, "arb_output")
+    regularize.add_argument(
+        "--null-state",
+        type=existing_file,
+        default=None,
+        metavar="FILE",
+        help="judge every image against this pooled null (a file of sklearn-arb "
+        "fit-null or merge-null, fitted with this run's model, source and "
+        "bootstrap options) instead of against its own bootstrap maps",
+    )
     add_scale_arguments(regularize)
 
     demo = commands.add_parser(
@@ -253,6 +269,8 @@ def _settings(args: argparse.Namespace) -> str:
         "seed",
     )
     settings = {key: str(getattr(args, key)) for key in keys}
+    if getattr(args, "null_state", None) is not None:
+        settings["null_state"] = file_digest(args.null_state)
     if args.weights is not None:
         # A checkpoint overwritten in place is other weights.
         stat = Path(args.weights).stat()
@@ -289,6 +307,14 @@ def _display_copy(image: Path | np.ndarray, dpi: int, in_range: str) -> np.ndarr
     return np.round(255 * small).astype(np.uint8)
 
 
+def read_model_input(
+    image: Path | np.ndarray, extractor: Any, in_range: str
+) -> np.ndarray:
+    """The model's copy of an image, as ``load_images(path, image_size)`` makes
+    it (so the maps are the API's)."""
+    return load_images(image, image_size=extractor.image_size_, in_range=in_range)[0]
+
+
 def _load(
     item: _Input,
     result: Result,
@@ -297,11 +323,9 @@ def _load(
     dpi: int | None,
     in_range: str,
 ) -> _Loaded:
-    """The model's copy of an image (as ``load_images(path, image_size)`` makes
-    it, so the maps are the API's) and the panel's; nothing at full size is kept."""
-    model_input = load_images(
-        item.image, image_size=extractor.image_size_, in_range=in_range
-    )[0]
+    """The model's copy of an image and the panel's; nothing at full size is
+    kept."""
+    model_input = read_model_input(item.image, extractor, in_range)
     display = None if dpi is None else _display_copy(item.image, dpi, in_range)
     return _Loaded(item, result, digest, model_input, display)
 
@@ -320,26 +344,31 @@ def _regularize_batch(
     extractor: Any,
     args: argparse.Namespace,
     settings: str,
+    pooled: BootstrapAttentionRegularizer | None = None,
 ) -> list[tuple[dict[str, Any], dict[str, Any]]]:
     """Maps, statistics and regularized maps of a batch: per image, its summary
-    row and the arrays of its ``.npz``."""
+    row and the arrays of its ``.npz``; each image judged against its own
+    bootstrap maps, or against the ``pooled`` null (a fitted regularizer)."""
     start = time.perf_counter()
     try:
         maps = extractor.transform(np.stack([loaded.model_input for loaded in batch]))
     except ValueError as exc:  # the model itself (e.g. overflow): every image alike
         raise UsageError(first_line(exc)) from None
     layout = MapLayout(extractor.n_tokens_, args.n_bootstrap)
-    regularizer = BootstrapAttentionRegularizer(
+    params = dict(
         n_bootstrap=args.n_bootstrap,
         pvalue=args.pvalue,
         pi0_pvalues=args.pi0_pvalues,
         alpha=args.alpha,
         gamma=args.gamma,
         z_threshold=args.z_threshold,
-        null="per_image",
-        # CDAM's scores are signed: z on the scores themselves.
-        scale="linear" if args.source == "cdam" else "log",
-    ).fit(maps)
+        scale=z_scale(args),
+    )
+    if pooled is None:
+        regularizer = BootstrapAttentionRegularizer(**params, null="per_image")
+        regularizer.fit(maps)
+    else:
+        regularizer = pooled.set_params(**params)
     statistics = regularizer.compute_statistics(maps)
     regularized = {
         method: regularizer.set_params(method=method).transform(maps)
@@ -411,6 +440,10 @@ class _Run:
         self.settings = _settings(args)
         self.rows = read_summary_rows(self.output)
         self.panels = PanelWriter() if args.plots else None
+        null_state = getattr(args, "null_state", None)
+        self.pooled = None
+        if null_state is not None:
+            self.pooled = read_matching_state(null_state, args).regularizer
         self.progress = progress
         self.failures = 0
         self.done_before = 0
@@ -492,23 +525,40 @@ class _Run:
             self.failures += self.panels.failures
 
 
+def _reader(run: _Run, extractor: Any) -> Callable[[tuple], Any]:
+    """What reads one claimed image (in a loader thread): the panel's copy of
+    one that needs only its panel, else the model's and the panel's."""
+
+    def read(entry: tuple) -> Any:
+        item, result, digest, need = entry
+        if need == "panel":
+            return _display_copy(item.image, run.dpi, run.args.in_range)
+        return _load(item, result, digest, extractor, run.dpi, run.args.in_range)
+
+    return read
+
+
 def _run_batch(run: _Run, batch: list, extractor: Any) -> None:
-    """Read, compute and write one claimed batch."""
+    """Read, compute and write one claimed batch, in this thread."""
+    for _, reads in read_ahead([batch], _reader(run, extractor), threads=0):
+        _finish_batch(run, batch, reads, extractor)
+
+
+def _finish_batch(run: _Run, batch: list, reads: list, extractor: Any) -> None:
+    """Compute and write one claimed batch whose images are read."""
     loaded = []
-    for item, result, digest, need in batch:
-        try:
-            if need == "panel":
-                display = _display_copy(item.image, run.dpi, run.args.in_range)
-                run.finish(result, result.stored(digest), display)
-                continue
-            loaded.append(
-                _load(item, result, digest, extractor, run.dpi, run.args.in_range)
-            )
-        except _IMAGE_ERRORS as exc:
+    for (item, result, digest, need), (value, error) in zip(batch, reads, strict=True):
+        if error is not None:
             result.claim.release()
-            run.skip(item.source, exc)
+            run.skip(item.source, error)
+        elif need == "panel":
+            run.finish(result, result.stored(digest), value)
+        else:
+            loaded.append(value)
     if loaded:
-        outputs = _regularize_batch(loaded, extractor, run.args, run.settings)
+        outputs = _regularize_batch(
+            loaded, extractor, run.args, run.settings, run.pooled
+        )
         for done, (row, arrays) in zip(loaded, outputs, strict=True):
             done.result.write(arrays)
             run.add_row(done.result, row)
@@ -538,17 +588,36 @@ def _run_regularize(items: Sequence[_Input], args: argparse.Namespace) -> int:
         disable=args.quiet,
         file=sys.stderr,
     )
-    run = _Run(args, progress)
-    batch = []
     try:
+        run = _Run(args, progress)
+    except BaseException:
+        progress.close()
+        raise
+    taken: list[list] = []  # claimed batches: the one computed, the one read ahead
+
+    def claimed() -> Any:
         for batch in run.claimed_batches(items):
-            _run_batch(run, batch, extractor)
+            taken.append(batch)
+            yield batch
+
+    threads = args.loader_threads
+    batches = read_ahead(
+        claimed(),
+        _reader(run, extractor),
+        default_loader_threads() if threads is None else threads,
+    )
+    try:
+        for batch, reads in batches:
+            _finish_batch(run, batch, reads, extractor)
+            taken.pop(0)
     finally:
+        batches.close()  # waits for the reads running
         progress.close()
         run.finish_panels()
-        # An interrupted batch: the claims of its unfinished images.
-        for _, result, _, _ in batch:
-            result.claim.release()
+        # Interrupted: the claims of the images not finished.
+        for batch in taken:
+            for _, result, _, _ in batch:
+                result.claim.release()
         write_summary(args.output, read_summary_rows(args.output))
     if run.done_before:
         print(
@@ -575,6 +644,11 @@ def regularize(args: argparse.Namespace) -> int:
             "--address, --workers and --gpus-per-worker are options of --engine "
             "ray; add --engine ray (pip install 'sklearn-arb[ray]')"
         )
+    if args.null_state is not None:
+        # Absolute, for Ray actors in other folders; checked here, on one line.
+        args.null_state = args.null_state.resolve()
+        if args.engine == "ray":
+            read_matching_state(args.null_state, args)
     items = _file_inputs(args.images, args.output)
     selected = in_shard([item.key for item in items], args.shard)
     items = [item for item, keep in zip(items, selected, strict=True) if keep]

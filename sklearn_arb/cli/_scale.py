@@ -43,9 +43,8 @@ def in_shard(keys: list[Path], selected: tuple[int, int] | None) -> list[bool]:
     return [shard_of(key, count) == index for key in keys]
 
 
-def add_scale_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--shard``, and ``--engine ray`` with its options."""
-    group = parser.add_argument_group("many images")
+def add_shard_argument(group: argparse._ArgumentGroup) -> None:
+    """``--shard K/N``."""
     group.add_argument(
         "--shard",
         type=shard,
@@ -55,6 +54,12 @@ def add_scale_arguments(parser: argparse.ArgumentParser) -> None:
         "images by a hash of their path, so that N jobs started in the same folder "
         "with the same arguments together do one run's work",
     )
+
+
+def add_scale_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--shard``, and ``--engine ray`` with its options."""
+    group = parser.add_argument_group("many images")
+    add_shard_argument(group)
     group.add_argument(
         "--engine",
         choices=("local", "ray"),

@@ -23,6 +23,7 @@ reference p-values have two boundary bins, so ``c`` is their sum (at most twice
 the largest bin).
 """
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -116,9 +117,85 @@ class PooledNull:
             sorted_logs=sorted_logs,
         )
 
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """The state as plain arrays (for ``np.savez``; no pickle needed): the
+        scalars, the histogram's grid and its nonzero bins, the sorted null.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from sklearn_arb.stats._pooled_null import PooledNull
+        >>> state = PooledNull.from_logs(np.log([0.1, 0.2, 0.3]), max_exact=10)
+        >>> again = PooledNull.from_arrays(state.to_arrays())
+        >>> again.count, bool(np.array_equal(again.histogram, state.histogram))
+        (3, True)
+        """
+        (bins,) = np.nonzero(self.histogram)
+        arrays = {
+            "count": np.int64(self.count),
+            "mean": np.float64(self.mean),
+            "m2": np.float64(self.m2),
+            "abs_max": np.float64(self.abs_max),
+            "histogram_grid": np.array(
+                [HISTOGRAM_LOG_MIN, HISTOGRAM_LOG_MAX, HISTOGRAM_BINS]
+            ),
+            "histogram_bins": bins.astype(np.int64),
+            "histogram_counts": self.histogram[bins],
+        }
+        if self.sorted_logs is not None:
+            arrays["sorted_logs"] = self.sorted_logs
+        return arrays
+
+    @classmethod
+    def from_arrays(cls, arrays: Mapping[str, np.ndarray]) -> "PooledNull":
+        """The state :meth:`to_arrays` wrote; a ValueError naming what is wrong
+        where the arrays are not such a state (missing, of another grid,
+        inconsistent counts)."""
+        try:
+            grid = np.asarray(arrays["histogram_grid"], dtype=np.float64)
+            count = int(arrays["count"])
+            scalars = [float(arrays[name]) for name in ("mean", "m2", "abs_max")]
+            bins = np.asarray(arrays["histogram_bins"])
+            counts = np.asarray(arrays["histogram_counts"])
+        except KeyError as exc:
+            raise ValueError(f"the pooled null state lacks {exc}") from None
+        if grid.tolist() != [HISTOGRAM_LOG_MIN, HISTOGRAM_LOG_MAX, HISTOGRAM_BINS]:
+            raise ValueError(
+                f"the pooled null's histogram grid {grid.tolist()} is not this "
+                "version's; fit the null again with this version"
+            )
+        if (
+            bins.shape != counts.shape
+            or bins.ndim != 1
+            or bins.dtype.kind != "i"
+            or counts.dtype.kind != "i"
+            or np.any((bins < 0) | (bins > HISTOGRAM_BINS + 1) | (counts < 0))
+            or counts.sum() != count
+            or not np.all(np.isfinite(scalars))
+            or scalars[1] < 0
+        ):
+            raise ValueError(
+                "the pooled null state is inconsistent (its histogram does not "
+                "hold its count, or a moment is not finite)"
+            )
+        histogram = np.zeros(HISTOGRAM_BINS + 2, np.int64)
+        histogram[bins] = counts
+        sorted_logs = arrays.get("sorted_logs")
+        if sorted_logs is not None:
+            sorted_logs = np.asarray(sorted_logs, dtype=np.float64)
+            if sorted_logs.shape != (count,) or np.any(np.diff(sorted_logs) < 0):
+                raise ValueError(
+                    "the pooled null state's sorted null does not hold its count "
+                    "of sorted values"
+                )
+        return cls(count, *scalars, histogram, sorted_logs)
+
     @property
     def std(self) -> float:
-        """Standard deviation (ddof 0); 1 for a null constant up to rounding."""
+        """Standard deviation (ddof 0); 1 for a null constant up to rounding,
+        or for no null value."""
+        if self.count == 0:
+            return 1.0
         std = float(np.sqrt(self.m2 / self.count))
         return 1.0 if std <= _ZERO_STD_RTOL * self.abs_max else std
 
