@@ -695,3 +695,74 @@ def test_simulate_writes_the_study(random_weights, tmp_path):
     assert sorted(row["class"] for row in rows) == ["cats", "cats", "dogs", "dogs"]
     assert (output / "fig4_suppression_all.png").is_file()
     assert (output / "summary.txt").read_text().startswith(f"data: {data}")
+
+
+def _arrays(output: Path) -> dict[str, dict]:
+    """Every result's arrays; the summary row without its timing."""
+    results = {}
+    for npz in sorted(output.rglob("*.npz")):
+        with np.load(npz) as stored:
+            arrays = dict(stored)
+        summary = json.loads(str(arrays.pop("summary")))
+        summary.pop("seconds")
+        results[str(npz.relative_to(output))] = {**arrays, "summary": summary}
+    return results
+
+
+def test_reading_ahead_gives_the_results_of_reading_in_turn(
+    image_folder, random_weights, tmp_path, capsys
+):
+    """Images read by 3 threads a batch ahead, or each batch read before it is
+    computed (--loader-threads 0): the same files, arrays and panels; a
+    broken file among them named alike, the others done."""
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"not a png")
+    outputs = {}
+    for threads in ("0", "3"):
+        outputs[threads] = output = tmp_path / threads
+        args = ["regularize", str(image_folder), str(bad), "--output", str(output)]
+        args += ["--weights", str(random_weights), "--batch-size", "2"]
+        assert main([*args, "--loader-threads", threads, *SMALL]) == 1
+        assert f"skipping {bad}:" in capsys.readouterr().err
+    assert _files(outputs["0"]) == _files(outputs["3"])
+    assert len(_arrays(outputs["0"])) == 3
+    serial, ahead = _arrays(outputs["0"]), _arrays(outputs["3"])
+    for key, arrays in serial.items():
+        assert arrays.keys() == ahead[key].keys()
+        for name, values in arrays.items():
+            np.testing.assert_array_equal(ahead[key][name], values, err_msg=name)
+    for panel in outputs["0"].rglob("*.png"):
+        twin = outputs["3"] / panel.relative_to(outputs["0"])
+        assert panel.read_bytes() == twin.read_bytes()
+
+
+def test_the_next_batch_is_read_while_the_model_computes(
+    image_folder, random_weights, tmp_path, monkeypatch
+):
+    """With loader threads, the second batch's image is read (in a loader
+    thread) before the first batch's computation ends."""
+    import threading
+
+    from sklearn_arb.cli import _regularize
+
+    read_threads, second_read = [], threading.Event()
+    load, regularize_batch = _regularize._load, _regularize._regularize_batch
+
+    def recorded_load(item, *args):
+        read_threads.append(threading.current_thread().name)
+        if item.source.endswith("b.png"):
+            second_read.set()
+        return load(item, *args)
+
+    def computing(batch, *args):
+        if batch[0].item.source.endswith("a.png"):
+            assert second_read.wait(timeout=30), "the next batch was not read ahead"
+        return regularize_batch(batch, *args)
+
+    monkeypatch.setattr(_regularize, "_load", recorded_load)
+    monkeypatch.setattr(_regularize, "_regularize_batch", computing)
+    args = ["regularize", str(image_folder / "a.png"), str(image_folder / "b.png")]
+    args += ["--weights", str(random_weights), "--output", str(tmp_path)]
+    assert main([*args, "--batch-size", "1", "--loader-threads", "1", *SMALL]) == 0
+    assert len(read_threads) == 2
+    assert all(name.startswith("sklearn-arb-loader") for name in read_threads)
