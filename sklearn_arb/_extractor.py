@@ -94,8 +94,8 @@ class AttentionExtractor(TransformerMixin, BaseEstimator):
         The map: the CLS attention of block ``layer``; attention rollout (the
         CLS row of the product of the blocks' head-fused attention plus
         identity, renormalised, up to block ``layer``); or CDAM, signed
-        class-discriminative scores (each token's ``norm1`` output in block
-        ``layer`` dotted with the gradient of the ``target`` score). The
+        class-discriminative scores (each token's pre-attention norm output in
+        block ``layer`` dotted with the gradient of the ``target`` score). The
         bootstrap images get the same source and, for CDAM, the same target
         class as their image. See the Sources page of the user guide.
     head : {"mean", "max", "min"} or int, default="mean"

@@ -151,6 +151,18 @@ class HFVisionTransformer(nn.Module):
     >>> vit = HFVisionTransformer(ViTModel(config), (0.5,) * 3, (0.5,) * 3, (32, 32))
     >>> len(vit.blocks), vit.num_prefix_tokens, vit.patch_embed.grid_size
     (2, 1, (4, 4))
+
+    An image classification model keeps its classifier (``num_labels=2``):
+
+    >>> import torch
+    >>> from transformers import ViTForImageClassification
+    >>> classifier = HFVisionTransformer(
+    ...     ViTForImageClassification(config).eval(), (0.5,) * 3, (0.5,) * 3, (32, 32)
+    ... )
+    >>> with torch.inference_mode():
+    ...     logits = classifier(torch.randn(3, 3, 32, 32))
+    >>> classifier.num_classes, tuple(logits.shape)
+    (2, (3, 2))
     """
 
     def __init__(
