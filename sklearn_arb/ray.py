@@ -149,16 +149,33 @@ class RegularizeMaps:
         return {**batch, **{name: statistics[name] for name in self._STATISTICS}}
 
 
-def _partial_fit_block(
-    batch: dict[str, np.ndarray], regularizer: BootstrapAttentionRegularizer
+def _null_state(
+    regularizer: BootstrapAttentionRegularizer, maps: np.ndarray
 ) -> dict[str, np.ndarray]:
-    """The pooled null state of one block of maps, as a one-row batch."""
+    """The pooled null state of some maps, as a one-row batch (none without maps)."""
     import pickle
 
     from sklearn.base import clone
 
-    fitted = clone(regularizer).fit(np.stack(list(batch["maps"])))
+    if not len(maps):
+        return {"state": np.array([], dtype=object)}
+    fitted = clone(regularizer).fit(maps)
     return {"state": np.array([pickle.dumps(fitted)], dtype=object)}
+
+
+def _merged_null(states: Any) -> BootstrapAttentionRegularizer:
+    """The merge of a dataset of :func:`_null_state` rows."""
+    import pickle
+
+    fitted = [pickle.loads(row["state"]) for row in states.iter_rows()]
+    return reduce(BootstrapAttentionRegularizer.merge, fitted)
+
+
+def _partial_fit_block(
+    batch: dict[str, np.ndarray], regularizer: BootstrapAttentionRegularizer
+) -> dict[str, np.ndarray]:
+    """The pooled null state of one block of maps."""
+    return _null_state(regularizer, np.stack(list(batch["maps"])))
 
 
 def fit_pooled_null(
@@ -193,8 +210,6 @@ def fit_pooled_null(
     >>> fitted.null_count_  # doctest: +SKIP
     128
     """
-    import pickle
-
     if regularizer.null != "pooled":
         raise ValueError(
             "fit_pooled_null learns a pooled null; the regularizer has "
@@ -203,8 +218,7 @@ def fit_pooled_null(
     states = dataset.map_batches(
         _partial_fit_block, fn_kwargs={"regularizer": regularizer}, batch_size=None
     )
-    fitted = [pickle.loads(row["state"]) for row in states.iter_rows()]
-    return reduce(BootstrapAttentionRegularizer.merge, fitted)
+    return _merged_null(states)
 
 
 # regularize_dataset: a Pipeline over many images, results as Parquet.
@@ -295,6 +309,22 @@ def _readable(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The rows of a decoded batch whose image was read."""
     read = np.array([not error for error in batch["error"]], dtype=bool)
     return {name: np.asarray(values)[read] for name, values in batch.items()}
+
+
+class _PooledNullOfImages(ExtractMaps):
+    """``map_batches`` callable of :func:`regularize_dataset`'s first pass: the
+    pooled null state of a decoded batch (its maps never leave the actor)."""
+
+    def __init__(
+        self, extractor: Any, regularizer: BootstrapAttentionRegularizer
+    ) -> None:
+        super().__init__(extractor)
+        self.regularizer = regularizer
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        images = np.asarray(_readable(batch)["image"])
+        maps = self.extractor.transform(images) if len(images) else images
+        return _null_state(self.regularizer, maps)
 
 
 class _WriteResults(ExtractMaps):
@@ -446,9 +476,9 @@ def regularize_dataset(
         extractor is fitted (its model loaded) in each actor. A regularizer
         with ``null="per_image"`` judges each image against its own bootstrap
         maps; with ``null="pooled"`` and not fitted, a first pass computes
-        the maps of all the images and merges the pooled null states of the
-        blocks (:func:`fit_pooled_null`), then a second pass regularizes the
-        images not yet done against it. The fitted pipeline is returned: pass
+        the maps of all the images, fits each batch's pooled null state in
+        its actor (the maps stay there) and merges the states here, then a
+        second pass regularizes the images not yet done against it. The fitted pipeline is returned: pass
         it to a rerun to skip the first pass. Not modified.
     output : path-like
         The output folder (created). Read it with ``pandas.read_parquet`` or
@@ -496,7 +526,7 @@ def regularize_dataset(
     ...                          "random_state": 0},
     ...                          regularizer_params={"null": "per_image"})
     >>> pixels = np.random.default_rng(0).integers(0, 256, (4, 40, 40, 3))
-    >>> dataset = ray.data.from_items(
+    >>> dataset = ray.data.from_items(  # doctest: +SKIP
     ...     [{"image": image, "path": f"img{i}"} for i, image in enumerate(pixels)])
     >>> result = regularize_dataset(dataset, pipe, "arb_parquet")  # doctest: +SKIP
     >>> result.written, result.failed  # doctest: +SKIP
@@ -572,15 +602,12 @@ def regularize_dataset(
     }
     if regularizer.null == "pooled" and not _is_fitted(regularizer):
         # The first pass, over all the images (also those done: the same null).
-        maps = (
-            dataset.map_batches(_decode, **decode)
-            .map_batches(_readable, batch_format="numpy")
-            .map_batches(ExtractMaps, fn_constructor_args=(clone(extractor),), **actors)
+        states = dataset.map_batches(_decode, **decode).map_batches(
+            _PooledNullOfImages,
+            fn_constructor_args=(clone(extractor), regularizer),
+            **actors,
         )
-        # Ray's columns do not carry the maps' layout: B is stated.
-        regularizer = fit_pooled_null(
-            maps, clone(regularizer).set_params(n_bootstrap=extractor.n_bootstrap)
-        )
+        regularizer = _merged_null(states)
     settings = _settings(fitted, regularizer, methods)
     read_keys(output, settings)  # the results there are of these settings
     written, failed = 0, {}

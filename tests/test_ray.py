@@ -132,39 +132,34 @@ def local_ray():
     ray.shutdown()
 
 
-@pytest.mark.parametrize("workers", ["1", "2"])
-def test_ray_maps_equal_the_local_run(
-    workers, local_ray, image_root, random_weights, local_run, tmp_path, monkeypatch
-):
-    monkeypatch.chdir(image_root)
-    args = _args(random_weights, tmp_path, "--engine", "ray", "--workers", workers)
-    assert main(args) == 0
-    _assert_same(_results(tmp_path), local_run, exact=False)
-    assert len((tmp_path / "summary.csv").read_text().splitlines()) == 1 + 16
+def _skipped_lines(err: str) -> list[str]:
+    return [line for line in err.splitlines() if line.startswith("skipping")]
 
 
-def test_a_corrupt_file_is_named_as_the_local_command_names_it(
-    local_ray, image_root, random_weights, tmp_path, capsys, monkeypatch
+def test_ray_maps_equal_the_local_run_and_a_corrupt_file_is_named_alike(
+    local_ray, image_root, random_weights, local_run, tmp_path, capsys, monkeypatch
 ):
+    """Two workers, the images and a corrupt file: the local run's maps, and the
+    line the local command prints for the corrupt file."""
     monkeypatch.chdir(image_root)
-    base = [*_args(random_weights, tmp_path / "local"), "broken"]
-    base[1:2] = []  # only the broken folder
-    assert main(base) == 1
-    local_error = capsys.readouterr().err
-    on_ray = [*_args(random_weights, tmp_path / "ray"), "broken", "--engine", "ray"]
-    on_ray[1:2] = []
-    assert main(on_ray) == 1
-    ray_error = capsys.readouterr().err
-    line = [x for x in local_error.splitlines() if x.startswith("skipping")]
-    assert len(line) == 1 and "corrupt.jpg" in line[0]
-    assert line[0] in ray_error.splitlines()
+    local = _args(random_weights, tmp_path / "local")
+    local[1] = "broken"
+    assert main(local) == 1
+    local_error = _skipped_lines(capsys.readouterr().err)
+    assert len(local_error) == 1 and "corrupt.jpg" in local_error[0]
+    args = _args(random_weights, tmp_path / "ray", "--engine", "ray", "--workers", "2")
+    assert main([*args[:2], "broken", *args[2:]]) == 1
+    assert _skipped_lines(capsys.readouterr().err) == local_error
+    _assert_same(_results(tmp_path / "ray"), local_run, exact=False)
+    assert len((tmp_path / "ray" / "summary.csv").read_text().splitlines()) == 1 + 16
 
 
 def test_a_failed_worker_loses_no_finished_image_and_a_rerun_completes(
     local_ray, image_root, random_weights, local_run, tmp_path, monkeypatch, capsys
 ):
     """An actor that raises on one image: the images of earlier batches are on
-    disk; the rerun computes the rest and the results are a whole run's."""
+    disk; the rerun (here with the local engine: either engine reads the
+    other's results) computes the rest and the results are a whole run's."""
     from sklearn_arb import ray as arb_ray
 
     class Failing(arb_ray._RegularizeFiles):  # pickled by value to the actors
@@ -174,7 +169,6 @@ def test_a_failed_worker_loses_no_finished_image_and_a_rerun_completes(
             return super().__call__(batch)
 
     monkeypatch.chdir(image_root)
-    original = arb_ray._RegularizeFiles
     monkeypatch.setattr(arb_ray, "_RegularizeFiles", Failing)
     args = _args(random_weights, tmp_path, "--engine", "ray")
     assert main(args) == 1
@@ -182,46 +176,36 @@ def test_a_failed_worker_loses_no_finished_image_and_a_rerun_completes(
     done = _results(tmp_path)
     assert 0 < len(done) < 16
     assert not list(tmp_path.rglob("*.partial"))
-    monkeypatch.setattr(arb_ray, "_RegularizeFiles", original)
-    assert main(args) == 0
+    assert main(args[: args.index("--engine")]) == 0
     assert f"{len(done)} image(s) already done" in capsys.readouterr().err
     _assert_same(_results(tmp_path), local_run, exact=False)
 
 
 def test_extract_and_regularize_maps_equal_the_pipeline(local_ray, make_tiny_vit):
+    """The map_batches callables on batches of two sizes (in this process: an
+    actor calls them alike), and the pooled null merged from Ray's blocks."""
     from sklearn_arb.ray import ExtractMaps, RegularizeMaps, fit_pooled_null
 
     images = np.random.default_rng(1).random((16, 32, 32, 3))
     extractor = AttentionExtractor(make_tiny_vit(), image_size=32, random_state=0)
-    expected_maps = clone(extractor).fit().transform(images)  # actors fit their own
-    dataset = local_ray.data.from_items(
-        [{"index": i, "image": image} for i, image in enumerate(images)]
+    expected_maps = clone(extractor).fit().transform(images)
+    whole = BootstrapAttentionRegularizer().fit(expected_maps)
+    extract = ExtractMaps(clone(extractor))  # fitted in the callable, as an actor
+    maps = np.concatenate(
+        [extract({"image": images[:5]})["maps"], extract({"image": images[5:]})["maps"]]
     )
-    for workers in (1, 2):
-        maps_dataset = dataset.map_batches(
-            ExtractMaps,
-            fn_constructor_args=(extractor,),
-            concurrency=workers,
-            batch_size=5,
-        ).materialize()
-        frame = maps_dataset.to_pandas().sort_values("index")
-        maps = np.stack(frame["maps"].to_list())
-        np.testing.assert_allclose(maps, expected_maps, rtol=1e-6)
-        pooled = fit_pooled_null(maps_dataset, BootstrapAttentionRegularizer())
-        whole = BootstrapAttentionRegularizer().fit(expected_maps)
-        assert pooled.null_count_ == whole.null_count_
-        out = (
-            maps_dataset.map_batches(
-                RegularizeMaps, fn_constructor_args=(pooled,), batch_size=7
-            )
-            .to_pandas()
-            .sort_values("index")
-        )
-        np.testing.assert_allclose(
-            np.stack(out["regularized"].to_list()),
-            whole.transform(expected_maps),
-            rtol=1e-6,
-        )
+    np.testing.assert_allclose(maps, expected_maps, rtol=1e-6)
+    dataset = local_ray.data.from_items([{"maps": row} for row in maps])
+    pooled = fit_pooled_null(dataset.repartition(3), BootstrapAttentionRegularizer())
+    assert pooled.null_count_ == whole.null_count_
+    regularize = RegularizeMaps(pooled)
+    regularized = np.concatenate(
+        [
+            regularize({"maps": maps[:7]})["regularized"],
+            regularize({"maps": maps[7:]})["regularized"],
+        ]
+    )
+    np.testing.assert_allclose(regularized, whole.transform(expected_maps), rtol=1e-6)
 
 
 # regularize_dataset: a Pipeline over many images, results as Parquet.
@@ -281,19 +265,33 @@ def _local(image_root, weights, null):
 
 @pytest.fixture(scope="module")
 def dataset_run(local_ray, image_root, random_weights, tmp_path_factory):
-    """One actor on the image files and the corrupt one, per-image null."""
+    """One actor on the image files and the corrupt one, per-image null: a run
+    whose extractor raises on one image (img09), then the rerun that completes
+    it (what the first run left is recorded for the test of resuming)."""
+    from sklearn_arb import load_images
+    from sklearn_arb._parquet import read_keys
     from sklearn_arb.ray import regularize_dataset
 
+    lost = load_images(image_root / "images/part1/img09.png", image_size=32)[0]
+
+    class FailingExtractor(AttentionExtractor):  # pickled by value to the actors
+        def transform(self, X):
+            if any(np.array_equal(image, lost) for image in np.asarray(X)):
+                raise RuntimeError("actor lost")
+            return super().transform(X)
+
     output = tmp_path_factory.mktemp("parquet")
+    images = [*IMAGES, "broken"]
     with chdir(image_root):
+        failing = _pipeline(random_weights, extractor=FailingExtractor)
+        with pytest.raises(Exception, match="actor lost"):
+            regularize_dataset(images, failing, output, methods=METHODS, batch_size=4)
+        left = {path: path.stat().st_mtime_ns for path in output.iterdir()}
+        done = read_keys(output)
         result = regularize_dataset(
-            [*IMAGES, "broken"],
-            _pipeline(random_weights),
-            output,
-            methods=METHODS,
-            batch_size=4,
+            images, _pipeline(random_weights), output, methods=METHODS, batch_size=4
         )
-    return result, output
+    return result, output, left, done
 
 
 def _assert_maps_equal(results, local):
@@ -311,8 +309,7 @@ def test_regularize_dataset_equals_the_pipeline_with_one_actor(
 ):
     from sklearn_arb._parquet import read_results
 
-    result, output = dataset_run
-    assert result.written == 16 and result.done_before == 0
+    _, output, _, _ = dataset_run
     _assert_maps_equal(
         read_results(output), _local(image_root, random_weights, "per_image")
     )
@@ -349,7 +346,7 @@ def test_regularize_dataset_with_two_actors_a_dataset_and_a_pooled_null(
 def test_a_corrupt_file_is_one_failed_image_named_as_the_command_names_it(
     dataset_run, image_root, random_weights, tmp_path, capsys, monkeypatch
 ):
-    result, _ = dataset_run
+    result = dataset_run[0]
     assert list(result.failed) == ["broken/corrupt.jpg"]
     monkeypatch.chdir(image_root)
     command = _args(random_weights, tmp_path)
@@ -364,8 +361,7 @@ def test_the_parquet_results_are_the_command_npz(dataset_run, local_run):
     (maps to 1e-6, statistics to 1e-4: another float32 summation order)."""
     from sklearn_arb._parquet import read_results
 
-    _, output = dataset_run
-    results = read_results(output)
+    results = read_results(dataset_run[1])
     assert sorted(f"{key}.npz" for key in results) == sorted(local_run)
     for key, row in results.items():
         expected = local_run[f"{key}.npz"]
@@ -378,44 +374,37 @@ def test_the_parquet_results_are_the_command_npz(dataset_run, local_run):
 
 
 def test_a_failed_actor_loses_no_written_batch_and_a_rerun_computes_the_rest(
-    dataset_run, local_ray, image_root, random_weights, tmp_path, monkeypatch
+    dataset_run,
 ):
-    """An extractor that raises on one image: the run raises, the batches
-    written before stay (complete files, nothing half-written); the rerun
-    skips them and computes only the others; the results are a whole run's."""
-    from sklearn_arb import load_images
-    from sklearn_arb._parquet import read_keys, read_results
+    """The run whose extractor raised: the batches written before stay (complete
+    files, nothing half-written); the rerun skips them, computes only the others
+    and leaves the first run's files as they were."""
+    result, output, left, done = dataset_run
+    assert 0 < len(done) < 16 and "images/part1/img09.png" not in done
+    assert all(path.suffix == ".parquet" for path in left)  # no temporary file
+    assert (result.done_before, result.written) == (len(done), 16 - len(done))
+    assert all(path.stat().st_mtime_ns == t for path, t in left.items())
+    assert len(list(output.iterdir())) > len(left)
+
+
+def test_a_rerun_with_other_settings_is_refused(
+    dataset_run, image_root, random_weights, monkeypatch
+):
     from sklearn_arb.ray import regularize_dataset
 
-    lost = load_images(image_root / "images/part1/img09.png", image_size=32)[0]
-
-    class FailingExtractor(AttentionExtractor):  # pickled by value to the actors
-        def transform(self, X):
-            if any(np.array_equal(image, lost) for image in np.asarray(X)):
-                raise RuntimeError("actor lost")
-            return super().transform(X)
-
     monkeypatch.chdir(image_root)
-    failing = _pipeline(random_weights, extractor=FailingExtractor)
-    with pytest.raises(Exception, match="actor lost"):
-        regularize_dataset(IMAGES, failing, tmp_path, methods=METHODS, batch_size=4)
-    first = {path: path.stat().st_mtime_ns for path in tmp_path.iterdir()}
-    done = read_keys(tmp_path)
-    assert 0 < len(done) < 16 and "images/part1/img09.png" not in done
-    assert all(path.suffix == ".parquet" for path in first)  # no temporary file
+    other = _pipeline(random_weights).set_params(regularizer__alpha=0.1)
+    with pytest.raises(ValueError, match=r"other settings .*regularizer__alpha"):
+        regularize_dataset(IMAGES, other, dataset_run[1], methods=METHODS)
 
-    result = regularize_dataset(
-        IMAGES, _pipeline(random_weights), tmp_path, methods=METHODS, batch_size=4
-    )
-    assert (result.done_before, result.written) == (len(done), 16 - len(done))
-    assert all(path.stat().st_mtime_ns == t for path, t in first.items())
-    expected = {
-        key: row
-        for key, row in read_results(dataset_run[1]).items()
-        if key.startswith("images/")
-    }
-    got = read_results(tmp_path)
-    assert sorted(got) == sorted(expected)
-    for key, row in expected.items():
-        for name, values in row.items():
-            np.testing.assert_allclose(got[key][name], values, rtol=1e-6)
+
+def test_regularize_dataset_refuses_what_is_not_an_arb_pipeline(tmp_path):
+    pytest.importorskip("ray", reason="Ray is not installed (pip install .[ray])")
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from sklearn_arb.ray import regularize_dataset
+
+    with pytest.raises(TypeError, match="make_arb_pipeline"):
+        regularize_dataset(["x.png"], make_pipeline(StandardScaler()), tmp_path)
+    assert not list(tmp_path.iterdir())
