@@ -478,8 +478,9 @@ def regularize_dataset(
         maps; with ``null="pooled"`` and not fitted, a first pass computes
         the maps of all the images, fits each batch's pooled null state in
         its actor (the maps stay there) and merges the states here, then a
-        second pass regularizes the images not yet done against it. The fitted pipeline is returned: pass
-        it to a rerun to skip the first pass. Not modified.
+        second pass regularizes the images not yet done against it. The
+        fitted pipeline is returned: pass it to a rerun to skip the first
+        pass. Not modified.
     output : path-like
         The output folder (created). Read it with ``pandas.read_parquet`` or
         ``pyarrow.parquet.read_table``: one row per image with columns
