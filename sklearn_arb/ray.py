@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import argparse
 import copy
+import io
 import json
+import numbers
 import os
 import sys
 from collections.abc import Sequence
@@ -274,6 +276,8 @@ def _decode(
 ) -> dict[str, np.ndarray]:
     """Read and resize the images of a batch not yet ``done`` (a CPU task): the
     model's inputs, or per image the error that kept it from being read."""
+    from PIL import Image
+
     from ._images import load_images
     from .cli._arguments import first_line
     from .cli._loader import IMAGE_ERRORS
@@ -286,8 +290,10 @@ def _decode(
         if key in done:
             continue
         try:
-            if isinstance(image, (str, bytes, os.PathLike)):
-                source: Any = Path(os.fsdecode(image))
+            if isinstance(image, (str, os.PathLike)):
+                source: Any = Path(image)
+            elif isinstance(image, bytes):  # a file's content (read_binary_files)
+                source = [Image.open(io.BytesIO(image))]
             else:
                 source = np.asarray(image)[np.newaxis]
             images.append(load_images(source, image_size=image_size)[0])
@@ -397,7 +403,9 @@ def _settings(
     its count and histogram, which merging computes exactly."""
     from .backbone._weights import module_weights_identity
 
-    where_run = {"model", "memory", "verbose", "device", "batch_size"}
+    # Where and how the maps are computed; the weights are named by their digest.
+    where_run = {"model", "pretrained", "checkpoint_path", "memory", "verbose"}
+    where_run |= {"device", "batch_size"}
     settings = {
         f"extractor__{name}": str(value)
         for name, value in extractor.get_params(deep=False).items()
@@ -468,12 +476,15 @@ def regularize_dataset(
     images : sequence of path-like, or ray.data.Dataset
         Image files and folders (walked with their subfolders, hidden files
         left out; each image keyed by its path as given), or a Dataset with a
-        column of images (arrays ``(H, W)`` or ``(H, W, C)`` of any size, or
-        file paths) and a column naming each image uniquely, e.g.
-        ``ray.data.read_images(folder, include_paths=True)``.
+        column of images (arrays ``(H, W)`` or ``(H, W, C)`` of any size, file
+        paths, or file contents as bytes) and a column naming each image
+        uniquely, e.g. ``ray.data.read_images(folder, include_paths=True)``
+        (``image``, ``path``) or ``ray.data.read_binary_files(folder,
+        include_paths=True)`` (``column="bytes"``).
     pipeline : Pipeline
-        From :func:`~sklearn_arb.make_arb_pipeline`, fitted or not. The
-        extractor is fitted (its model loaded) in each actor. A regularizer
+        From :func:`~sklearn_arb.make_arb_pipeline`, fitted or not, its
+        extractor with an int ``random_state``. The extractor is fitted (its
+        model loaded) in each actor. A regularizer
         with ``null="per_image"`` judges each image against its own bootstrap
         maps; with ``null="pooled"`` and not fitted, a first pass computes
         the maps of all the images, fits each batch's pooled null state in
@@ -543,6 +554,13 @@ def regularize_dataset(
 
     ray = _ray()
     extractor, regularizer = _check_pipeline(pipeline)
+    if not isinstance(extractor.random_state, numbers.Integral):
+        raise ValueError(
+            f"regularize_dataset needs an int random_state for the extractor (got "
+            f"{extractor.random_state!r}), so that each image's bootstrap depends "
+            "on its content alone, not on the actor or batch it lands in; pass "
+            "extractor_params={'random_state': 0} to make_arb_pipeline."
+        )
     methods = list(methods or [regularizer.method])
     for method in methods:
         BootstrapAttentionRegularizer(method=method)._validate_params()

@@ -398,13 +398,46 @@ def test_a_rerun_with_other_settings_is_refused(
         regularize_dataset(IMAGES, other, dataset_run[1], methods=METHODS)
 
 
-def test_regularize_dataset_refuses_what_is_not_an_arb_pipeline(tmp_path):
+def test_regularize_dataset_refuses_a_pipeline_it_cannot_run_alike(tmp_path):
     pytest.importorskip("ray", reason="Ray is not installed (pip install .[ray])")
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
+    from sklearn_arb import make_arb_pipeline
     from sklearn_arb.ray import regularize_dataset
 
     with pytest.raises(TypeError, match="make_arb_pipeline"):
         regularize_dataset(["x.png"], make_pipeline(StandardScaler()), tmp_path)
+    with pytest.raises(ValueError, match="int random_state"):
+        regularize_dataset(["x.png"], make_arb_pipeline(), tmp_path)
     assert not list(tmp_path.iterdir())
+
+
+def test_decode_reads_paths_arrays_and_file_contents_alike(image_root, tmp_path):
+    """What the read tasks give the actors (called in-process): each image as
+    ``load_images(path, image_size)`` reads it, whether given as a path, an
+    array or the file's bytes; keys done are dropped; a corrupt file is its
+    error, not an exception."""
+    from sklearn_arb import load_images
+    from sklearn_arb.ray import _decode
+
+    files = _image_files(image_root)[:3]
+    expected = load_images(files, image_size=32)
+    corrupt = image_root / "broken" / "corrupt.jpg"
+    columns = {
+        "path": np.array([str(f) for f in files], dtype=object),
+        "arrays": np.array([np.asarray(Image.open(f)) for f in files], dtype=object),
+        "bytes": np.array([f.read_bytes() for f in files], dtype=object),
+    }
+    for column in columns:
+        batch = {"key": columns["path"], "image": columns[column]}
+        done = frozenset([str(files[1])])
+        out = _decode(batch, "image", "key", (32, 32), done, os.getcwd())
+        assert out["key"].tolist() == [str(files[0]), str(files[2])]
+        np.testing.assert_array_equal(out["image"], expected[[0, 2]], err_msg=column)
+        assert out["error"].tolist() == ["", ""]
+    for image in (str(corrupt), corrupt.read_bytes()):
+        batch = {"key": np.array(["bad"], dtype=object), "image": np.array([image])}
+        out = _decode(batch, "image", "key", (32, 32), frozenset(), os.getcwd())
+        assert out["key"].tolist() == ["bad"] and out["image"].shape == (1, 32, 32, 3)
+        assert out["error"][0]  # the message; its wording is tested on Ray above
