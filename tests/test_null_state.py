@@ -324,3 +324,32 @@ def test_state_arrays_round_trip_and_reject_another_grid():
     arrays = {**state.to_arrays(), "sorted_logs": state.sorted_logs[::-1]}
     with pytest.raises(ValueError, match="sorted"):
         PooledNull.from_arrays(arrays)
+
+
+def test_the_null_state_on_ray_gives_the_local_results(
+    in_root, random_weights, one_run, tmp_path
+):
+    """regularize --null-state --engine ray: each actor judges its images
+    against the same null (the maps to float32 rounding: an actor's torch
+    sums in another order)."""
+    pytest.importorskip(
+        "ray", reason="Ray is not installed (pip install sklearn-arb[ray])"
+    )
+    results = {}
+    for engine in ("local", "ray"):
+        output = tmp_path / engine
+        args = ["regularize", "images", "--weights", str(random_weights)]
+        args += ["--null-state", str(one_run), "--output", str(output)]
+        assert main([*args, "--no-plots", "--engine", engine, *MODEL]) == 0
+        results[engine] = {
+            str(npz.relative_to(output)): dict(np.load(npz))
+            for npz in sorted(output.rglob("*.npz"))
+        }
+    assert sorted(results["ray"]) == sorted(results["local"])
+    assert len(results["local"]) == N_IMAGES
+    for key, local in results["local"].items():
+        on_ray = results["ray"][key]
+        assert str(on_ray["settings"]) == str(local["settings"])
+        assert_allclose(on_ray["attention"], local["attention"], rtol=1e-6)
+        for name in ("z", "pvalues", "lfdr"):
+            assert_allclose(on_ray[name], local[name], atol=1e-4, err_msg=name)
