@@ -587,6 +587,8 @@ def regularize_dataset(
             raise ValueError("images is empty; pass image files or folders")
         column, key_column = "image", "path"
     fitted = _fitted_extractor(extractor)  # a bad model: one error, before Ray
+    if not ray.is_initialized():
+        ray.init(include_dashboard=False, log_to_driver=False)
     output.mkdir(parents=True, exist_ok=True)
     remove_temporary_files(output)
     done = read_keys(output)
@@ -598,8 +600,6 @@ def regularize_dataset(
         dataset = ray.data.from_items(rows)
         todo = [row for row in rows if row["path"] not in done]
         todo_dataset = ray.data.from_items(todo) if todo else None
-    if not ray.is_initialized():
-        ray.init(include_dashboard=False, log_to_driver=False)
     if num_gpus is None:
         num_gpus = 1 if ray.cluster_resources().get("GPU", 0) else 0
     decode = {
