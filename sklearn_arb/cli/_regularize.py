@@ -645,10 +645,10 @@ def regularize(args: argparse.Namespace) -> int:
             "ray; add --engine ray (pip install 'sklearn-arb[ray]')"
         )
     if args.null_state is not None:
-        # Absolute, for Ray actors in other folders; checked here, on one line.
+        # Absolute, for Ray actors in other folders; checked before the model
+        # loads (and each process or actor reads it again).
         args.null_state = args.null_state.resolve()
-        if args.engine == "ray":
-            read_matching_state(args.null_state, args)
+        read_matching_state(args.null_state, args)
     items = _file_inputs(args.images, args.output)
     selected = in_shard([item.key for item in items], args.shard)
     items = [item for item, keep in zip(items, selected, strict=True) if keep]
