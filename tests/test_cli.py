@@ -766,3 +766,39 @@ def test_the_next_batch_is_read_while_the_model_computes(
     assert main([*args, "--batch-size", "1", "--loader-threads", "1", *SMALL]) == 0
     assert len(read_threads) == 2
     assert all(name.startswith("sklearn-arb-loader") for name in read_threads)
+
+
+def test_an_interrupt_releases_the_batch_read_ahead(
+    image_folder, random_weights, tmp_path, monkeypatch
+):
+    """Interrupted while computing the second of three batches (the third
+    claimed and read ahead): nothing of theirs is left, no claim is kept,
+    and a rerun computes them."""
+    from sklearn_arb.cli import _regularize
+    from sklearn_arb.cli._results import Claim
+
+    calls = []
+    regularize_batch = _regularize._regularize_batch
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return regularize_batch(*args, **kwargs)
+
+    monkeypatch.setattr(_regularize, "_regularize_batch", interrupted)
+    args = ["regularize", str(image_folder), "--output", str(tmp_path), "--no-plots"]
+    args += ["--weights", str(random_weights), "--batch-size", "1", *SMALL]
+    assert main([*args, "--loader-threads", "2"]) == 130
+    assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == [
+        "a.png.npz",
+        "summary.csv",
+    ]
+    (folder,) = {npz.parent for npz in tmp_path.rglob("a.png.npz")}
+    for name in ("b.png", "grey.png"):  # free for any process to take
+        claim = Claim(folder, name)
+        assert claim.acquire()
+        claim.release()
+    monkeypatch.setattr(_regularize, "_regularize_batch", regularize_batch)
+    assert main(args) == 0
+    assert len(_summary(tmp_path)) == 3
