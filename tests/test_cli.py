@@ -534,9 +534,8 @@ def test_a_killed_runs_claims_and_partial_files_are_taken_over(
     assert _files(tmp_path) == sorted([f"{key}.npz", f"{key}.png", "summary.csv"])
 
 
-def test_interrupted_run_keeps_finished_batches(
-    image_folder, random_weights, tmp_path, monkeypatch
-):
+def _interrupt_second_batch(monkeypatch) -> None:
+    """Make the regularize command's second batch raise KeyboardInterrupt (Ctrl-C)."""
     from sklearn_arb.cli import _regularize
 
     calls = []
@@ -549,6 +548,12 @@ def test_interrupted_run_keeps_finished_batches(
         return regularize_batch(*args, **kwargs)
 
     monkeypatch.setattr(_regularize, "_regularize_batch", interrupted)
+
+
+def test_interrupted_run_keeps_finished_batches(
+    image_folder, random_weights, tmp_path, monkeypatch
+):
+    _interrupt_second_batch(monkeypatch)
     args = ["regularize", str(image_folder), "--output", str(tmp_path)]
     args += ["--weights", str(random_weights), "--batch-size", "2", *SMALL]
     assert main(args) == 130
@@ -562,7 +567,7 @@ def test_interrupted_run_keeps_finished_batches(
         "summary.csv",
     ]
     assert len(_summary(tmp_path)) == 2
-    monkeypatch.setattr(_regularize, "_regularize_batch", regularize_batch)
+    monkeypatch.undo()  # the rerun is not interrupted
     assert main(args) == 0
     assert len(_summary(tmp_path)) == 3
 
@@ -774,19 +779,9 @@ def test_an_interrupt_releases_the_batch_read_ahead(
     """Interrupted while computing the second of three batches (the third
     claimed and read ahead): nothing of theirs is left, no claim is kept,
     and a rerun computes them."""
-    from sklearn_arb.cli import _regularize
     from sklearn_arb.cli._results import Claim
 
-    calls = []
-    regularize_batch = _regularize._regularize_batch
-
-    def interrupted(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return regularize_batch(*args, **kwargs)
-
-    monkeypatch.setattr(_regularize, "_regularize_batch", interrupted)
+    _interrupt_second_batch(monkeypatch)
     args = ["regularize", str(image_folder), "--output", str(tmp_path), "--no-plots"]
     args += ["--weights", str(random_weights), "--batch-size", "1", *SMALL]
     assert main([*args, "--loader-threads", "2"]) == 130
@@ -799,6 +794,6 @@ def test_an_interrupt_releases_the_batch_read_ahead(
         claim = Claim(folder, name)
         assert claim.acquire()
         claim.release()
-    monkeypatch.setattr(_regularize, "_regularize_batch", regularize_batch)
+    monkeypatch.undo()  # the rerun is not interrupted
     assert main(args) == 0
     assert len(_summary(tmp_path)) == 3

@@ -30,7 +30,7 @@ from ._results import file_digest, write_atomic
 
 FORMAT = "sklearn-arb pooled null state 1"
 # The options that change the maps, so the null: a run using it must share them.
-MATCHED = (
+MAP_SETTINGS = (
     "model",
     "image_size",
     "bootstrap",
@@ -53,7 +53,7 @@ def z_scale(args: argparse.Namespace) -> str:
 def null_settings(args: argparse.Namespace) -> dict[str, str]:
     """The settings a null and the run that uses it must share: the model's
     and source's options, the weights' content digest and the scale of z."""
-    settings = {key: str(getattr(args, key)) for key in MATCHED}
+    settings = {key: str(getattr(args, key)) for key in MAP_SETTINGS}
     weights = args.weights
     settings["weights"] = "hub" if weights is None else file_digest(Path(weights))
     settings["scale"] = z_scale(args)

@@ -42,7 +42,7 @@ from ._arguments import (
     z_threshold,
 )
 from ._loader import add_loader_argument, default_loader_threads, read_ahead
-from ._null_state import read_matching_state, z_scale
+from ._null_state import MAP_SETTINGS, read_matching_state, z_scale
 from ._panels import PanelWriter, render_panel, tile_shape, write_panel
 from ._results import (
     Result,
@@ -247,22 +247,13 @@ def _file_inputs(sources: Sequence[Path], output: Path) -> list[_Input]:
 
 def _settings(args: argparse.Namespace) -> str:
     """The settings that change the results, as JSON (stored with each result)."""
+    # The maps' settings (those a null state must share too), then the rest.
     keys = (
-        "model",
+        *MAP_SETTINGS,
         "pretrained",
-        "image_size",
-        "bootstrap",
-        "n_bootstrap",
-        "bootstrap_width",
-        "source",
-        "head",
-        "layer",
-        "target",
-        "discard_ratio",
         "methods",
         "pvalue",
         "pi0_pvalues",
-        "in_range",
         "alpha",
         "gamma",
         "z_threshold",
