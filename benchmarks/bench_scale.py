@@ -5,8 +5,9 @@ resizing a file to the model's input (``load_images(path, image_size=224)``) and
 to the panel's small copy, against the extractor's ``transform`` of images
 already decoded (batches of 16), medians over the images.
 
-Then, on the same Imagenette images, in one process: the model alone (the
-extractor's ``transform`` of the decoded arrays), the extractor alone
+Then, on the same Imagenette images, in one process, the runs interleaved in
+each repeat: the model alone (the extractor's ``transform`` of the decoded
+arrays), the extractor alone
 (``AttentionExtractor(...).fit().transform(paths)``: files read, resized, maps
 computed; the baseline), then ``sklearn-arb regularize --no-plots`` into fresh
 output folders: locally with the next batch read in loader threads while the
@@ -50,13 +51,18 @@ DATA = Path(
 ).resolve()
 
 
-def _median_seconds(run: Callable[[], None], repeats: int) -> float:
-    times = []
+def _median_seconds(
+    runs: dict[str, Callable[[], None]], repeats: int
+) -> dict[str, float]:
+    """Median seconds of each run, the runs interleaved in every round so that a
+    drift of the machine's speed shifts them all alike."""
+    times: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for name, run in runs.items():
+            start = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def _command(
@@ -148,7 +154,7 @@ def main_bench() -> None:
             )
     except ImportError:
         print("Ray is left out (--no-ray, or not installed)")
-    seconds = {name: _median_seconds(run, args.repeats) for name, run in runs.items()}
+    seconds = _median_seconds(runs, args.repeats)
     print(f"{n} images, {os.cpu_count()} CPU cores, median of {args.repeats}")
     for name, value in seconds.items():
         print(f"{name:34s} {value:8.2f} s  {n / value:7.2f} images/s")
