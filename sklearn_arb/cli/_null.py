@@ -147,9 +147,10 @@ def fit_null(args: argparse.Namespace) -> int:
         z_scale(args),
         args.max_exact_null,
     )
-    state = _resumed(args.output, NullState(regularizer, null_settings(args), [part]))
+    fresh = NullState(regularizer, null_settings(args), [part])
+    state = _resumed(args.output, fresh)
     if state is None:
-        state = NullState(regularizer, null_settings(args), [part])
+        state = fresh
     elif state.complete:
         print(f"{args.output} is complete already: nothing to do", file=sys.stderr)
         return 0
