@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike
 
-__all__ = ["MapLayout", "TokenMaps", "layout_of", "with_layout"]
+__all__ = ["MapLayout", "TokenMaps", "layout_of", "resolve_layout", "with_layout"]
 
 
 @dataclass(frozen=True)
@@ -215,3 +215,47 @@ def layout_of(X: object) -> MapLayout | None:
     True
     """
     return getattr(X, "layout", None) if isinstance(X, TokenMaps) else None
+
+
+def resolve_layout(
+    n_bootstrap: int | str, attached: MapLayout | None, n_features: int
+) -> MapLayout:
+    """The layout of maps of ``n_features`` columns, for an estimator's
+    ``n_bootstrap`` parameter: the layout attached to them, or ``n_bootstrap``'s.
+
+    ``"auto"`` reads B from the attached layout, and takes B = 1 for a plain
+    array; an int must agree with an attached layout (a clear ValueError where
+    they disagree, or where the width cannot be split).
+
+    Parameters
+    ----------
+    n_bootstrap : "auto" or int
+        The estimator's parameter.
+    attached : MapLayout or None
+        ``layout_of(X)``.
+    n_features : int
+        Columns of ``X``.
+
+    Returns
+    -------
+    layout : MapLayout
+
+    Examples
+    --------
+    >>> from sklearn_arb import MapLayout
+    >>> from sklearn_arb._layout import resolve_layout
+    >>> resolve_layout("auto", None, 8)
+    MapLayout(n_tokens=4, n_bootstrap=1)
+    >>> resolve_layout("auto", MapLayout(2, 3), 8)
+    MapLayout(n_tokens=2, n_bootstrap=3)
+    """
+    if n_bootstrap == "auto":
+        n_bootstrap = 1 if attached is None else attached.n_bootstrap
+    elif attached is not None and attached.n_bootstrap != n_bootstrap:
+        raise ValueError(
+            f"n_bootstrap={n_bootstrap} but the extractor's maps hold "
+            f"n_bootstrap={attached.n_bootstrap} bootstrap maps per image. Set "
+            "n_bootstrap='auto' to read it from the maps, or give both steps "
+            "the same n_bootstrap."
+        )
+    return attached or MapLayout.from_width(n_features, n_bootstrap)

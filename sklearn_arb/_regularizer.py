@@ -19,18 +19,14 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
-from ._layout import MapLayout, layout_of
+from ._layout import MapLayout, layout_of, resolve_layout
 from ._thresholds import THRESHOLD_RULES, regularize_scores, significance_mask
 from .stats._lfdr import local_fdr_unchecked
 from .stats._pi0 import estimate_pi0_unchecked
 from .stats._pooled_null import PooledNull
-from .stats._pvalues import (
-    PVALUE_KINDS,
-    SortedNull,
-    pvalues_from_sorted,
-    sort_null,
-)
-from .stats._zscores import log_scores_unchecked, null_moments_unchecked
+from .stats._null_models import FittedPooledNull, PerImageNull
+from .stats._pvalues import PVALUE_KINDS, SortedNull
+from .stats._zscores import log_scores_unchecked
 
 _THRESHOLD = [Interval(Real, 0, 1, closed="both"), StrOptions({"median"})]
 
@@ -254,23 +250,13 @@ class BootstrapAttentionRegularizer(TransformerMixin, BaseEstimator):
     def _layout(self, attached: MapLayout | None, n_features: int) -> MapLayout:
         """The layout of the maps: the one attached to them, or ``n_bootstrap``'s
         for ``n_features`` columns; a clear error where they disagree."""
-        if self.n_bootstrap == "auto":
-            n_bootstrap = 1 if attached is None else attached.n_bootstrap
-        elif attached is not None and attached.n_bootstrap != self.n_bootstrap:
-            raise ValueError(
-                f"n_bootstrap={self.n_bootstrap} but the extractor's maps hold "
-                f"n_bootstrap={attached.n_bootstrap} bootstrap maps per image. Set "
-                "n_bootstrap='auto' to read it from the maps, or give both steps "
-                "the same n_bootstrap."
-            )
-        else:
-            n_bootstrap = self.n_bootstrap
-        if n_bootstrap < 1:
+        layout = resolve_layout(self.n_bootstrap, attached, n_features)
+        if layout.n_bootstrap < 1:
             raise ValueError(
                 "The maps hold no bootstrap map (n_bootstrap=0): ARB needs at least "
                 "one. Set the extractor's n_bootstrap >= 1."
             )
-        return attached or MapLayout.from_width(n_features, n_bootstrap)
+        return layout
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X: ArrayLike, y: None = None) -> "BootstrapAttentionRegularizer":
@@ -465,42 +451,37 @@ class BootstrapAttentionRegularizer(TransformerMixin, BaseEstimator):
             self.pvalue_bound_ = pooled.pvalue_bound("two-sided")
             return
         self.pvalue_bound_ = 0.0
-        null_z = (pooled.sorted_logs - self.null_mean_) / self.null_std_
         self.null_z_sorted_, self.null_abs_z_sorted_ = (
-            row[0] for row in sort_null(null_z[np.newaxis], is_sorted=True)
+            row[0] for row in FittedPooledNull.of(pooled).sorted_null
         )
+
+    def _null_model(self) -> PerImageNull | FittedPooledNull:
+        """The null the images are judged against (``null``'s strategy)."""
+        if self.null == "per_image":
+            return PerImageNull()
+        sorted_null = None  # beyond max_exact_null: the histogram's p-values
+        if self.null_z_sorted_ is not None:
+            sorted_null = SortedNull(
+                self.null_z_sorted_[np.newaxis], self.null_abs_z_sorted_[np.newaxis]
+            )
+        return FittedPooledNull(self.pooled_null_, sorted_null)
 
     def _statistics(self, X: np.ndarray, everything: bool) -> Bunch:
         """The statistics of validated ``X`` in one pass; only those the
         thresholds need unless ``everything``."""
         logs = self._scaled(X)
         observed_logs = self.layout_.observed(logs)
-        null_logs = self.layout_.bootstrap(logs)
-        if self.null == "pooled":
-            mean = np.full(len(X), self.null_mean_)
-            std = np.full(len(X), self.null_std_)
-            sorted_null = None  # beyond max_exact_null: the histogram's p-values
-            if self.null_z_sorted_ is not None:
-                sorted_null = SortedNull(
-                    self.null_z_sorted_[np.newaxis],
-                    self.null_abs_z_sorted_[np.newaxis],
-                )
-        else:
-            mean, std = null_moments_unchecked(null_logs)
+        reference = self._null_model().reference(self.layout_.bootstrap(logs))
         stats = Bunch(
             scores=self.layout_.observed(X),
-            z=(observed_logs - mean[:, np.newaxis]) / std[:, np.newaxis],
-            null_z=(null_logs - mean[:, np.newaxis]) / std[:, np.newaxis],
-            null_mean=mean,
-            null_std=std,
+            z=reference.z(observed_logs),
+            null_z=reference.null_z,
+            null_mean=reference.mean,
+            null_std=reference.std,
         )
-        if self.null == "per_image":
-            sorted_null = sort_null(stats.null_z)
 
         def pvalues_of(kind: str) -> np.ndarray:
-            if sorted_null is None:
-                return self.pooled_null_.histogram_pvalues(observed_logs, kind)
-            return pvalues_from_sorted(stats.z, sorted_null, kind)
+            return reference.pvalues(stats.z, observed_logs, kind)
 
         needs = self._needs(everything)
         if "pvalues" in needs:
@@ -508,6 +489,7 @@ class BootstrapAttentionRegularizer(TransformerMixin, BaseEstimator):
         if "pi0" in needs:
             stats.pi0 = self._pi0(stats, pvalues_of)
         if "lfdr" in needs:
+            sorted_null = reference.sorted_null
             stats.lfdr = local_fdr_unchecked(
                 stats.z,
                 stats.pi0,
