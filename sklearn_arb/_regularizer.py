@@ -2,11 +2,11 @@
 
 from collections.abc import Callable
 from numbers import Integral, Real
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 from numpy.typing import ArrayLike
-from sklearn.base import BaseEstimator, TransformerMixin, _fit_context, clone
+from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils import Bunch, Tags
 from sklearn.utils._param_validation import (
     Interval,
@@ -21,10 +21,10 @@ from sklearn.utils.validation import (
 
 from ._layout import MapLayout, layout_of, resolve_layout
 from ._thresholds import THRESHOLD_RULES, regularize_scores, significance_mask
+from .stats import PooledNull
 from .stats._lfdr import local_fdr_unchecked
-from .stats._pi0 import estimate_pi0_unchecked
-from .stats._pooled_null import PooledNull
 from .stats._null_models import FittedPooledNull, PerImageNull
+from .stats._pi0 import estimate_pi0_unchecked
 from .stats._pvalues import PVALUE_KINDS, SortedNull
 from .stats._zscores import log_scores_unchecked
 
@@ -399,16 +399,92 @@ class BootstrapAttentionRegularizer(TransformerMixin, BaseEstimator):
                 f"Cannot merge regularizers fitted on maps of layouts {self.layout_} "
                 f"and {other.layout_}. Fit both on the same extractor's maps."
             )
-        merged = clone(self)
-        merged.n_features_in_ = self.n_features_in_
+        merged = type(self).from_pooled_null(
+            self.pooled_null_.merge(other.pooled_null_, self.max_exact_null),
+            self.layout_,
+            self.scale_,
+            **self.get_params(),
+        )
         if hasattr(self, "feature_names_in_"):
             merged.feature_names_in_ = self.feature_names_in_
-        merged._set_layout(self.layout_)
-        merged.scale_ = self.scale_
-        merged._set_pooled_null(
-            self.pooled_null_.merge(other.pooled_null_, self.max_exact_null)
-        )
         return merged
+
+    @classmethod
+    def from_pooled_null(
+        cls,
+        pooled_null: PooledNull,
+        layout: MapLayout,
+        null_scale: str,
+        **params: Any,
+    ) -> "BootstrapAttentionRegularizer":
+        """A regularizer fitted with a given pooled null state.
+
+        The regularizer :meth:`fit` would leave on maps of ``layout`` whose
+        bootstrap log scores have the state ``pooled_null`` (e.g. one read back
+        from :meth:`~sklearn_arb.stats.PooledNull.to_arrays`' arrays, or merged
+        from fits on shards). :meth:`merge` builds its result this way.
+
+        Parameters
+        ----------
+        pooled_null : PooledNull
+            The pooled null's state.
+        layout : MapLayout
+            The row layout of the maps the null was learnt from.
+        null_scale : {"log", "linear"}
+            The scale of z its values are on (the fitted ``scale_``).
+        **params
+            Other parameters of the regularizer; ``null`` must be ``"pooled"``
+            (the default here), ``scale`` ``"auto"`` or ``null_scale``, and an int
+            ``n_bootstrap`` the layout's B.
+
+        Returns
+        -------
+        regularizer : BootstrapAttentionRegularizer
+            Fitted, with ``null="pooled"``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from sklearn_arb import BootstrapAttentionRegularizer
+        >>> X = np.random.default_rng(0).lognormal(size=(4, 2 * 49))
+        >>> fitted = BootstrapAttentionRegularizer(alpha=0.1).fit(X)
+        >>> again = BootstrapAttentionRegularizer.from_pooled_null(
+        ...     fitted.pooled_null_, fitted.layout_, "log", alpha=0.1)
+        >>> bool(np.array_equal(again.transform(X), fitted.transform(X)))
+        True
+        """
+        if not isinstance(pooled_null, PooledNull):
+            raise TypeError(
+                "pooled_null must be a sklearn_arb.stats.PooledNull; got "
+                f"{type(pooled_null).__name__}."
+            )
+        if null_scale not in ("log", "linear"):
+            raise ValueError(
+                f"null_scale must be 'log' or 'linear'; got {null_scale!r}."
+            )
+        regularizer = cls(**{"null": "pooled", **params})
+        regularizer._validate_params()
+        if regularizer.null != "pooled":
+            raise ValueError(
+                f"A pooled null state makes a null='pooled' regularizer; got "
+                f"null={regularizer.null!r}."
+            )
+        if regularizer.scale not in ("auto", null_scale):
+            raise ValueError(
+                f"scale={regularizer.scale!r} but the pooled null is on the "
+                f"{null_scale} scale. Pass scale='auto' or the null's scale."
+            )
+        if regularizer.n_bootstrap not in ("auto", layout.n_bootstrap):
+            raise ValueError(
+                f"n_bootstrap={regularizer.n_bootstrap} but the pooled null was "
+                f"learnt from maps with n_bootstrap={layout.n_bootstrap}. Pass "
+                "n_bootstrap='auto' or the layout's."
+            )
+        regularizer.n_features_in_ = layout.width
+        regularizer._set_layout(layout)
+        regularizer.scale_ = null_scale
+        regularizer._set_pooled_null(pooled_null)
+        return regularizer
 
     def _set_layout(self, layout: MapLayout) -> None:
         self.layout_ = layout

@@ -139,3 +139,35 @@ def test_lfdr_bootstrap_null_needs_the_exact_null():
     ).fit(_maps(3))
     with pytest.raises(ValueError, match="max_exact_null"):
         arb.transform(_maps(3))
+
+
+def test_from_pooled_null_rebuilds_the_fitted_regularizer():
+    X = _maps(6, seed=6)
+    params = dict(method="lfdr", gamma=0.3, n_bootstrap=2, max_exact_null=10_000)
+    fitted = BootstrapAttentionRegularizer(**params).fit(X)
+    state = PooledNull.from_arrays(fitted.pooled_null_.to_arrays())
+    rebuilt = BootstrapAttentionRegularizer.from_pooled_null(
+        state, fitted.layout_, fitted.scale_, **params
+    )
+    for name in ("n_features_in_", "layout_", "scale_", "null_count_"):
+        assert getattr(rebuilt, name) == getattr(fitted, name)
+    assert_array_equal(rebuilt.null_z_sorted_, fitted.null_z_sorted_)
+    assert rebuilt.get_params() == fitted.get_params()
+    assert_array_equal(rebuilt.transform(X), fitted.transform(X))
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"null": "per_image"}, "makes a null='pooled' regularizer"),
+        ({"scale": "linear"}, "on the log scale"),
+        ({"n_bootstrap": 1}, "n_bootstrap=2"),
+        ({"alpha": 2.0}, "alpha"),
+    ],
+)
+def test_from_pooled_null_refuses_parameters_the_state_contradicts(params, message):
+    fitted = BootstrapAttentionRegularizer(n_bootstrap=2).fit(_maps(2))
+    with pytest.raises(ValueError, match=message):
+        BootstrapAttentionRegularizer.from_pooled_null(
+            fitted.pooled_null_, fitted.layout_, "log", **params
+        )

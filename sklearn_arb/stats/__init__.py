@@ -6,12 +6,14 @@ Method page of the user guide).
 
 from ._lfdr import fit_log_polynomial, lindsey_log_density, local_fdr
 from ._pi0 import STOREY_LAMBDAS, estimate_pi0, pi0_lambda, spline_smoother_matrix
+from ._pooled_null import PooledNull
 from ._pvalues import PVALUE_KINDS, empirical_pvalues
 from ._zscores import log_scores, null_moments, z_scores
 
 __all__ = [
     "PVALUE_KINDS",
     "STOREY_LAMBDAS",
+    "PooledNull",
     "empirical_pvalues",
     "estimate_pi0",
     "fit_log_polynomial",
