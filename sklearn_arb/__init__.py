@@ -13,6 +13,7 @@ from ._layout import MapLayout, TokenMaps, layout_of
 from ._maps import tokens_to_grid, upsample_map
 from ._pipeline import make_arb_pipeline
 from ._regularizer import BootstrapAttentionRegularizer
+from ._selection import CumulativeMass, MeanThreshold, TopFraction
 from .backbone._cache import clear_caches
 
 __version__ = "0.1.0"
@@ -20,8 +21,11 @@ __version__ = "0.1.0"
 __all__ = [
     "AttentionExtractor",
     "BootstrapAttentionRegularizer",
+    "CumulativeMass",
     "MapLayout",
+    "MeanThreshold",
     "TokenMaps",
+    "TopFraction",
     "__version__",
     "clear_caches",
     "config_context",
