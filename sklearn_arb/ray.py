@@ -682,7 +682,7 @@ class _RegularizeFiles:
             os.chdir(cwd)
         self.extractor = build_extractor(args)
         self.messages = _Messages()
-        self.run = _Run(args, self.messages)
+        self.run = _Run(args, self.messages, self.extractor)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         from .cli._regularize import _Input, _run_batch
@@ -731,7 +731,7 @@ def run_regularize(items: Sequence[Any], args: argparse.Namespace) -> int:
     """``sklearn-arb regularize --engine ray``: the command's ``items`` on Ray
     actors; its exit status (0, or 1 when some images failed)."""
     from .cli._arguments import UsageError, build_extractor, first_line
-    from .cli._regularize import DEFAULT_BATCH_SIZE
+    from .cli._regularize import DEFAULT_BATCH_SIZE, results_line
     from .cli._results import read_summary_rows, remove_stale_partials, write_summary
 
     try:
@@ -800,10 +800,7 @@ def run_regularize(items: Sequence[Any], args: argparse.Namespace) -> int:
             f"{busy} image(s) being computed by another process, skipped",
             file=sys.stderr,
         )
-    print(
-        f"results in {args.output} (summary.csv, one .npz and .png per image)",
-        file=sys.stderr,
-    )
+    print(results_line(args.output, args.plots), file=sys.stderr)
     return 1 if failures else 0
 
 

@@ -797,3 +797,33 @@ def test_an_interrupt_releases_the_batch_read_ahead(
     monkeypatch.undo()  # the rerun is not interrupted
     assert main(args) == 0
     assert len(_summary(tmp_path)) == 3
+
+
+@pytest.mark.parametrize("damage", ["junk", "truncated"])
+def test_an_image_that_became_unreadable_loses_its_old_results(
+    damage, image_folder, random_weights, tmp_path, capsys
+):
+    """Done once, then replaced by junk or truncated: the rerun names it, exits
+    1, and no result of its old bytes is left (files or summary row)."""
+    image = tmp_path / "photo.png"
+    image.write_bytes((image_folder / "a.png").read_bytes())
+    args = ["regularize", str(image), str(image_folder / "b.png")]
+    args += ["--weights", str(random_weights), "--output", str(tmp_path / "out")]
+    assert main([*args, *SMALL]) == 0
+    assert len(list((tmp_path / "out").rglob("photo.png.*"))) == 2
+    data = image.read_bytes()
+    image.write_bytes(b"junk" * 50 if damage == "junk" else data[: len(data) // 3])
+    capsys.readouterr()
+    assert main([*args, *SMALL]) == 1
+    assert f"skipping {image}:" in capsys.readouterr().err
+    assert not list((tmp_path / "out").rglob("photo.png.*"))
+    assert [Path(row["image"]).name for row in _summary(tmp_path / "out")] == ["b.png"]
+
+
+def test_the_last_line_names_only_the_files_written(
+    image_folder, random_weights, tmp_path, capsys
+):
+    args = ["regularize", str(image_folder / "a.png"), "--weights", str(random_weights)]
+    assert main([*args, "--output", str(tmp_path), "--no-plots", *SMALL]) == 0
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last == f"results in {tmp_path} (summary.csv, one .npz per image)"

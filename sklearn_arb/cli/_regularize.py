@@ -426,7 +426,7 @@ def _panel_job(
 class _Run:
     """One ``regularize`` run: its counters, summary rows and background panels."""
 
-    def __init__(self, args: argparse.Namespace, progress: Any) -> None:
+    def __init__(self, args: argparse.Namespace, progress: Any, extractor: Any) -> None:
         self.args = args
         self.output: Path = args.output
         self.dpi = args.dpi if args.plots else None
@@ -438,6 +438,12 @@ class _Run:
         self.pooled = None
         if null_state is not None:
             self.pooled = read_matching_state(null_state, args).regularizer
+            if self.pooled.n_tokens_ != extractor.n_tokens_:
+                raise UsageError(
+                    f"--null-state {null_state} holds a null of maps of "
+                    f"{self.pooled.n_tokens_} tokens, but this run's maps have "
+                    f"{extractor.n_tokens_}; fit the null with this run's options"
+                )
         self.progress = progress
         self.failures = 0
         self.done_before = 0
@@ -459,6 +465,7 @@ class _Run:
         return None
 
     def skip(self, source: str, exc: BaseException) -> None:
+        """Count and name an input that cannot be read."""
         self.failures += 1
         self.progress.write(f"skipping {source}: {first_line(exc)}", file=sys.stderr)
         self.progress.update()
@@ -472,6 +479,8 @@ class _Run:
             try:
                 digest = self.digest(item)
             except OSError as exc:
+                if result.npz.exists() and result.claim.acquire():
+                    self.drop(result)
                 self.skip(item.source, exc)
                 continue
             need = self.need(result, digest)
@@ -495,6 +504,13 @@ class _Run:
                 batch = []
         if batch:
             yield batch
+
+    def drop(self, result: Result) -> None:
+        """Remove the results of a claimed input that cannot be read (they were
+        made from bytes it no longer has) and release its claim."""
+        result.remove()
+        self.rows.pop(str(result.npz.relative_to(self.output)), None)
+        result.claim.release()
 
     def finish(self, result: Result, arrays: dict[str, Any], display: Any) -> None:
         """Queue the panel of a result whose ``.npz`` is written; its claim is
@@ -543,7 +559,10 @@ def _finish_batch(run: _Run, batch: list, reads: list, extractor: Any) -> None:
     loaded = []
     for (item, result, digest, need), (value, error) in zip(batch, reads, strict=True):
         if error is not None:
-            result.claim.release()
+            if need == "compute":  # other bytes than its results were made from
+                run.drop(result)
+            else:
+                result.claim.release()
             run.skip(item.source, error)
         elif need == "panel":
             run.finish(result, result.stored(digest), value)
@@ -583,7 +602,7 @@ def _run_regularize(items: Sequence[_Input], args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     try:
-        run = _Run(args, progress)
+        run = _Run(args, progress, extractor)
     except BaseException:
         progress.close()
         raise
@@ -623,11 +642,14 @@ def _run_regularize(items: Sequence[_Input], args: argparse.Namespace) -> int:
             f"{run.busy} image(s) being computed by another process, skipped",
             file=sys.stderr,
         )
-    print(
-        f"results in {args.output} (summary.csv, one .npz and .png per image)",
-        file=sys.stderr,
-    )
+    print(results_line(args.output, args.plots), file=sys.stderr)
     return 1 if run.failures else 0
+
+
+def results_line(output: Path, plots: bool) -> str:
+    """The run's last line: where its results are, and what they are."""
+    per_image = "one .npz and .png" if plots else "one .npz"
+    return f"results in {output} (summary.csv, {per_image} per image)"
 
 
 def regularize(args: argparse.Namespace) -> int:

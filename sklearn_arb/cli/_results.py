@@ -170,6 +170,12 @@ class Result:
         except (OSError, KeyError, ValueError, EOFError):
             return None  # absent, of an older layout, or damaged: recomputed
 
+    def remove(self) -> None:
+        """Remove the ``.npz`` and panel (under the claim): of an input that
+        can no longer be read, they describe bytes that are gone."""
+        self.npz.unlink(missing_ok=True)
+        self.png.unlink(missing_ok=True)
+
     def write(self, arrays: dict[str, Any]) -> None:
         """Write the ``.npz``; a panel of the result it replaces goes first, so
         that a run killed before the new panel leaves none (then drawn on rerun)
