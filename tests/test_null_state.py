@@ -353,3 +353,32 @@ def test_the_null_state_on_ray_gives_the_local_results(
         assert_allclose(on_ray["attention"], local["attention"], rtol=1e-6)
         for name in ("z", "pvalues", "lfdr"):
             assert_allclose(on_ray[name], local[name], atol=1e-4, err_msg=name)
+
+
+def test_a_folder_random_bytes_or_another_token_count_are_named(
+    in_root, random_weights, one_run, tmp_path, capsys
+):
+    """merge-null of a folder, random bytes named .npz, and a state of maps of
+    another token count (its settings tampered to match): one line each,
+    naming the file and what it is."""
+    merged = str(tmp_path / "m.npz")
+    assert main(["merge-null", str(tmp_path), "--output", merged]) == 2
+    assert f"{tmp_path} is a folder; pass the state files" in _one_error_line(capsys)
+    noise = tmp_path / "noise.npz"
+    noise.write_bytes(np.random.default_rng(0).bytes(400))
+    assert main(["merge-null", str(noise), "--output", merged]) == 2
+    line = _one_error_line(capsys)
+    assert f"{noise} is not a null state" in line and "not an .npz archive" in line
+    assert "pickled" not in line
+    other = tmp_path / "other_tokens.npz"
+    tampered = {"n_tokens": np.int64(9), "part_inputs": np.asarray(["0" * 32])}
+    np.savez(other, **{**_state(one_run), **tampered})
+    assert main(["merge-null", str(one_run), str(other), "--output", merged]) == 2
+    line = _one_error_line(capsys)
+    assert f"{one_run} and {other} cannot be merged" in line
+    args = ["regularize", "images", "--weights", str(random_weights), *MODEL]
+    args += ["--null-state", str(other), "--output", str(tmp_path / "out")]
+    assert main(args) == 2
+    line = _one_error_line(capsys)
+    assert f"--null-state {other} holds a null of maps of 9 tokens" in line
+    assert "this run's maps have 16" in line

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from functools import reduce
 from pathlib import Path
 from typing import Any
 
@@ -264,6 +263,10 @@ def _check_disjoint(paths: list[Path], states: list[NullState]) -> list[str]:
 def merge_null(args: argparse.Namespace) -> int:
     paths = list(args.states)
     for path in paths:
+        if path.is_dir():
+            raise UsageError(
+                f"{path} is a folder; pass the state files in it (e.g. {path}/*.npz)"
+            )
         if not path.is_file():
             raise UsageError(f"no such file: {path}")
     states = [read_state(path) for path in paths]
@@ -280,13 +283,14 @@ def merge_null(args: argparse.Namespace) -> int:
                 f"({different}); fit every part with the same options"
             )
     notes = _check_disjoint(paths, states)
-    try:
-        merged = reduce(
-            BootstrapAttentionRegularizer.merge,
-            [state.regularizer for state in states],
-        )
-    except ValueError as exc:
-        raise UsageError(first_line(exc)) from None
+    merged = states[0].regularizer
+    for path, state in zip(paths[1:], states[1:], strict=True):
+        try:
+            merged = merged.merge(state.regularizer)
+        except ValueError as exc:
+            raise UsageError(
+                f"{paths[0]} and {path} cannot be merged: {first_line(exc)}"
+            ) from None
     result = NullState(
         merged, states[0].settings, [part for state in states for part in state.parts]
     )

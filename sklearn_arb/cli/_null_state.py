@@ -29,6 +29,7 @@ from ._arguments import UsageError, first_line
 from ._results import file_digest, write_atomic
 
 FORMAT = "sklearn-arb pooled null state 1"
+_ZIP_MAGIC = b"PK\x03\x04"  # how every .npz file begins
 # The options that change the maps, so the null: a run using it must share them.
 MAP_SETTINGS = (
     "model",
@@ -141,8 +142,13 @@ def read_state(path: Path) -> NullState:
         "with sklearn-arb fit-null (or merge-null)"
     )
     try:
+        with open(path, "rb") as file:
+            if file.read(4) != _ZIP_MAGIC:  # else numpy tries it as a pickle
+                raise UsageError(not_a_state.format(why="it is not an .npz archive"))
         with np.load(path, allow_pickle=False) as stored:
             arrays = dict(stored)
+    except UsageError:
+        raise
     except ValueError:  # numpy's "pickled (object) data" message
         raise UsageError(
             not_a_state.format(why="it holds pickled objects, never loaded")
