@@ -4,6 +4,7 @@ Functions take maps with one row per image and return one value per image; a NaN
 is an abstention (the score is undefined for that image) and is left out of means.
 """
 
+from ._calibration import noise_calibration, noise_images
 from ._localisation import (
     localisation_auc,
     pointing_game,
@@ -27,6 +28,8 @@ __all__ = [
     "boxes_to_token_masks",
     "localisation_auc",
     "make_localisation_scorer",
+    "noise_calibration",
+    "noise_images",
     "pointing_game",
     "read_boxes",
     "relevance_mass",
