@@ -1,6 +1,7 @@
 """Model loading: checkpoint formats, safe loading errors, position-embed resizing."""
 
 import os
+import shlex
 import subprocess
 import sys
 
@@ -279,3 +280,88 @@ def test_pretrained_and_a_checkpoint_together_raise_before_loading(tmp_path):
     )
     with pytest.raises(ValueError, match=r"both give weights; choose one"):
         extractor.fit()
+
+
+# --- model folders: their code never runs -------------------------------------
+
+# A module that, imported, leaves a marker file: the proof that a folder's code
+# ran (transformers imports a copy of it from its modules cache).
+_REMOTE_CODE = """
+from pathlib import Path
+Path({marker!r}).write_text("the folder's code ran")
+"""
+
+
+def _folder_with_remote_code(folder):
+    """A save_pretrained-like folder whose config asks transformers to import
+    its own module (an ``auto_map`` with a model type transformers lacks)."""
+    folder.mkdir()
+    (folder / "config.json").write_text(
+        '{"model_type": "evil_vit", "auto_map": {"AutoConfig": '
+        '"evil.EvilConfig", "AutoModel": "evil.EvilModel"}}'
+    )
+    (folder / "evil.py").write_text(_REMOTE_CODE.format(marker=str(folder / "MARKER")))
+    return folder
+
+
+def test_a_folder_with_an_auto_map_is_refused_in_one_line(tmp_path):
+    folder = _folder_with_remote_code(tmp_path / "model")
+    with pytest.raises(ValueError) as info:
+        AttentionExtractor(str(folder)).fit()
+    message = str(info.value)
+    assert "\n" not in message and "auto_map" in message
+    assert "evil.EvilModel" in message and "never run" in message
+    assert not (folder / "MARKER").exists()
+
+
+def test_a_folder_s_code_never_runs_even_when_stdin_says_yes(tmp_path):
+    # transformers asks "[y/N]" on stdin before running a folder's code unless
+    # told not to; here every answer is yes.
+    folder = _folder_with_remote_code(tmp_path / "model")
+    code = (
+        "import sys\n"
+        "from sklearn_arb import AttentionExtractor\n"
+        "try:\n"
+        f"    AttentionExtractor({str(folder)!r}).fit()\n"
+        "except ValueError as exc:\n"
+        "    print(exc)\n"
+        "    sys.exit(3)\n"
+    )
+    result = subprocess.run(
+        f"yes | {sys.executable} -c {shlex.quote(code)}",
+        shell=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")},
+        check=False,
+    )
+    assert not (folder / "MARKER").exists()
+    assert result.returncode == 3, result.stderr[-2000:]
+    assert len(result.stdout.strip().splitlines()) == 1
+    assert "auto_map" in result.stdout and "[y/N]" not in result.stdout
+
+
+def test_a_malicious_pickle_in_a_model_folder_is_refused_in_one_line(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    config = transformers.ViTConfig(
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        image_size=32,
+        patch_size=8,
+    )
+    config.save_pretrained(tmp_path)
+    marker = tmp_path / "MARKER"
+
+    class Payload:  # unpickling it would call os.system
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    torch.save({"x": Payload()}, tmp_path / "pytorch_model.bin")
+    with pytest.raises((ValueError, OSError)) as info:
+        AttentionExtractor(str(tmp_path)).fit()
+    message = str(info.value)
+    assert "\n" not in message and "pytorch_model.bin" in message
+    assert not marker.exists()

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from ._hub import local_hub_only
+from ._unreadable import unreadable_reason
 
 __all__ = [
     "CLASSIFIERS",
@@ -60,9 +61,7 @@ def _cls_and_distillation_head(
     return (cls_logits + head["distillation_classifier"](tokens[:, 1])) / 2
 
 
-def _cls_and_mean_patch_head(
-    head: nn.ModuleDict, tokens: torch.Tensor, n_prefix: int
-):
+def _cls_and_mean_patch_head(head: nn.ModuleDict, tokens: torch.Tensor, n_prefix: int):
     # DINOv2: the CLS token next to the mean of the patch tokens (registers out).
     pooled = torch.cat([tokens[:, 0], tokens[:, n_prefix:].mean(dim=1)], dim=1)
     return head["classifier"](pooled)
@@ -253,20 +252,62 @@ def _unsupported_message(name: str, config) -> str:
     )
 
 
-def _processor_file(source: str | None) -> Path | None:
-    """The image processor's settings saved with a folder or hub id, if any."""
+def _saved_file(source: str | None, filename: str) -> Path | None:
+    """A file saved with a folder or hub id (the hub cache when the hub cannot
+    be reached), if any."""
     if source is None:
         return None
     if Path(source).is_dir():
-        path = Path(source) / "preprocessor_config.json"
+        path = Path(source) / filename
         return path if path.is_file() else None
     from huggingface_hub import hf_hub_download
 
     try:
         with local_hub_only():
-            return Path(hf_hub_download(source, "preprocessor_config.json"))
-    except Exception:  # no processor saved, or offline without it: the defaults
+            return Path(hf_hub_download(source, filename))
+    except Exception:  # not saved, or offline without it
         return None
+
+
+def _weights_files(source: str) -> str:
+    """The weights files of a folder, as named in errors (``"in a.bin "``)."""
+    if not Path(source).is_dir():
+        return ""
+    files = sorted(
+        path.name
+        for pattern in ("*.bin", "*.safetensors", "*.pt", "*.pth")
+        for path in Path(source).glob(pattern)
+    )
+    return f"in {', '.join(files)} " if files else ""
+
+
+def _refuse_remote_code(source: str, name: str) -> None:
+    """ValueError, before transformers reads anything, when the model's
+    ``config.json`` maps its classes to code of its own (``auto_map``):
+    a model folder's code is never run."""
+    config_file = _saved_file(source, "config.json")
+    if config_file is None:
+        return
+    try:
+        config = json.loads(config_file.read_text())
+    except (OSError, ValueError) as exc:
+        raise ValueError(
+            f"The transformers model {name} has an unreadable config.json "
+            f"({unreadable_reason(exc)}); write it again with save_pretrained."
+        ) from None
+    auto_map = config.get("auto_map") if isinstance(config, dict) else None
+    if auto_map:
+        entries = (
+            "; ".join(f"{key}: {value}" for key, value in auto_map.items())
+            if isinstance(auto_map, dict)
+            else str(auto_map)
+        )
+        raise ValueError(
+            f"The transformers model {name} asks to run code of its own "
+            f"(config.json auto_map {{{entries}}}); a model folder's code is never "
+            f"run: use a {', '.join(SUPPORTED_MODEL_TYPES)} model that transformers "
+            f"itself defines."
+        )
 
 
 def _processor_settings(config_file: Path | None, model_type: str, image_size: int):
@@ -295,11 +336,15 @@ def _from_pretrained(source: str, name: str) -> nn.Module:
     """``from_pretrained``: a folder, or a hub id (the hub cache only when the hub
     cannot be reached); an image classification model of :data:`CLASSIFIERS`
     with its classifier, any other as ``AutoModel`` (its base network)."""
+    _refuse_remote_code(source, name)
     import transformers
 
     try:
         with local_hub_only():
-            config = transformers.AutoConfig.from_pretrained(source)
+            # Never the model's own code (nor a prompt asking whether to run it).
+            config = transformers.AutoConfig.from_pretrained(
+                source, trust_remote_code=False
+            )
             if config.model_type not in SUPPORTED_MODEL_TYPES:
                 raise TypeError(_unsupported_message(name, config))
             classifier = next(
@@ -310,7 +355,17 @@ def _from_pretrained(source: str, name: str) -> nn.Module:
                 if classifier is None
                 else getattr(transformers, classifier)
             )
-            return model_class.from_pretrained(source)
+            try:
+                return model_class.from_pretrained(source, trust_remote_code=False)
+            except (OSError, TypeError):
+                raise
+            except Exception as exc:  # a refused pickle, a damaged file, ...
+                raise ValueError(
+                    f"Could not read the weights of the transformers model {name} "
+                    f"{_weights_files(source)}({unreadable_reason(exc)}); "
+                    f"re-download them, or write them with save_pretrained "
+                    f"(safetensors)."
+                ) from None
     except OSError as exc:
         raise OSError(
             f"The transformers model {name} could not be loaded from the Hugging "
@@ -346,7 +401,9 @@ def load_hf_vit(model: str | os.PathLike | nn.Module) -> HFVisionTransformer:
     if config.model_type not in SUPPORTED_MODEL_TYPES:
         raise TypeError(_unsupported_message(name, config))
     mean, std, size = _processor_settings(
-        _processor_file(source), config.model_type, int(config.image_size)
+        _saved_file(source, "preprocessor_config.json"),
+        config.model_type,
+        int(config.image_size),
     )
     return HFVisionTransformer(model, mean, std, size).eval()
 

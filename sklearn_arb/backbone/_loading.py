@@ -18,6 +18,7 @@ from ._attention import _block_index, read_block_family
 from ._families import TIMM_FAMILIES, read_family
 from ._hf import is_hf_folder, is_hf_model, load_hf_vit
 from ._hub import local_hub_only
+from ._unreadable import unreadable_reason
 
 __all__ = [
     "check_geometry",
@@ -71,7 +72,7 @@ def _read_checkpoint_file(path: Path) -> dict:
     except Exception as exc:  # truncated/garbled files fail in many ways
         raise ValueError(
             f"Could not read checkpoint {str(path)!r}: the file is corrupt or not a "
-            f"PyTorch/safetensors checkpoint ({type(exc).__name__}: {exc}). "
+            f"PyTorch/safetensors checkpoint ({unreadable_reason(exc)}). "
             f"Re-download it, or save weights with torch.save(model.state_dict(), "
             f"path) or safetensors.torch.save_file."
         ) from None
