@@ -5,6 +5,29 @@ is an abstention (the score is undefined for that image) and is left out of mean
 """
 
 from ._calibration import noise_calibration, noise_images
+from ._classifier import (
+    ImageClassifier,
+    as_classifier,
+)
+from ._faithfulness import (
+    PerturbationCurves,
+    SelectionFaithfulness,
+    curve_auc,
+    deletion_curve,
+    insertion_curve,
+    perturbation_curve,
+    selection_faithfulness,
+    token_order,
+)
+from ._faithfulness_scorer import (
+    FaithfulnessScorer,
+    make_faithfulness_scorer,
+)
+from ._imputation import (
+    REMOVALS,
+    remove_tokens,
+    token_pixel_mask,
+)
 from ._localisation import (
     localisation_auc,
     pointing_game,
@@ -24,17 +47,32 @@ from ._scorers import (
 )
 
 __all__ = [
+    "REMOVALS",
+    "FaithfulnessScorer",
+    "ImageClassifier",
     "LocalisationScorer",
+    "PerturbationCurves",
+    "SelectionFaithfulness",
+    "as_classifier",
     "boxes_to_token_masks",
+    "curve_auc",
+    "deletion_curve",
+    "insertion_curve",
     "localisation_auc",
+    "make_faithfulness_scorer",
     "make_localisation_scorer",
     "noise_calibration",
     "noise_images",
+    "perturbation_curve",
     "pointing_game",
     "read_boxes",
     "relevance_mass",
     "relevance_rank_accuracy",
+    "remove_tokens",
+    "selection_faithfulness",
     "selection_scores",
     "summarize_scores",
     "token_masks_for_files",
+    "token_order",
+    "token_pixel_mask",
 ]
