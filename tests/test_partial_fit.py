@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
+from sklearn.base import clone
 
 from sklearn_arb import BootstrapAttentionRegularizer
 from sklearn_arb.stats import empirical_pvalues
@@ -171,3 +172,61 @@ def test_from_pooled_null_refuses_parameters_the_state_contradicts(params, messa
         BootstrapAttentionRegularizer.from_pooled_null(
             fitted.pooled_null_, fitted.layout_, "log", **params
         )
+
+
+def test_merging_a_state_with_itself_or_an_overlapping_one_is_refused():
+    X = _maps(6, seed=7)
+    a = BootstrapAttentionRegularizer(n_bootstrap=2).fit(X[:3])
+    b = BootstrapAttentionRegularizer(n_bootstrap=2).fit(X[2:])  # shares image 2
+    c = BootstrapAttentionRegularizer(n_bootstrap=2).fit(X[3:])
+    for merge in (
+        lambda: a.merge(a),
+        lambda: BootstrapAttentionRegularizer.merge(a, a),
+        lambda: a.merge(clone(a).fit(X[:3])),  # the same images fitted again
+        lambda: a.merge(b),
+        lambda: a.merge(c).merge(c),
+    ):
+        with pytest.raises(ValueError, match=r"share \d+ image.*count their null"):
+            merge()
+    with pytest.raises(ValueError, match="share 1 image"):
+        clone(a).partial_fit(X[:3]).partial_fit(X[2:4])
+    merged = a.merge(c)  # disjoint: the union's state, digests included
+    whole = BootstrapAttentionRegularizer(n_bootstrap=2).fit(X)
+    assert_array_equal(
+        merged.pooled_null_.image_digests, whole.pooled_null_.image_digests
+    )
+    assert merged.pooled_null_.image_digests.size == 6
+
+
+def test_state_arrays_keep_the_image_digests_small():
+    X = _maps(5, seed=8)
+    state = BootstrapAttentionRegularizer(n_bootstrap=2).fit(X).pooled_null_
+    arrays = state.to_arrays()
+    assert arrays["image_digests"].dtype == np.uint64
+    assert arrays["image_digests"].nbytes == 8 * 5
+    again = PooledNull.from_arrays(arrays)
+    assert_array_equal(again.image_digests, state.image_digests)
+    with pytest.raises(ValueError, match="share 5 image"):
+        again.merge(state, max_exact=10_000)
+
+
+@pytest.mark.parametrize("tamper", ["value", "swap_in_histogram", "drop_digests"])
+def test_a_state_whose_sorted_null_disagrees_with_its_histogram_is_refused(tamper):
+    X = _maps(4, seed=9)
+    arrays = BootstrapAttentionRegularizer(n_bootstrap=2).fit(X).pooled_null_
+    arrays = arrays.to_arrays()
+    if tamper == "value":  # still sorted, same count, one value moved
+        sorted_logs = arrays["sorted_logs"].copy()
+        sorted_logs[-1] += 0.5
+        arrays["sorted_logs"] = sorted_logs
+        match = "sorted null disagrees with its histogram"
+    elif tamper == "swap_in_histogram":  # same count, another bin
+        bins = arrays["histogram_bins"].copy()
+        bins[0] -= 1
+        arrays["histogram_bins"] = bins
+        match = "sorted null disagrees with its histogram"
+    else:
+        del arrays["image_digests"]
+        match = "lacks 'image_digests'"
+    with pytest.raises(ValueError, match=match):
+        PooledNull.from_arrays(arrays)

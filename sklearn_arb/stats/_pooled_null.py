@@ -13,7 +13,10 @@ the number of images beyond ``max_exact`` values:
   underflow and one overflow bin). The grid does not depend on the data, so
   histograms of disjoint chunks add up exactly, in any order;
 - the sorted null log scores themselves while there are at most ``max_exact`` of
-  them (their merge is order-free too); p-values are then exact.
+  them (their merge is order-free too); p-values are then exact;
+- a 64-bit digest of each image's bootstrap block (8 bytes per image), so that a
+  merge of states that share images, which would count their null twice, is
+  refused.
 
 Beyond ``max_exact`` values the p-values are read from the histogram,
 conservatively: a null value in the bin of the observed one counts as at least as
@@ -27,6 +30,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
+import xxhash
+from numpy.typing import ArrayLike
 
 from ._pvalues import PValueKind, search_rows
 from ._zscores import _ZERO_STD_RTOL
@@ -42,6 +47,49 @@ def histogram_bin(log_scores: np.ndarray) -> np.ndarray:
     the grid, ``BINS + 1`` at or above ``HISTOGRAM_LOG_MAX``."""
     position = np.floor((log_scores - HISTOGRAM_LOG_MIN) / HISTOGRAM_WIDTH)
     return (np.clip(position, -1, HISTOGRAM_BINS) + 1).astype(np.intp)
+
+
+def block_digests(null_logs: np.ndarray) -> np.ndarray:
+    """Sorted uint64 digests (xxh3-64) of the rows of 2-D null log scores, one
+    row per image; rows whose values are all equal are left out (the maps of
+    every constant image of a colour are alike, so they name no image).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_arb.stats._pooled_null import block_digests
+    >>> logs = np.log([[0.1, 0.2], [0.3, 0.4], [0.1, 0.2], [0.5, 0.5]])
+    >>> digests = block_digests(logs)
+    >>> digests.dtype, digests.size, np.unique(digests).size
+    (dtype('uint64'), 3, 2)
+    """
+    rows = np.ascontiguousarray(null_logs, dtype=np.float64)
+    informative = rows.min(axis=1) < rows.max(axis=1) if rows.size else []
+    digests = [xxhash.xxh3_64_intdigest(row) for row in rows[informative]]
+    return np.sort(np.asarray(digests, dtype=np.uint64))
+
+
+def _check_sorted_logs(
+    sorted_logs: np.ndarray, histogram: np.ndarray, mean: float, m2: float, abs_max
+) -> None:
+    """ValueError unless the sorted null log scores are the values the histogram
+    counts and have the stated moments (up to the rounding of a merge)."""
+    if sorted_logs.size == 0:
+        return
+    recounted = np.bincount(histogram_bin(sorted_logs), minlength=HISTOGRAM_BINS + 2)
+    mean_again = sorted_logs.mean()
+    m2_again = np.sum((sorted_logs - mean_again) ** 2)
+    scale = max(abs_max, 1.0)
+    if (
+        not np.array_equal(recounted, histogram)
+        or np.abs(sorted_logs).max() != abs_max
+        or abs(mean_again - mean) > 1e-9 * scale
+        or abs(m2_again - m2) > 1e-9 * (m2 + scale * scale * sorted_logs.size)
+    ):
+        raise ValueError(
+            "the pooled null state's sorted null disagrees with its histogram or "
+            "moments (the file was altered or damaged); fit the null again"
+        )
 
 
 @dataclass(frozen=True, eq=False)
@@ -62,6 +110,26 @@ class PooledNull:
         Counts per bin, underflow first and overflow last.
     sorted_logs : ndarray of shape (count,) or None
         The null log scores sorted, while ``count <= max_exact``.
+    image_digests : ndarray of shape (n_images,), uint64
+        Sorted digests of the images' bootstrap blocks (:func:`block_digests`).
+        Two states that share one hold the same image (for an extractor with
+        an int ``random_state``, also the same image content given twice) and
+        are not merged.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_arb.stats import PooledNull
+    >>> logs = np.log([[0.1, 0.2, 0.3], [0.2, 0.4, 0.1]])
+    >>> a = PooledNull.from_logs(logs[:1], max_exact=10)
+    >>> b = PooledNull.from_logs(logs[1:], max_exact=10)
+    >>> merged = a.merge(b, max_exact=10)
+    >>> merged.count, merged.image_digests.size
+    (6, 2)
+    >>> a.merge(merged, max_exact=10)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: The pooled nulls share 1 image(s) (identical bootstrap maps): ...
     """
 
     count: int
@@ -70,11 +138,15 @@ class PooledNull:
     abs_max: float
     histogram: np.ndarray
     sorted_logs: np.ndarray | None
+    image_digests: np.ndarray
 
     @classmethod
-    def from_logs(cls, null_logs: np.ndarray, max_exact: int) -> "PooledNull":
-        """The state of finite null log scores (any shape, flattened)."""
-        logs = np.asarray(null_logs, dtype=np.float64).ravel()
+    def from_logs(cls, null_logs: ArrayLike, max_exact: int) -> "PooledNull":
+        """The state of finite null log scores, one row per image (a 1-D array
+        is one image)."""
+        rows = np.asarray(null_logs, dtype=np.float64)
+        rows = rows.reshape(-1, rows.shape[-1]) if rows.ndim else rows.reshape(1, 1)
+        logs = rows.ravel()
         if logs.size == 0:
             return cls.empty()
         mean = logs.mean()
@@ -86,15 +158,25 @@ class PooledNull:
             abs_max=float(np.abs(logs).max()),
             histogram=histogram.astype(np.int64),
             sorted_logs=np.sort(logs) if logs.size <= max_exact else None,
+            image_digests=block_digests(rows),
         )
 
     @classmethod
     def empty(cls) -> "PooledNull":
         """The state of no null value (the identity of :meth:`merge`)."""
-        return cls(0, 0.0, 0.0, 0.0, np.zeros(HISTOGRAM_BINS + 2, np.int64), None)
+        histogram = np.zeros(HISTOGRAM_BINS + 2, np.int64)
+        return cls(0, 0.0, 0.0, 0.0, histogram, None, np.zeros(0, np.uint64))
 
     def merge(self, other: "PooledNull", max_exact: int) -> "PooledNull":
-        """The state of the union of two disjoint sets of null values."""
+        """The state of the union of two disjoint sets of null values; a
+        ValueError when the two share an image (or are the same state)."""
+        shared = np.intersect1d(self.image_digests, other.image_digests)
+        if shared.size or (self is other and self.count):
+            raise ValueError(
+                f"The pooled nulls share {max(shared.size, 1)} image(s) (identical "
+                "bootstrap maps): merging them would count their null twice. "
+                "Merge nulls fitted on disjoint images."
+            )
         if other.count == 0:
             return self
         if self.count == 0:
@@ -115,11 +197,15 @@ class PooledNull:
             abs_max=max(self.abs_max, other.abs_max),
             histogram=self.histogram + other.histogram,
             sorted_logs=sorted_logs,
+            image_digests=np.sort(
+                np.concatenate([self.image_digests, other.image_digests])
+            ),
         )
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         """The state as plain arrays (for ``np.savez``; no pickle needed): the
-        scalars, the histogram's grid and its nonzero bins, the sorted null.
+        scalars, the histogram's grid and its nonzero bins, the sorted null, the
+        images' digests.
 
         Examples
         --------
@@ -141,6 +227,7 @@ class PooledNull:
             ),
             "histogram_bins": bins.astype(np.int64),
             "histogram_counts": self.histogram[bins],
+            "image_digests": self.image_digests,
         }
         if self.sorted_logs is not None:
             arrays["sorted_logs"] = self.sorted_logs
@@ -150,13 +237,14 @@ class PooledNull:
     def from_arrays(cls, arrays: Mapping[str, np.ndarray]) -> "PooledNull":
         """The state :meth:`to_arrays` wrote; a ValueError naming what is wrong
         where the arrays are not such a state (missing, of another grid,
-        inconsistent counts)."""
+        inconsistent counts, a sorted null that is not the histogram's values)."""
         try:
             grid = np.asarray(arrays["histogram_grid"], dtype=np.float64)
             count = int(arrays["count"])
             scalars = [float(arrays[name]) for name in ("mean", "m2", "abs_max")]
             bins = np.asarray(arrays["histogram_bins"])
             counts = np.asarray(arrays["histogram_counts"])
+            digests = np.asarray(arrays["image_digests"])
         except KeyError as exc:
             raise ValueError(f"the pooled null state lacks {exc}") from None
         if grid.tolist() != [HISTOGRAM_LOG_MIN, HISTOGRAM_LOG_MAX, HISTOGRAM_BINS]:
@@ -173,10 +261,14 @@ class PooledNull:
             or counts.sum() != count
             or not np.all(np.isfinite(scalars))
             or scalars[1] < 0
+            or digests.ndim != 1
+            or digests.dtype != np.uint64
+            or np.any(digests[1:] < digests[:-1])
         ):
             raise ValueError(
                 "the pooled null state is inconsistent (its histogram does not "
-                "hold its count, or a moment is not finite)"
+                "hold its count, a moment is not finite, or its image digests are "
+                "not sorted uint64)"
             )
         histogram = np.zeros(HISTOGRAM_BINS + 2, np.int64)
         histogram[bins] = counts
@@ -188,7 +280,8 @@ class PooledNull:
                     "the pooled null state's sorted null does not hold its count "
                     "of sorted values"
                 )
-        return cls(count, *scalars, histogram, sorted_logs)
+            _check_sorted_logs(sorted_logs, histogram, *scalars)
+        return cls(count, *scalars, histogram, sorted_logs, digests)
 
     @property
     def std(self) -> float:
