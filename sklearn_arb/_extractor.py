@@ -360,6 +360,13 @@ class AttentionExtractor(TransformerMixin, BaseEstimator):
                 f"discard_ratio={self.discard_ratio} applies to source='rollout' "
                 f"only; use discard_ratio=0.0 with source={self.source!r}."
             )
+        if self.source != "cdam" and not (
+            isinstance(self.target, str) and self.target == "predicted"
+        ):
+            raise ValueError(
+                f"target={self.target!r} applies to source='cdam' only; use "
+                f"target='predicted' (the default) with source={self.source!r}."
+            )
         if self.source == "cdam":
             check_cdam_target(vit, self.target)
 

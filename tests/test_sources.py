@@ -1,9 +1,13 @@
 """Map sources: rollout and CDAM against plain computations, in the extractor."""
 
+import io
+from contextlib import redirect_stderr
+
 import joblib
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from sklearn_arb import AttentionExtractor, load_images
 from sklearn_arb.backbone import _rollout
@@ -175,6 +179,8 @@ def test_source_settings_errors(make_tiny_vit, images):
         ({"head": "max"}, "fuses heads in rollout only"),
         ({"source": "cdam", "head": 0}, "explains every head together"),
         ({"discard_ratio": 0.5}, "applies to source='rollout' only"),
+        ({"target": 3}, "applies to source='cdam' only"),
+        ({"source": "rollout", "target": [1, 2, 3]}, "applies to source='cdam'"),
     ]
     for params, message in cases:
         with pytest.raises(ValueError, match=message):
@@ -193,6 +199,17 @@ def test_source_settings_errors(make_tiny_vit, images):
         random_state=0,
     )
     assert extractor.fit().transform(images).shape == (3, 32)
+
+
+@pytest.mark.parametrize("target", [50, [1, 50, 2]])
+def test_a_cdam_class_outside_the_model_is_refused_at_fit(make_tiny_vit, target):
+    vit = make_tiny_vit(num_classes=10)
+    extractor = AttentionExtractor(vit, image_size=32, source="cdam", target=target)
+    with pytest.raises(ValueError) as info:
+        extractor.fit()
+    message = str(info.value)
+    assert "\n" not in message and "class 50" in message
+    assert "10 classes" in message and "0..9" in message
 
 
 def test_cache_key_holds_the_source_settings(make_tiny_vit, images, tmp_path):
@@ -338,10 +355,16 @@ def random_deit(tmp_path_factory):
 @pytest.mark.parametrize(
     ("options", "params", "title"),
     [
-        (["--source", "rollout", "--head", "max"], {"source": "rollout", "head": "max"},
-         "rollout, max, L-1"),
-        (["--source", "cdam", "--target", "3", "--layer", "-2"],
-         {"source": "cdam", "target": 3, "layer": -2}, "cdam, class 3, L-2"),
+        (
+            ["--source", "rollout", "--head", "max"],
+            {"source": "rollout", "head": "max"},
+            "rollout, max, L-1",
+        ),
+        (
+            ["--source", "cdam", "--target", "3", "--layer", "-2"],
+            {"source": "cdam", "target": 3, "layer": -2},
+            "cdam, class 3, L-2",
+        ),
     ],
 )
 def test_cli_regularizes_a_source(random_deit, tmp_path, options, params, title):
@@ -465,3 +488,23 @@ def test_real_deit_rollout_and_cdam_regularized(deit_weights, imagenette_paths):
             assert 0 < kept.mean() < 1
             assert (stats.z[kept] >= 0).all()
             assert ((stats.pi0 >= 0) & (stats.pi0 <= 1)).all()
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--source", "cdam", "--target", "5000"], "1000 classes"),
+        (["--target", "3"], "applies to source='cdam' only"),
+    ],
+)
+def test_cli_target_errors_are_one_line(extra, message, random_weights, tmp_path):
+    from sklearn_arb.cli import main
+
+    image = tmp_path / "a.png"
+    Image.fromarray(np.zeros((32, 32, 3), dtype=np.uint8)).save(image)
+    args = ["regularize", str(image), "--weights", str(random_weights)]
+    out = tmp_path / "out"
+    with redirect_stderr(io.StringIO()) as err:
+        code = main([*args, *extra, "--output", str(out), "--image-size", "32"])
+    lines = err.getvalue().strip().splitlines()
+    assert code == 2 and len(lines) == 1 and message in lines[0], lines

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from numbers import Integral
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -46,11 +47,21 @@ def check_cdam_target(model: nn.Module, target: Any) -> None:
             f"a transformers model loaded by the extractor); got a "
             f"{type(model).__name__}. Use source='attention' or 'rollout'."
         )
-    if not callable(target) and not _has_class_head(model):
+    if callable(target):
+        return
+    if not _has_class_head(model):
         raise ValueError(
             f"target={target!r} names a class, but the model has no "
             f"classification head (num_classes=0, e.g. DINO); pass a callable "
             f"target mapping the model's output (n, D) to one score per image."
+        )
+    n_classes = int(model.num_classes)
+    named = [] if isinstance(target, str) else np.ravel(target).tolist()
+    outside = [c for c in named if isinstance(c, Integral) and not 0 <= c < n_classes]
+    if outside:
+        raise ValueError(
+            f"target names class {outside[0]}, but the model has {n_classes} "
+            f"classes; use a class 0..{n_classes - 1} or 'predicted'."
         )
 
 
