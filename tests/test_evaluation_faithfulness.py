@@ -18,11 +18,13 @@ from sklearn_arb import (
 )
 from sklearn_arb.evaluation import (
     as_classifier,
+    cascading_randomisation,
     curve_auc,
     deletion_curve,
     insertion_curve,
     make_faithfulness_scorer,
     perturbation_curve,
+    randomise_top_blocks,
     remove_tokens,
     selection_faithfulness,
     token_order,
@@ -407,3 +409,61 @@ def test_faithfulness_scorer_follows_labels_when_asked(make_tiny_vit):
     assert scorer(pipe, images, labels) == pytest.approx(curves.auc.mean())
     with pytest.raises(ValueError, match="one class label per image"):
         scorer(pipe, images, None)
+
+
+# --- cascading randomisation ----------------------------------------------------
+
+
+def test_randomise_top_blocks_copies_and_changes_only_the_top_blocks(make_tiny_vit):
+    vit = make_tiny_vit(depth=3)
+    before = {k: v.clone() for k, v in vit.state_dict().items()}
+    state = torch.random.get_rng_state()
+    random = randomise_top_blocks(vit, 2, random_state=0)
+    torch.testing.assert_close(torch.random.get_rng_state(), state)
+    for name, value in vit.state_dict().items():
+        torch.testing.assert_close(value, before[name])  # the user's model
+    changed = {
+        name.split(".")[1]
+        for name, value in random.state_dict().items()
+        if not torch.equal(value, before[name])
+    }
+    assert changed == {"1", "2"}
+    # Cascading: k + 1 blocks extend the k-block model with the same seed.
+    one = randomise_top_blocks(vit, 1, random_state=0)
+    torch.testing.assert_close(
+        one.blocks[2].state_dict(), random.blocks[2].state_dict()
+    )
+    with pytest.raises(ValueError, match="n_blocks must lie in"):
+        randomise_top_blocks(vit, 4)
+
+
+def test_cascading_randomisation_against_the_trained_model(make_tiny_vit):
+    vit = make_tiny_vit(depth=2)
+    before = {k: v.clone() for k, v in vit.state_dict().items()}
+    extractor = AttentionExtractor(
+        vit, image_size=SIZE, n_bootstrap=8, random_state=0
+    ).fit()
+    fitted = {k: v.clone() for k, v in extractor.model_.state_dict().items()}
+    images = np.random.default_rng(0).random((4, SIZE, SIZE, 3))
+    regularizer = BootstrapAttentionRegularizer()
+    result = cascading_randomisation(
+        extractor, images, regularizer=regularizer, random_state=0
+    )
+    np.testing.assert_array_equal(result.n_randomised, [0, 1, 2])
+    np.testing.assert_allclose(result.spearman[:, 0], 1.0)
+    assert (result.spearman[:, 1:] < 0.999).all()
+    # The user's module and the extractor's fitted model are unchanged.
+    for name, value in vit.state_dict().items():
+        torch.testing.assert_close(value, before[name])
+    for name, value in extractor.model_.state_dict().items():
+        torch.testing.assert_close(value, fitted[name])
+    # Column 0 is the regularizer on the trained model's maps.
+    maps = extractor.transform(images)
+    selected = regularizer.fit(maps).transform(maps) != 0
+    np.testing.assert_allclose(result.significant_share[:, 0], selected.mean(axis=1))
+    has = selected.any(axis=1)
+    np.testing.assert_allclose(result.significant_kept[has, 0], 1.0)
+    assert np.isnan(result.significant_kept[~has]).all()
+    again = cascading_randomisation(extractor, images, random_state=0)
+    np.testing.assert_allclose(again.spearman, result.spearman)
+    assert again.significant_share is None

@@ -41,6 +41,12 @@ from ._masks import (
     read_boxes,
     token_masks_for_files,
 )
+from ._randomisation import (
+    RandomisationResult,
+    cascading_randomisation,
+    randomise_top_blocks,
+    rank_correlation,
+)
 from ._scorers import (
     LocalisationScorer,
     make_localisation_scorer,
@@ -52,9 +58,11 @@ __all__ = [
     "ImageClassifier",
     "LocalisationScorer",
     "PerturbationCurves",
+    "RandomisationResult",
     "SelectionFaithfulness",
     "as_classifier",
     "boxes_to_token_masks",
+    "cascading_randomisation",
     "curve_auc",
     "deletion_curve",
     "insertion_curve",
@@ -65,6 +73,8 @@ __all__ = [
     "noise_images",
     "perturbation_curve",
     "pointing_game",
+    "randomise_top_blocks",
+    "rank_correlation",
     "read_boxes",
     "relevance_mass",
     "relevance_rank_accuracy",
