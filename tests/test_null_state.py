@@ -193,6 +193,51 @@ def test_an_unreadable_image_is_left_out_and_named(
     assert state["part_counts"][0].tolist() == [0, 1, N_IMAGES + 1, N_IMAGES + 1, 1]
 
 
+def test_images_left_out_fail_every_rerun_until_readable_or_removed(
+    image_root, random_weights, one_run, tmp_path, monkeypatch, capsys
+):
+    """fit-null over a folder with an unreadable image exits 1; so does every
+    rerun (not "complete already"), and merge-null of the state, until the
+    file is readable (then it joins the null: the state of a run on good files)
+    or removed from the inputs (the state then is that of the run without it)."""
+    monkeypatch.chdir(tmp_path)
+    os.symlink(image_root / "images", "images")
+    Path("more").mkdir()
+    bad = Path("more/late.png")
+    bad.write_bytes(b"\x89PNG not a png")
+    output = tmp_path / "null.npz"
+    args = ["fit-null", "images", str(bad), "--weights", str(random_weights)]
+    args += ["--output", str(output), *MODEL]
+    assert main(args) == 1
+    for command in (args, ["merge-null", str(output), "--output", "merged.npz"]):
+        capsys.readouterr()
+        assert main(command) == 1
+        err = capsys.readouterr().err
+        assert "1 unreadable image(s) left out" in err and "complete" not in err
+    state = _state(output)
+    assert state["left_out_key"].tolist() == ["more/late.png"]
+    # Readable now: it joins the null, and the rerun succeeds.
+    pixels = np.random.default_rng(5).integers(0, 256, (40, 40, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(bad)
+    assert main(args) == 0
+    fixed = _state(output)
+    assert int(fixed["count"]) == (N_IMAGES + 1) * 16
+    assert fixed["part_counts"][0, 4] == 0 and not len(fixed["left_out_key"])
+    # Removed from the inputs: the state is that of a run without it.
+    bad.write_bytes(b"junk")
+    removed = tmp_path / "removed.npz"
+    args[args.index(str(output))] = str(removed)
+    assert main(args) == 1
+    args.remove(str(bad))
+    capsys.readouterr()
+    assert main(args) == 0
+    assert "complete already" in capsys.readouterr().err
+    got, expected = _state(removed), _state(one_run)
+    for name in ("count", "histogram_counts", "sorted_logs", "part_inputs"):
+        assert_array_equal(got[name], expected[name], err_msg=name)
+    assert got["part_counts"].tolist() == expected["part_counts"].tolist()
+
+
 def test_an_empty_shard_writes_an_empty_null_that_merges(
     in_root, random_weights, one_run, tmp_path
 ):

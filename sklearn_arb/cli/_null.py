@@ -31,7 +31,12 @@ from ._arguments import (
     first_line,
     non_negative_int,
 )
-from ._loader import add_loader_argument, default_loader_threads, read_ahead
+from ._loader import (
+    IMAGE_ERRORS,
+    add_loader_argument,
+    default_loader_threads,
+    read_ahead,
+)
 from ._null_state import (
     NullState,
     Part,
@@ -109,12 +114,14 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
 # fit-null
 
 
-def _resumed(path: Path, fresh: NullState) -> NullState | None:
-    """The unfinished state of this very run in ``path`` to go on from; None
-    where there is none. A file of another run is never overwritten."""
+def _resumed(path: Path, fresh: NullState, keys: list[str]) -> NullState | None:
+    """The state of this very run in ``path`` to go on from; None where there
+    is none. A file of another run is never overwritten."""
     if not path.exists():
         return None
     state = read_state(path)
+    if _forget_removed(state, fresh, keys):
+        write_state(path, state)
     if (
         state.settings != fresh.settings
         or (state.regularizer.max_exact_null != fresh.regularizer.max_exact_null)
@@ -128,15 +135,41 @@ def _resumed(path: Path, fresh: NullState) -> NullState | None:
     return state
 
 
+def _forget_removed(state: NullState, fresh: NullState, keys: list[str]) -> bool:
+    """Where this run's image list (``keys``) is the state's run's without some
+    of the images it left out as unreadable, make the state this run's (the
+    images removed from the inputs no longer counted); whether it was."""
+    old, new = state.parts[0], fresh.parts[0]
+    if len(state.parts) != 1 or old.inputs == new.inputs or not old.left_out:
+        return False
+    present = set(keys)
+    removed = sorted((i, key) for i, key in old.left_out if key not in present)
+    restored = list(keys)
+    for index, key in removed:
+        restored.insert(index, key)
+    if inputs_digest([Path(key) for key in restored]) != old.inputs:
+        return False
+    # Each was read (and failed) before the images still to do: all are done.
+    old.inputs = new.inputs
+    old.n_images -= len(removed)
+    old.done -= len(removed)
+    old.failures -= len(removed)
+    place = {key: i for i, key in enumerate(keys)}
+    old.left_out = [(place[key], key) for _, key in old.left_out if key in present]
+    return True
+
+
 def fit_null(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     if args.output.is_dir():
         raise UsageError(f"--output {args.output} is a folder; pass a file name")
     items = _file_inputs(args.images, args.output)
+    keys = [item.key.as_posix() for item in items]
     inputs = inputs_digest([item.key for item in items])
     selected = in_shard([item.key for item in items], args.shard)
-    items = [item for item, keep in zip(items, selected, strict=True) if keep]
+    places = [i for i, keep in enumerate(selected) if keep]  # in the image list
+    items = [items[i] for i in places]
     extractor = build_extractor(args)
     part = Part(inputs, args.shard or (0, 1), len(items), 0, 0)
     # The null of no image yet (an empty shard writes it; merging adds nothing).
@@ -147,17 +180,22 @@ def fit_null(args: argparse.Namespace) -> int:
         args.max_exact_null,
     )
     fresh = NullState(regularizer, null_settings(args), [part])
-    state = _resumed(args.output, fresh)
+    state = _resumed(args.output, fresh, keys)
     if state is None:
         state = fresh
+    elif state.complete and state.parts[0].left_out:
+        return _retry_left_out(args, state, items, extractor)
     elif state.complete:
         print(f"{args.output} is complete already: nothing to do", file=sys.stderr)
         return 0
     part = state.parts[0]
     size = args.images_per_batch or DEFAULT_BATCH_SIZE
     batches = read_ahead(
-        (items[i : i + size] for i in range(part.done, len(items), size)),
-        lambda item: read_model_input(item.image, extractor, args.in_range),
+        (
+            list(zip(places[i : i + size], items[i : i + size], strict=True))
+            for i in range(part.done, len(items), size)
+        ),
+        lambda entry: read_model_input(entry[1].image, extractor, args.in_range),
         default_loader_threads()
         if args.loader_threads is None
         else args.loader_threads,
@@ -174,11 +212,12 @@ def fit_null(args: argparse.Namespace) -> int:
     try:
         for batch, reads in batches:
             images = []
-            for item, (image, error) in zip(batch, reads, strict=True):
+            for (place, item), (image, error) in zip(batch, reads, strict=True):
                 if error is None:
                     images.append(image)
                 else:
                     part.failures += 1
+                    part.left_out.append((place, item.key.as_posix()))
                     progress.write(
                         f"skipping {item.source}: {first_line(error)}", file=sys.stderr
                     )
@@ -192,6 +231,30 @@ def fit_null(args: argparse.Namespace) -> int:
     finally:
         batches.close()
         progress.close()
+        write_state(args.output, state)
+    print(_describe(args.output, state), file=sys.stderr)
+    return 1 if part.failures else 0
+
+
+def _retry_left_out(
+    args: argparse.Namespace, state: NullState, items: list, extractor: Any
+) -> int:
+    """A complete state's unreadable images read again: those readable now join
+    the null; the status is 1 while any is left out."""
+    part = state.parts[0]
+    by_key = {item.key.as_posix(): item for item in items}
+    images, still = [], []
+    for place, key in part.left_out:
+        item = by_key[key]
+        try:
+            images.append(read_model_input(item.image, extractor, args.in_range))
+        except IMAGE_ERRORS as exc:
+            still.append((place, key))
+            print(f"skipping {item.source}: {first_line(exc)}", file=sys.stderr)
+    if images:
+        state.regularizer.partial_fit(_maps(extractor, np.stack(images)))
+        part.failures = len(still)
+        part.left_out = still
         write_state(args.output, state)
     print(_describe(args.output, state), file=sys.stderr)
     return 1 if part.failures else 0
@@ -215,11 +278,16 @@ def _describe(path: Path, state: NullState) -> str:
         else f"p-values within {regularizer.pvalue_bound_:.2g} of the exact ones "
         "(the histogram's bound)"
     )
-    unread = f", {failures} unreadable image(s) left out" if failures else ""
-    return (
+    line = (
         f"{path}: a pooled null of {regularizer.null_count_} values from {images} "
-        f"image(s){unread}; {exact}"
+        f"image(s); {exact}"
     )
+    if failures:
+        line += (
+            f"; {failures} unreadable image(s) left out: make them readable (then "
+            "rerun fit-null) or remove them from its inputs"
+        )
+    return line
 
 
 # merge-null
@@ -295,8 +363,10 @@ def merge_null(args: argparse.Namespace) -> int:
         merged, states[0].settings, [part for state in states for part in state.parts]
     )
     write_state(args.output, result)
+    failures = sum(part.failures for part in result.parts)
     if not args.quiet:
         for note in notes:
             print(note, file=sys.stderr)
+    if failures or not args.quiet:  # images left out are said even when quiet
         print(_describe(args.output, result), file=sys.stderr)
-    return 0
+    return 1 if failures else 0

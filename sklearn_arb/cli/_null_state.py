@@ -75,6 +75,9 @@ class Part:
     n_images: int  # images of the shard
     done: int  # of them read into the null (or skipped as unreadable)
     failures: int  # unreadable, so not in the null
+    # The unreadable images: (place in the run's image list, result key), so a
+    # rerun tries them again, and knows the list without them for the same run.
+    left_out: list[tuple[int, str]] = field(default_factory=list)
 
     def name(self) -> str:
         return f"shard {self.shard[0]}/{self.shard[1]} of image list {self.inputs[:8]}"
@@ -130,6 +133,17 @@ def write_state(path: Path, state: NullState) -> None:
             ],
             dtype=np.int64,
         ).reshape(-1, 5),
+        "left_out_part": np.asarray(
+            [i for i, part in enumerate(state.parts) for _ in part.left_out],
+            dtype=np.int64,
+        ),
+        "left_out_index": np.asarray(
+            [index for part in state.parts for index, _ in part.left_out],
+            dtype=np.int64,
+        ),
+        "left_out_key": np.asarray(
+            [key for part in state.parts for _, key in part.left_out], dtype=str
+        ),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, lambda file: np.savez_compressed(file, **arrays))
@@ -176,9 +190,16 @@ def read_state(path: Path) -> NullState:
                 arrays["part_inputs"], counts, strict=True
             )
         ]
+        for i, index, key in zip(
+            arrays.get("left_out_part", ()),
+            arrays.get("left_out_index", ()),
+            arrays.get("left_out_key", ()),
+            strict=True,
+        ):
+            parts[int(i)].left_out.append((int(index), str(key)))
     except KeyError as exc:
         raise UsageError(not_a_state.format(why=f"no {exc} in it")) from None
-    except (ValueError, TypeError) as exc:  # inconsistent
+    except (ValueError, TypeError, IndexError) as exc:  # inconsistent
         raise UsageError(not_a_state.format(why=first_line(exc))) from None
     return NullState(regularizer, settings, parts)
 
