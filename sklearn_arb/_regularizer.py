@@ -1,5 +1,6 @@
 """BootstrapAttentionRegularizer: zero the scores a bootstrap null explains."""
 
+import warnings
 from collections.abc import Callable
 from numbers import Integral, Real
 from typing import Any, ClassVar
@@ -123,6 +124,8 @@ class BootstrapAttentionRegularizer(TransformerMixin, BaseEstimator):
         standard deviation standardise them the same way. ``"auto"``: linear
         when the maps :meth:`fit` (or the first :meth:`partial_fit`) sees hold
         a score <= 0, else log. Everything after z is the same on both scales.
+        With ``"log"``, maps that hold scores <= 0 get a UserWarning at fit
+        (they are floored, step 1), naming ``"auto"``.
         On a signed map the significant side is large positive z (evidence for
         the target class); negative scores (evidence against it) are zeroed by
         the z-step like any score the null explains.
@@ -280,6 +283,7 @@ class BootstrapAttentionRegularizer(TransformerMixin, BaseEstimator):
         X = validate_data(self, X, dtype=[np.float64, np.float32])
         self._set_layout(self._layout(attached, X.shape[1]))
         self.scale_ = self._resolved_scale(X)
+        self._warn_if_floored(X)
         self._set_pooled_null(self._pooled_null_of(X))
         return self
 
@@ -335,6 +339,7 @@ class BootstrapAttentionRegularizer(TransformerMixin, BaseEstimator):
         self._set_layout(layout)
         if first_call:
             self.scale_ = self._resolved_scale(X)
+        self._warn_if_floored(X)
         pooled = self._pooled_null_of(X)
         previous = None if first_call else self.pooled_null_
         if pooled is not None and previous is not None:
@@ -496,6 +501,21 @@ class BootstrapAttentionRegularizer(TransformerMixin, BaseEstimator):
         if self.scale != "auto":
             return self.scale
         return "linear" if (X <= 0).any() else "log"
+
+    def _warn_if_floored(self, X: np.ndarray) -> None:
+        """One UserWarning when log scores would floor scores <= 0 of ``X``."""
+        if self.scale_ != "log":
+            return
+        n_floored = int(np.count_nonzero(X <= 0))
+        if n_floored:
+            warnings.warn(
+                f"{n_floored} of {X.size} scores are <= 0, which scale='log' floors "
+                "at the smallest positive score of their image (a signed map, "
+                "such as CDAM's, loses its sign). For signed maps set "
+                "scale='auto' (or 'linear').",
+                UserWarning,
+                stacklevel=4,
+            )
 
     def _scaled(self, X: np.ndarray) -> np.ndarray:
         """float64 scores on the scale of z: logs, or the scores themselves

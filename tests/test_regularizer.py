@@ -1,5 +1,7 @@
 """Tests of BootstrapAttentionRegularizer and the thresholds."""
 
+import warnings
+
 import numpy as np
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
@@ -313,11 +315,31 @@ def test_zero_and_negative_scores_follow_the_floor_rule():
     X = _maps(n_images=2)
     X[0, 10] = 0.0
     X[1, 70] = -1.0
-    stats = BootstrapAttentionRegularizer(null="per_image").fit(X).compute_statistics(X)
+    with pytest.warns(UserWarning, match="2 of 256 scores are <= 0"):
+        arb = BootstrapAttentionRegularizer(null="per_image").fit(X)
+    stats = arb.compute_statistics(X)
     assert all(np.isfinite(stats[k]).all() for k in ("z", "pvalues", "lfdr", "pi0"))
     # a zero counts as the least attended token of its image
     assert stats.z[0, 10] == stats.z[0].min()
     assert stats.regularized[0, 10] == 0.0
+
+
+def test_signed_maps_on_the_log_scale_warn_once_per_fit_naming_auto():
+    X = _maps(n_images=3)
+    signed = X - np.median(X, axis=1, keepdims=True)  # CDAM-like: half negative
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        BootstrapAttentionRegularizer().fit(signed)
+        arb = BootstrapAttentionRegularizer().partial_fit(signed[:1])
+        arb.partial_fit(signed[1:])
+    messages = [str(w.message) for w in caught]
+    assert len(messages) == 3, messages  # fit, then each partial_fit call
+    assert all("scale='auto'" in m and "<= 0" in m for m in messages)
+    assert all(w.filename == __file__ for w in caught)  # points at the caller
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        BootstrapAttentionRegularizer(scale="auto").fit(signed)  # linear: no floor
+        BootstrapAttentionRegularizer().fit(X)  # positive maps
 
 
 def test_constant_null_and_constant_maps_give_no_nan():
