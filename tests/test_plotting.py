@@ -420,3 +420,36 @@ def test_cli_panel_shows_negative_scores_and_keeps_positive_maps():
         )
         > 20
     )
+
+
+def test_every_character_of_the_panels_text_has_a_glyph(
+    random_weights, tmp_path, monkeypatch
+):
+    # Every string the regularize panels draw (titles, method labels for every
+    # method, notes, colour bar numbers) is recorded with its font, and each of
+    # its characters must be in that font's character map (no "p ▯ 0.05").
+    from fontTools.ttLib import TTFont
+    from PIL import Image, ImageDraw
+
+    from sklearn_arb.cli import main
+
+    drawn = []
+    text = ImageDraw.ImageDraw.text
+
+    def recorded(self, xy, string, *args, font=None, **kwargs):
+        drawn.append((string, font.path))
+        return text(self, xy, string, *args, font=font, **kwargs)
+
+    monkeypatch.setattr(ImageDraw.ImageDraw, "text", recorded)
+    image = tmp_path / "ünïcode image.png"
+    pixels = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(image)
+    args = ["regularize", str(image), "--weights", str(random_weights)]
+    args += ["--methods", "z", "p", "lfdr", "pi0", "--source", "rollout"]
+    args += ["--output", str(tmp_path / "out"), "--image-size", "32", "--quiet"]
+    assert main(args) == 0
+    characters = {c for string, _ in drawn for c in string}
+    assert {"≤", ">", "ü"} <= characters
+    (font_file,) = {path for _, path in drawn}
+    covered = TTFont(font_file).getBestCmap()
+    assert not [c for c in characters if ord(c) not in covered]

@@ -46,9 +46,17 @@ def _colormap(name: str) -> np.ndarray:
     return np.round(255 * table).astype(np.uint8)
 
 
+def panel_font_file() -> Path:
+    """The font of the panels' text: matplotlib's DejaVu Sans, which has every
+    glyph the titles use (``≤``, ``≥``, ``π``, ...; PIL's own default lacks ``≤``)."""
+    import matplotlib
+
+    return Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
+
+
 @cache
-def _font(size: int) -> ImageFont.ImageFont:
-    return ImageFont.load_default(size=size)
+def _font(size: int) -> ImageFont.FreeTypeFont:
+    return ImageFont.truetype(str(panel_font_file()), size=size)
 
 
 def render_panel(
