@@ -112,7 +112,7 @@ def cumulative_mass_mask(scores: np.ndarray, mass: float) -> np.ndarray:
     >>> cumulative_mass_mask(scores, 0.5)
     array([[False,  True, False, False]])
     """
-    evidence = np.maximum(scores, 0.0)
+    evidence = np.maximum(scores.astype(np.float64, copy=False), 0.0)
     descending = -np.sort(-evidence, axis=1)
     cumulative = np.cumsum(descending, axis=1)
     total = cumulative[:, -1:]

@@ -9,6 +9,7 @@ from sklearn.metrics import roc_auc_score
 
 from sklearn_arb import CumulativeMass
 from sklearn_arb.evaluation import (
+    boxes_of_files,
     boxes_to_token_masks,
     localisation_auc,
     make_localisation_scorer,
@@ -206,6 +207,9 @@ def test_read_boxes_and_match_files(tmp_path):
     files = ["b/2.JPEG", tmp_path / "data" / "a" / "1.JPEG"]
     masks = token_masks_for_files(files, boxes, image_size=32, patch_size=16)
     assert_array_equal(masks, [[0, 0, 0, 1], [1, 1, 1, 0]])
+    found = boxes_of_files(files, boxes)
+    assert_array_equal(found.class_index, [3, 0])
+    assert_array_equal(found.boxes[1], boxes.boxes[[0, 2]])
     with pytest.raises(ValueError, match=r"1 file\(s\) have no box.*c/3.JPEG"):
         token_masks_for_files(["c/3.JPEG"], boxes, image_size=32, patch_size=16)
 

@@ -37,6 +37,7 @@ from ._localisation import (
     summarize_scores,
 )
 from ._masks import (
+    boxes_of_files,
     boxes_to_token_masks,
     read_boxes,
     token_masks_for_files,
@@ -61,6 +62,7 @@ __all__ = [
     "RandomisationResult",
     "SelectionFaithfulness",
     "as_classifier",
+    "boxes_of_files",
     "boxes_to_token_masks",
     "cascading_randomisation",
     "curve_auc",

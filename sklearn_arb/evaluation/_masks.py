@@ -13,7 +13,12 @@ from sklearn.utils import Bunch
 
 from ..datasets import pixel_to_token_masks
 
-__all__ = ["boxes_to_token_masks", "read_boxes", "token_masks_for_files"]
+__all__ = [
+    "boxes_of_files",
+    "boxes_to_token_masks",
+    "read_boxes",
+    "token_masks_for_files",
+]
 
 BOX_COLUMNS = (
     "file",
@@ -191,6 +196,63 @@ def _file_key(file: str | os.PathLike, known: dict[str, list[int]]) -> str | Non
     return None
 
 
+def boxes_of_files(files: Sequence[str | os.PathLike], boxes: Bunch) -> Bunch:
+    """The boxes and class of each of ``files``, in the order of ``files``.
+
+    A file matches the boxes file's ``file`` its path ends with, so absolute
+    paths, paths relative to the image folder and the folder's own names all
+    match; a file without boxes is a clear ValueError.
+
+    Parameters
+    ----------
+    files : sequence of str or path-like
+        Image files, e.g. those given to the extractor.
+    boxes : Bunch
+        :func:`read_boxes`' result.
+
+    Returns
+    -------
+    file_boxes : Bunch
+        ``boxes``, a list of one (n_boxes_i, 4) array per file, in the pixels of
+        the boxes' ``image_size``; ``class_index`` (n_files,), the class of the
+        file's first box (an ImageNet image's boxes all have its class), e.g.
+        the target of a faithfulness curve.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from sklearn_arb.evaluation import boxes_of_files, read_boxes
+    >>> csv_path = Path(tempfile.mkdtemp()) / "boxes.csv"
+    >>> _ = csv_path.write_text(
+    ...     "file,class_index,original_width,original_height,x0,y0,x1,y1\\n"
+    ...     "a/1.JPEG,3,500,375,0,0,112,224\\n"
+    ...     "a/1.JPEG,3,500,375,150,20,200,60\\n"
+    ... )
+    >>> found = boxes_of_files(["/data/a/1.JPEG"], read_boxes(csv_path))
+    >>> found.class_index, found.boxes[0].shape
+    (array([3]), (2, 4))
+    """
+    rows_of: dict[str, list[int]] = {}
+    for row, file in enumerate(boxes.file):
+        rows_of.setdefault(file, []).append(row)
+    keys = [_file_key(file, rows_of) for file in files]
+    missing = [
+        os.fspath(file) for file, key in zip(files, keys, strict=True) if key is None
+    ]
+    if missing:
+        raise ValueError(
+            f"{len(missing)} file(s) have no box in the boxes file, e.g. "
+            f"{missing[:3]}; pass only images with boxes (the boxes' files)."
+        )
+    return Bunch(
+        boxes=[boxes.boxes[rows_of[key]] for key in keys],
+        class_index=np.array(
+            [boxes.class_index[rows_of[key][0]] for key in keys], dtype=int
+        ),
+    )
+
+
 def token_masks_for_files(
     files: Sequence[str | os.PathLike],
     boxes: Bunch,
@@ -201,11 +263,10 @@ def token_masks_for_files(
 ) -> np.ndarray:
     """Token masks of the boxes of ``files``, in the order of ``files``.
 
-    A file matches the boxes file's ``file`` its path ends with, so absolute
-    paths, paths relative to the image folder and the folder's own names all
-    match. The box coordinates are scaled from the boxes' ``image_size`` to the
-    model's ``image_size`` (the files are plain resizes), then turned into token
-    masks by :func:`boxes_to_token_masks`, whose overlap rule applies.
+    The files are matched as :func:`boxes_of_files` does; their box coordinates
+    are scaled from the boxes' ``image_size`` to the model's ``image_size`` (the
+    files are plain resizes), then turned into token masks by
+    :func:`boxes_to_token_masks`, whose overlap rule applies.
 
     Parameters
     ----------
@@ -241,21 +302,9 @@ def token_masks_for_files(
     >>> masks  # the box is the left half: tokens 0 and 2 of the 2 x 2 grid
     array([[ True, False,  True, False]])
     """
-    rows_of: dict[str, list[int]] = {}
-    for row, file in enumerate(boxes.file):
-        rows_of.setdefault(file, []).append(row)
-    keys = [_file_key(file, rows_of) for file in files]
-    missing = [
-        os.fspath(file) for file, key in zip(files, keys, strict=True) if key is None
-    ]
-    if missing:
-        raise ValueError(
-            f"{len(missing)} file(s) have no box in the boxes file, e.g. "
-            f"{missing[:3]}; pass only images with boxes (the boxes' files)."
-        )
     scale = image_size / boxes.image_size
     return boxes_to_token_masks(
-        [boxes.boxes[rows_of[key]] * scale for key in keys],
+        [image_boxes * scale for image_boxes in boxes_of_files(files, boxes).boxes],
         image_size,
         patch_size,
         min_fraction,
