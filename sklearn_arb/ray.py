@@ -25,6 +25,7 @@ Ray is imported when a function needs it; ``import sklearn_arb`` never does.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import io
 import json
@@ -727,12 +728,33 @@ def _absolute(args: argparse.Namespace) -> argparse.Namespace:
     return args
 
 
+@contextlib.contextmanager
+def _stderr_silenced() -> Any:
+    """File descriptor 2 sent to the null device: the log lines of Ray (its
+    Python loggers', and its C++ core's, written to the descriptor directly)
+    are kept off the terminal; Ray's log files still have them."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 2)
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
+
+
+def _say(line: str) -> None:
+    print(line, file=sys.stderr)
+
+
 def run_regularize(items: Sequence[Any], args: argparse.Namespace) -> int:
     """``sklearn-arb regularize --engine ray``: the command's ``items`` on Ray
     actors; its exit status (0, or 1 when some images failed)."""
-    from .cli._arguments import UsageError, build_extractor, first_line
-    from .cli._regularize import DEFAULT_BATCH_SIZE, results_line
-    from .cli._results import read_summary_rows, remove_stale_partials, write_summary
+    from .cli._arguments import UsageError, build_extractor
+    from .cli._results import remove_stale_partials
 
     try:
         ray = _ray()
@@ -748,6 +770,23 @@ def run_regularize(items: Sequence[Any], args: argparse.Namespace) -> int:
         print(
             f"removed {removed} partial file(s) of an interrupted run", file=sys.stderr
         )
+    # --quiet: Ray's own lines silenced, the run's said once Ray is done.
+    lines: list[str] = []
+    with _stderr_silenced() if args.quiet else contextlib.nullcontext():
+        status = _run_on_ray(ray, items, args, lines.append if args.quiet else _say)
+    for line in lines:
+        _say(line)
+    return status
+
+
+def _run_on_ray(
+    ray: Any, items: Sequence[Any], args: argparse.Namespace, say: Any
+) -> int:
+    """The body of :func:`run_regularize`: what it prints goes to ``say``."""
+    from .cli._arguments import first_line
+    from .cli._regularize import DEFAULT_BATCH_SIZE, results_line
+    from .cli._results import read_summary_rows, write_summary
+
     started = not ray.is_initialized()
     if started:
         ray.init(address=args.address, include_dashboard=False, log_to_driver=False)
@@ -775,15 +814,14 @@ def run_regularize(items: Sequence[Any], args: argparse.Namespace) -> int:
             )
             for row in results.iter_rows():
                 for line in json.loads(row["messages"]):
-                    print(line, file=sys.stderr)
+                    say(line)
                 failures += int(row["counts"][0])
                 done_before += int(row["counts"][1])
                 busy += int(row["counts"][2])
     except Exception as exc:  # a worker died: what it finished is on disk
-        print(
+        say(
             f"a Ray worker failed ({first_line(exc)}); finished images are saved, "
-            "rerun to continue",
-            file=sys.stderr,
+            "rerun to continue"
         )
         return 1
     finally:
@@ -791,16 +829,10 @@ def run_regularize(items: Sequence[Any], args: argparse.Namespace) -> int:
         if started:
             ray.shutdown()
     if done_before:
-        print(
-            f"{done_before} image(s) already done in {args.output}, skipped",
-            file=sys.stderr,
-        )
+        say(f"{done_before} image(s) already done in {args.output}, skipped")
     if busy:
-        print(
-            f"{busy} image(s) being computed by another process, skipped",
-            file=sys.stderr,
-        )
-    print(results_line(args.output, args.plots), file=sys.stderr)
+        say(f"{busy} image(s) being computed by another process, skipped")
+    say(results_line(args.output, args.plots))
     return 1 if failures else 0
 
 

@@ -181,6 +181,34 @@ def test_a_failed_worker_loses_no_finished_image_and_a_rerun_completes(
     _assert_same(_results(tmp_path), local_run, exact=False)
 
 
+def test_a_quiet_ray_run_says_only_its_own_lines_and_drops_stale_results(
+    image_root, random_weights, tmp_path
+):
+    """``--engine ray --quiet`` in a fresh process (Ray started by the command,
+    as a user runs it): stderr holds the run's lines only, no Ray log line; and
+    an image done before and unreadable now loses its old results, as locally."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("ray", reason="Ray is not installed (pip install .[ray])")
+    image = tmp_path / "photo.png"
+    image.write_bytes((image_root / "images/part0/img00.png").read_bytes())
+    args = _args(random_weights, tmp_path / "out")
+    args[1] = str(image)
+    assert main(args) == 0
+    assert (tmp_path / "out" / f"{args[1].lstrip('/')}.npz").is_file()
+    image.write_bytes(b"junk")
+    command = [sys.executable, "-m", "sklearn_arb", *args, "--engine", "ray"]
+    ran = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert ran.returncode == 1, ran.stderr
+    assert ran.stderr.splitlines()[0].startswith(f"skipping {image}: Could not read")
+    assert ran.stderr.splitlines()[1:] == [
+        f"results in {tmp_path / 'out'} (summary.csv, one .npz per image)"
+    ]
+    assert not list((tmp_path / "out").rglob("*.npz"))
+    assert not (tmp_path / "out" / "summary.csv").exists()  # it listed only that
+
+
 def test_extract_and_regularize_maps_equal_the_pipeline(local_ray, make_tiny_vit):
     """The map_batches callables on batches of two sizes (in this process: an
     actor calls them alike), and the pooled null merged from Ray's blocks."""

@@ -200,8 +200,11 @@ def read_summary_rows(output: Path) -> dict[str, dict]:
 
 
 def write_summary(output: Path, rows: dict[str, dict]) -> None:
-    """``summary.csv``: one row per result, sorted by result path."""
+    """``summary.csv``: one row per result, sorted by result path; none
+    without results (an earlier one removed)."""
     if not rows:
+        with held(output, _claim_key(SUMMARY)):
+            (output / SUMMARY).unlink(missing_ok=True)
         return
     ordered = [rows[key] for key in sorted(rows)]
     fields = list(dict.fromkeys(key for row in ordered for key in row))
