@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import warnings
 from collections.abc import Iterator, Sequence
@@ -122,8 +123,9 @@ class AttentionExtractor(TransformerMixin, BaseEstimator):
     batch_size : int, default=None
         Images (observed and bootstrap together) per forward pass; ``None``
         sizes it to the device: about 32 MiB of activations on CPU, where
-        small batches run fastest, half the free memory on GPU. It does not
-        change the maps beyond float rounding.
+        small batches run fastest, half the free memory on GPU. On CPU it
+        does not change the maps at all (bit for bit); on GPU at most in the
+        last float bits.
     precision : {"float32", "bfloat16", "float16"}, default="float32"
         Reduced precision runs the blocks under autocast on GPU only (the
         softmax stays float32); on CPU it raises a ValueError at fit. Median
@@ -186,10 +188,12 @@ class AttentionExtractor(TransformerMixin, BaseEstimator):
     grid order; values are softmax attention weights (> 0), and an observed block
     sums to the CLS attention mass on the patches (< 1).
 
-    On CPU, forward batches run as parallel single-threaded streams when there
-    are enough of them (maps may then differ from a single-stream run in the last
-    float32 bits), and timm's plain blocks run in place with reused buffers
-    (bit-identical to timm); the user guide's CPU section has the details.
+    On CPU, forward batches run as parallel single-threaded streams, one per
+    core, and each image's query rows are projected alone: an image's maps are
+    bit-identical whatever the other images, the batch size, the number of
+    threads or the machine's load. timm's plain blocks run in place with reused
+    buffers (bit-identical to timm); the user guide's CPU section has the
+    details.
 
     Examples
     --------
@@ -430,6 +434,50 @@ class AttentionExtractor(TransformerMixin, BaseEstimator):
         else:
             maps = self._cached_transform(X)
         return with_layout(maps, MapLayout(self.n_tokens_, self.n_bootstrap))
+
+    def transform_observed(self, X: Any) -> np.ndarray:
+        """The observed maps alone: the model runs on the images, not on
+        bootstrap samples.
+
+        What a regularizer fitted with a pooled null needs to regularize new
+        images (see :meth:`BootstrapAttentionRegularizer.needs_bootstrap_maps`):
+        ``1 + n_bootstrap`` times fewer forward images than :meth:`transform`,
+        whose first ``n_tokens_`` columns hold the same maps. The Pipeline of
+        :func:`~sklearn_arb.make_arb_pipeline` calls it at transform time when
+        its regularizer's null is pooled. Cached by ``memory`` as
+        :meth:`transform` is.
+
+        Parameters
+        ----------
+        X : images
+            As for :meth:`transform`.
+
+        Returns
+        -------
+        maps : TokenMaps of shape (n, n_tokens_)
+            float64 observed maps, with the layout ``MapLayout(n_tokens_, 0)``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from timm.models.vision_transformer import VisionTransformer
+        >>> from sklearn_arb import AttentionExtractor
+        >>> vit = VisionTransformer(img_size=32, patch_size=8, embed_dim=32,
+        ...                         depth=2, num_heads=2)
+        >>> images = np.random.default_rng(0).random((3, 32, 32, 3))
+        >>> extractor = AttentionExtractor(vit, image_size=32, n_bootstrap=2,
+        ...                                random_state=0).fit(images)
+        >>> observed = extractor.transform_observed(images)
+        >>> observed.shape, observed.layout.n_bootstrap
+        ((3, 16), 0)
+        >>> bool(np.allclose(observed, extractor.transform(images)[:, :16]))
+        True
+        """
+        check_is_fitted(self, "model_")
+        # The same fitted extractor (its model shared) with no bootstrap sample.
+        observed_only = copy.copy(self)
+        observed_only.n_bootstrap = 0
+        return observed_only.transform(X)
 
     def _load_images(self, X: Any) -> np.ndarray:
         images = load_images(X, image_size=self.image_size_)

@@ -309,20 +309,58 @@ def test_weights_identity_sees_the_head_count(make_tiny_vit, tmp_path):
     assert ids[0] != ids[1] and ids[0] == ids[2]
 
 
-def test_maps_of_an_image_do_not_depend_on_the_others(make_tiny_vit, images):
-    extractor = AttentionExtractor(
-        make_tiny_vit(), image_size=32, n_bootstrap=2, random_state=0
-    ).fit()
+@pytest.mark.parametrize("source", ["attention", "rollout", "cdam"])
+def test_maps_of_an_image_do_not_depend_on_the_others(make_tiny_vit, images, source):
+    # Bit for bit: whatever the other images, their order, the batch size and
+    # the number of threads (which decide how the work is split).
+    vit = make_tiny_vit(depth=3, num_classes=5)
+    params = dict(image_size=32, n_bootstrap=2, random_state=0, source=source)
+    extractor = AttentionExtractor(vit, **params).fit()
     maps = extractor.transform(images)
     order = np.arange(len(images))[::-1]
-    # equal up to float32 rounding of a different batch size in the matmuls
-    np.testing.assert_allclose(
-        extractor.transform(images[order]), maps[order], rtol=1e-6
-    )
-    np.testing.assert_allclose(extractor.transform(images[1:2]), maps[1:2], rtol=1e-6)
+    threads = torch.get_num_threads()
+    try:
+        for n_threads, batch_size in [(1, None), (2, 1), (2, 4), (3, 2)]:
+            torch.set_num_threads(n_threads)
+            extractor.set_params(batch_size=batch_size)
+            np.testing.assert_array_equal(
+                extractor.transform(images[order]), maps[order]
+            )
+            np.testing.assert_array_equal(extractor.transform(images[1:2]), maps[1:2])
+    finally:
+        torch.set_num_threads(threads)
     # the bootstrap blocks of distinct images are distinct draws
     null = maps[:, extractor.n_tokens_ :]
     assert not np.allclose(null[0], null[1])
+
+
+def test_a_stream_keeps_one_torch_thread_whatever_other_threads_set():
+    # torch gives a thread the process-wide count the first time it runs an
+    # operator unless its own was read before: a stream started while the
+    # caller briefly set one thread, then restored two, ran on two threads, and
+    # its products rounded otherwise (maps that changed with the load).
+    import threading
+
+    from sklearn_arb.backbone._streams import ordered_map
+
+    started, go = threading.Event(), threading.Event()
+
+    def count(item):
+        started.set()
+        go.wait(timeout=10)
+        return torch.get_num_threads()
+
+    def items():
+        yield 0
+        started.wait(timeout=10)
+        torch.set_num_threads(2)  # another thread sets the process-wide count
+        go.set()
+
+    threads = torch.get_num_threads()
+    try:
+        assert list(ordered_map(count, items(), n_streams=2)) == [1]
+    finally:
+        torch.set_num_threads(threads)
 
 
 def test_what_check_estimator_skips_holds_on_images(make_tiny_vit, images, tmp_path):
@@ -446,11 +484,12 @@ def test_cpu_streams_give_the_sequential_maps(make_tiny_vit, monkeypatch):
         one_image_parallel = many_bootstraps.transform(images[:1])
     finally:
         torch.set_num_threads(threads)
-    # too few batches for two streams: one
-    assert streams == [1, 1, 2, 1, 2]
-    np.testing.assert_allclose(parallel, sequential, rtol=1e-6)
-    np.testing.assert_allclose(one_batch, sequential[:1], rtol=1e-6)
-    np.testing.assert_allclose(one_image_parallel, one_image, rtol=1e-6)
+    # One stream per thread; a batch too few to go round is split (one image
+    # and its bootstrap sample: two batches of one).
+    assert streams == [1, 1, 2, 2, 2]
+    np.testing.assert_array_equal(parallel, sequential)
+    np.testing.assert_array_equal(one_batch, sequential[:1])
+    np.testing.assert_array_equal(one_image_parallel, one_image)
 
 
 def test_verbose_shows_a_progress_bar_over_images(

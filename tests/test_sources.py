@@ -75,7 +75,7 @@ def test_rollout_equals_the_dense_product(
     vit = make_tiny_vit(**vit_kwargs)
     inputs = torch.randn(2, 3, 32, 32)
     # Chunks of 3 rows: the row-chunked product must not depend on the chunking.
-    monkeypatch.setattr(_rollout, "_CHUNK_BYTES", 4 * 2 * 2 * 3 * 19)
+    monkeypatch.setattr(_rollout, "_CHUNK_BYTES", 4 * 2 * 3 * 19)
     expected = _dense_rollout(vit, inputs, layer, head, discard_ratio)
     with torch.inference_mode():
         fast = rollout(vit, inputs, layer, head, discard_ratio).double().numpy()

@@ -3,9 +3,11 @@
 Each image and its B bootstrap samples are ``1 + B`` forward images; they are cut
 into forward batches sized to the device, and the maps come back a chunk of
 images at a time, in order, so a caller can store each chunk before the next one
-runs. On CPU, when there are enough batches, they run as parallel
-single-threaded streams (see ``_streams.py``) while the calling thread draws the
-next bootstrap samples.
+runs. On CPU the batches run as parallel single-threaded streams, one per core
+(see ``_streams.py``), while the calling thread draws the next bootstrap
+samples: each image's maps are computed alike whatever the other images of its
+batch, the number of threads or their timing, so they are bit-identical from
+one run to the next.
 """
 
 from __future__ import annotations
@@ -129,18 +131,28 @@ class ForwardPass:
         ``seeds`` holds one bootstrap seed per image; ``classes`` (CDAM) one
         target class per image, or None for the source's own target."""
         n_samples = 1 + self.n_bootstrap
-        chunks = _chunks(len(images), n_samples, self.batch_size)
+        batch_size = self.batch_size
+        on_cpu = self.device.type == "cpu"
+        if on_cpu:
+            # Every forward batch runs on one torch thread, one batch per core:
+            # an image's maps do not depend on the other images of its batch,
+            # on how many threads there are or on their timing. Batches small
+            # enough to go round keep every core busy.
+            n_threads = torch.get_num_threads()
+            batch_size = min(batch_size, -(-len(images) * n_samples // n_threads))
+            batch_size = max(1, batch_size)
+        chunks = _chunks(len(images), n_samples, batch_size)
         n_batches = [
-            -(-(chunk.stop - chunk.start) * n_samples // self.batch_size)
+            -(-(chunk.stop - chunk.start) * n_samples // batch_size)
             for chunk in chunks
         ]
-        # On CPU, one forward batch per core, each single-threaded; too few
-        # batches to go round keep every thread on each operator instead.
-        n_threads = torch.get_num_threads()
-        use_streams = self.device.type == "cpu" and sum(n_batches) >= n_threads
-        batches = self._forward_batches(images, seeds, classes, chunks, use_streams)
-        n_streams = n_threads if use_streams else 1
-        with closing(ordered_map(self._batch_maps, batches, n_streams)) as results:
+        batches = self._forward_batches(images, seeds, classes, chunks, batch_size)
+        if on_cpu:
+            n_streams = max(1, min(n_threads, sum(n_batches)))
+            results = ordered_map(self._batch_maps, batches, n_streams)
+        else:
+            results = (self._batch_maps(batch) for batch in batches)
+        with closing(results):
             for chunk, n_chunk_batches in zip(chunks, n_batches, strict=True):
                 maps = torch.cat([next(results) for _ in range(n_chunk_batches)])
                 maps = maps.reshape(chunk.stop - chunk.start, -1).double().cpu().numpy()
@@ -157,25 +169,28 @@ class ForwardPass:
         seeds: np.ndarray,
         classes: Any,
         chunks: list[slice],
-        use_streams: bool,
+        batch_size: int,
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
-        """Normalised images, each followed by its samples, cut into batches,
-        with the target class of each (None unless CDAM explains a class).
+        """Normalised images, each followed by its samples, cut into batches
+        of ``batch_size``, with the target class of each (None unless CDAM
+        explains a class).
 
-        Drawn in the calling thread, a chunk ahead of the forward passes; on one
-        torch thread while streams run, so as not to compete with them.
+        Drawn in the calling thread, a chunk ahead of the forward passes; on CPU
+        on one torch thread, as the streams run (the draws' reductions then
+        round alike whatever the thread count).
         """
         mean = torch.tensor(self.mean, device=self.device).view(1, 3, 1, 1)
         std = torch.tensor(self.std, device=self.device).view(1, 3, 1, 1)
         for chunk in chunks:
-            with torch.inference_mode(), torch_threads(1 if use_streams else None):
+            on_cpu = self.device.type == "cpu"
+            with torch.inference_mode(), torch_threads(1 if on_cpu else None):
                 pixels = torch.from_numpy(images[chunk]).to(self.device)
                 observed = (pixels.permute(0, 3, 1, 2) - mean) / std
                 inputs = observed[:, None]
                 if self.n_bootstrap:
                     samples = self.draw_samples(observed, seeds=seeds[chunk])
                     inputs = torch.cat([inputs, samples], dim=1)
-                batches = inputs.flatten(0, 1).contiguous().split(self.batch_size)
+                batches = inputs.flatten(0, 1).contiguous().split(batch_size)
                 image_classes = self._map_source().classes(
                     self.model, observed, None if classes is None else classes[chunk]
                 )
@@ -184,7 +199,7 @@ class ForwardPass:
             else:
                 # An image's bootstrap samples explain the image's class.
                 per_sample = image_classes.repeat_interleave(1 + self.n_bootstrap)
-                yield from zip(batches, per_sample.split(self.batch_size), strict=True)
+                yield from zip(batches, per_sample.split(batch_size), strict=True)
 
     def _map_source(self) -> MapSource:
         return MapSource(

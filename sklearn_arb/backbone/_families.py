@@ -142,6 +142,17 @@ def _heads(projected: torch.Tensor, head_dim: int) -> torch.Tensor:
     return projected.unflatten(-1, (-1, head_dim)).transpose(1, 2)
 
 
+def _project_rows(
+    rows: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
+) -> torch.Tensor:
+    """``F.linear(rows, weight, bias)`` for the ``(n, r, D)`` query rows of ``n``
+    images, as ``n`` products of ``r`` rows: the rounding of one product over
+    all ``n * r`` rows depends on ``n``, so an image's queries would change in
+    the last bits with the number of images in its batch."""
+    projected = torch.bmm(rows, weight.t().expand(len(rows), -1, -1))
+    return projected if bias is None else projected + bias
+
+
 def _fused_qk(
     attn: nn.Module, normed: torch.Tensor
 ) -> tuple[Callable[[slice], torch.Tensor], torch.Tensor]:
@@ -159,7 +170,7 @@ def _fused_qk(
     keys = _heads(F.linear(normed, weight[dim : 2 * dim], k_bias), head_dim)
 
     def queries(rows: slice) -> torch.Tensor:
-        return _heads(F.linear(normed[:, rows], weight[:dim], q_bias), head_dim)
+        return _heads(_project_rows(normed[:, rows], weight[:dim], q_bias), head_dim)
 
     return queries, keys
 
@@ -199,7 +210,11 @@ def _eva_logits(block: nn.Module, normed: torch.Tensor, inputs: dict) -> LogitRo
         keys = _heads(attn.k_proj(normed), attn.head_dim)
 
         def queries(rows: slice) -> torch.Tensor:
-            return _heads(attn.q_proj(normed[:, rows]), attn.head_dim)
+            q_proj = attn.q_proj
+            return _heads(
+                _project_rows(normed[:, rows], q_proj.weight, q_proj.bias),
+                attn.head_dim,
+            )
 
     rope = inputs.get("rope")
     keys = _rotate(attn.k_norm(keys), rope, attn, 0)
@@ -259,7 +274,10 @@ def _hf_logits(layer: nn.Module, normed: torch.Tensor, inputs: dict) -> LogitRow
     mask = inputs.get("attention_mask")
 
     def logit_rows(rows: slice) -> torch.Tensor:
-        query = _heads(attn.q_proj(normed[:, rows]), attn.head_dim)
+        q_proj = attn.q_proj
+        query = _heads(
+            _project_rows(normed[:, rows], q_proj.weight, q_proj.bias), attn.head_dim
+        )
         logits = (query @ keys) * attn.scaling
         return logits if mask is None else logits + mask[..., rows, :]
 

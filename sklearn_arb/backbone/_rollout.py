@@ -8,7 +8,7 @@ the product but are not output).
 
 Only that row is computed: a row vector ``r`` (``e_CLS`` at first) times each
 block's ``Ã``, from the last block of the product to the first, and each ``Ã``
-a chunk of rows at a time, so at most ``_CHUNK_BYTES`` of one block's
+a chunk of rows at a time, so at most ``_CHUNK_BYTES`` per image of one block's
 ``heads x N x N`` attention exist at once (the last block needs only its CLS
 row). Each block's attention rows are computed as its family computes them
 (``_families.py``: timm ViT, EVA with rotary embeddings, BEiT with relative
@@ -32,8 +32,10 @@ from ._attention import _block_index, block_inputs, read_block_family
 __all__ = ["HEAD_FUSIONS", "reference_rollout", "rollout"]
 
 HEAD_FUSIONS = ("mean", "max", "min")
-# Most bytes of one block's attention rows held at once (float32).
-_CHUNK_BYTES = 16 << 20
+# Most bytes of one block's attention rows held at once per image (float32):
+# the chunks of rows do not depend on the number of images, so neither do the
+# sums over them.
+_CHUNK_BYTES = 4 << 20
 
 
 def _block_attention(model: nn.Module, images: torch.Tensor, index: int) -> list:
@@ -141,7 +143,7 @@ def rollout(
         attention_rows = block_attention()
         # r is e_CLS in the last block: only its CLS row is needed.
         n_rows = 1 if position == index else n_tokens
-        chunk = max(1, _CHUNK_BYTES // (4 * n_images * n_heads * n_tokens))
+        chunk = max(1, _CHUNK_BYTES // (4 * n_heads * n_tokens))
         product = torch.zeros_like(cls_row)
         for start in range(0, n_rows, chunk):
             rows = slice(start, min(start + chunk, n_rows))

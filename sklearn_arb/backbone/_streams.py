@@ -23,6 +23,18 @@ Item = TypeVar("Item")
 Result = TypeVar("Result")
 
 
+def _one_torch_thread() -> None:
+    """Pin this thread to one torch thread for good.
+
+    torch sets a thread's count from the process-wide one the first time the
+    thread runs an operator, unless asked for its count before; without the
+    first call a stream would take whatever count another thread set last, and
+    the rounding of its products with it: maps would depend on timing.
+    """
+    torch.get_num_threads()
+    torch.set_num_threads(1)
+
+
 def ordered_map(
     func: Callable[[Item], Result], items: Iterable[Item], n_streams: int
 ) -> Iterator[Result]:
@@ -31,7 +43,9 @@ def ordered_map(
     Results come in the order of ``items``, each as soon as it and those before
     it are done; at most ``2 * n_streams`` calls are in flight, and the queued
     ones are cancelled when the caller stops early (an exception, an interrupt).
-    torch's thread count is per thread, so the caller's own is left unchanged.
+    Every call runs on one torch thread, whichever stream takes it and however
+    many there are, so its result does not depend on the timing. torch's
+    thread count is per thread, so the caller's own is left unchanged.
     ``func`` must enter any thread-local torch state it needs
     (``torch.inference_mode``, ``torch.autocast``) itself.
 
@@ -42,8 +56,7 @@ def ordered_map(
     items : iterable
         The arguments.
     n_streams : int
-        Worker threads; 1 runs ``func`` in the calling thread, with its torch
-        thread count.
+        Worker threads, at least 1.
 
     Yields
     ------
@@ -52,16 +65,14 @@ def ordered_map(
 
     Examples
     --------
+    >>> import torch
     >>> from sklearn_arb.backbone._streams import ordered_map
     >>> list(ordered_map(lambda x: x * x, range(5), n_streams=2))
     [0, 1, 4, 9, 16]
+    >>> set(ordered_map(lambda _: torch.get_num_threads(), range(4), n_streams=1))
+    {1}
     """
-    if n_streams <= 1:
-        yield from map(func, items)
-        return
-    with ThreadPoolExecutor(
-        n_streams, initializer=torch.set_num_threads, initargs=(1,)
-    ) as pool:
+    with ThreadPoolExecutor(max(1, n_streams), initializer=_one_torch_thread) as pool:
         pending = deque()
         try:
             for item in items:
