@@ -143,8 +143,7 @@ class ForwardPass:
             batch_size = max(1, batch_size)
         chunks = _chunks(len(images), n_samples, batch_size)
         n_batches = [
-            -(-(chunk.stop - chunk.start) * n_samples // batch_size)
-            for chunk in chunks
+            -(-(chunk.stop - chunk.start) * n_samples // batch_size) for chunk in chunks
         ]
         batches = self._forward_batches(images, seeds, classes, chunks, batch_size)
         if on_cpu:

@@ -252,9 +252,7 @@ def _timm_heads(block: nn.Module) -> int:
 
 
 TIMM_FAMILIES = (
-    AttentionFamily(
-        "vit", Block, Attention, "attn", "norm1", _vit_logits, _timm_heads
-    ),
+    AttentionFamily("vit", Block, Attention, "attn", "norm1", _vit_logits, _timm_heads),
     AttentionFamily(
         "eva", EvaBlock, EvaAttention, "attn", "norm1", _eva_logits, _timm_heads
     ),
