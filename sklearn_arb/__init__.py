@@ -11,7 +11,7 @@ from ._extractor import AttentionExtractor
 from ._images import load_images
 from ._layout import MapLayout, TokenMaps, layout_of
 from ._maps import tokens_to_grid, upsample_map
-from ._pipeline import make_arb_pipeline
+from ._pipeline import ArbPipeline, make_arb_pipeline
 from ._regularizer import BootstrapAttentionRegularizer
 from ._selection import CumulativeMass, MeanThreshold, TopFraction
 from .backbone._cache import clear_caches
@@ -19,6 +19,7 @@ from .backbone._cache import clear_caches
 __version__ = "0.1.0"
 
 __all__ = [
+    "ArbPipeline",
     "AttentionExtractor",
     "BootstrapAttentionRegularizer",
     "CumulativeMass",

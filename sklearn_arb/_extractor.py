@@ -418,11 +418,7 @@ class AttentionExtractor(TransformerMixin, BaseEstimator):
             from which the regularizer learns B.
         """
         check_is_fitted(self, "model_")
-        if (
-            self.memory is None
-            or not isinstance(self.random_state, Integral)
-            or (self.source == "cdam" and callable(self.target))
-        ):
+        if not self._caches_maps():
             images = self._load_images(X)
             maps = np.empty((len(images), (1 + self.n_bootstrap) * self.n_tokens_))
             chunks = self._progress(
@@ -477,7 +473,29 @@ class AttentionExtractor(TransformerMixin, BaseEstimator):
         # The same fitted extractor (its model shared) with no bootstrap sample.
         observed_only = copy.copy(self)
         observed_only.n_bootstrap = 0
+        if self.n_bootstrap and self._caches_maps():
+            # Rows cached with their bootstrap maps (a grid search's folds) hold
+            # the observed maps: stored as such, the model does not run again.
+            image_keys = self._image_keys(X)[0]
+            observed_cache = observed_only._map_cache()
+            stored = observed_cache.get(image_keys)
+            unstored = [
+                key for key, row in zip(image_keys, stored, strict=True) if row is None
+            ]
+            full_rows = self._map_cache().get(unstored)
+            for key, row in zip(unstored, full_rows, strict=True):
+                if row is not None:
+                    observed_cache.put(key, row[: self.n_tokens_])
         return observed_only.transform(X)
+
+    def _caches_maps(self) -> bool:
+        """Whether ``memory`` caches the maps (their output is a function of the
+        images and parameters)."""
+        return not (
+            self.memory is None
+            or not isinstance(self.random_state, Integral)
+            or (self.source == "cdam" and callable(self.target))
+        )
 
     def _load_images(self, X: Any) -> np.ndarray:
         images = load_images(X, image_size=self.image_size_)
@@ -494,6 +512,20 @@ class AttentionExtractor(TransformerMixin, BaseEstimator):
 
     def _cached_transform(self, X: Any) -> np.ndarray:
         """``transform`` through the in-process cache, then ``memory``, per image."""
+        image_keys, images, classes = self._image_keys(X)
+
+        def compute(missing: np.ndarray) -> Iterator[tuple[slice, np.ndarray]]:
+            loaded = self._load_images(X) if images is None else images
+            done = len(image_keys) - len(missing)
+            extra = {} if classes is None else {"classes": classes[missing]}
+            return self._progress(
+                self._iter_maps(loaded[missing], **extra), len(image_keys), done
+            )
+
+        return self._map_cache().maps(image_keys, compute)
+
+    def _map_cache(self) -> MapCache:
+        """The cache of maps made with the parameters as they are now."""
         settings = {
             "weights": self.weights_id_,
             "layer": _block_index(self.model_, self.layer),
@@ -505,6 +537,11 @@ class AttentionExtractor(TransformerMixin, BaseEstimator):
             settings["discard_ratio"] = float(self.discard_ratio)
         if self.source == "cdam" and isinstance(self.target, (str, Integral)):
             settings["target"] = self.target
+        return MapCache(self.memory_, settings_digest(settings))
+
+    def _image_keys(self, X: Any) -> tuple[list[str], np.ndarray | None, Any]:
+        """The cache key of each image; the loaded images where they had to be
+        read for it (else None); the classes of a list target (else None)."""
         images = None
         if (
             isinstance(X, np.ndarray)
@@ -524,17 +561,7 @@ class AttentionExtractor(TransformerMixin, BaseEstimator):
             image_keys = [
                 f"{key}-{c}" for key, c in zip(image_keys, classes, strict=True)
             ]
-
-        def compute(missing: np.ndarray) -> Iterator[tuple[slice, np.ndarray]]:
-            loaded = self._load_images(X) if images is None else images
-            done = len(image_keys) - len(missing)
-            extra = {} if classes is None else {"classes": classes[missing]}
-            return self._progress(
-                self._iter_maps(loaded[missing], **extra), len(image_keys), done
-            )
-
-        cache = MapCache(self.memory_, settings_digest(settings))
-        return cache.maps(image_keys, compute)
+        return image_keys, images, classes
 
     def _progress(
         self, chunks: Iterator[tuple[slice, np.ndarray]], total: int, done: int = 0

@@ -4,15 +4,80 @@ from __future__ import annotations
 
 from typing import Any
 
+from sklearn.exceptions import NotFittedError
 from sklearn.pipeline import Pipeline
 from torch import nn
 
 from ._extractor import AttentionExtractor
 from ._regularizer import BootstrapAttentionRegularizer
 
-__all__ = ["make_arb_pipeline"]
+__all__ = ["ArbPipeline", "make_arb_pipeline"]
 
 _SHARED = ("n_bootstrap", "memory")
+
+
+class ArbPipeline(Pipeline):
+    """A Pipeline of an extractor and a regularizer that runs the model on the
+    observed images alone where the regularizer needs no more.
+
+    What :func:`make_arb_pipeline` returns; a :class:`sklearn.pipeline.Pipeline`
+    in every other respect. :meth:`fit` learns from the bootstrap maps as
+    usual. :meth:`transform`, once the final regularizer is fitted with a pooled
+    null (:meth:`BootstrapAttentionRegularizer.needs_bootstrap_maps` is False),
+    asks the extractor for the observed maps alone
+    (:meth:`AttentionExtractor.transform_observed`): ``n`` forward images for
+    ``n`` new images instead of ``n (1 + B)``, and the same output. A per-image
+    null still gets each image's bootstrap maps.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from timm.models.vision_transformer import VisionTransformer
+    >>> from sklearn_arb import make_arb_pipeline
+    >>> vit = VisionTransformer(img_size=32, patch_size=8, embed_dim=32, depth=2,
+    ...                         num_heads=2)
+    >>> pipe = make_arb_pipeline(vit, n_bootstrap=4,
+    ...                          extractor_params={"image_size": 32, "random_state": 0})
+    >>> images = np.random.default_rng(0).random((6, 32, 32, 3))
+    >>> maps = pipe.fit(images[:4]).transform(images[4:])  # 2 forward images
+    >>> extractor, regularizer = pipe.named_steps.values()
+    >>> whole_rows = extractor.transform(images[4:])  # 10 forward images
+    >>> bool(np.array_equal(maps, regularizer.transform(whole_rows)))
+    True
+    """
+
+    def transform(self, X: Any, **params: Any) -> Any:
+        """The regularized maps of ``X`` (see the class docstring for which
+        maps the model computes).
+
+        Parameters
+        ----------
+        X : images
+            As for :meth:`AttentionExtractor.transform`.
+        **params
+            As for :meth:`sklearn.pipeline.Pipeline.transform`.
+
+        Returns
+        -------
+        Xt : ndarray of shape (n_images, n_tokens)
+            The final step's output.
+        """
+        if len(self.steps) == 2 and not params:
+            (_, extractor), (_, regularizer) = self.steps
+            if _observed_maps_suffice(extractor, regularizer):
+                return regularizer.transform(extractor.transform_observed(X))
+        return super().transform(X, **params)
+
+
+def _observed_maps_suffice(extractor: Any, regularizer: Any) -> bool:
+    """Whether the fitted ``regularizer`` takes the observed maps alone and the
+    ``extractor`` can give them."""
+    if not hasattr(extractor, "transform_observed"):
+        return False
+    try:
+        return not regularizer.needs_bootstrap_maps()
+    except (AttributeError, NotFittedError):  # another step, or not fitted yet
+        return False
 
 
 def make_arb_pipeline(
@@ -63,8 +128,11 @@ def make_arb_pipeline(
 
     Returns
     -------
-    pipeline : sklearn.pipeline.Pipeline
-        Steps ``"extractor"`` and ``"regularizer"``.
+    pipeline : ArbPipeline
+        A :class:`sklearn.pipeline.Pipeline` with steps ``"extractor"`` and
+        ``"regularizer"``, whose ``transform`` runs the model on the observed
+        images alone once the regularizer's pooled null is fitted (see
+        :class:`ArbPipeline`).
 
     Examples
     --------
@@ -96,7 +164,7 @@ def make_arb_pipeline(
     regularizer = BootstrapAttentionRegularizer(
         n_bootstrap="auto", **regularizer_params
     )
-    return Pipeline(
+    return ArbPipeline(
         [("extractor", extractor), ("regularizer", regularizer)],
         verbose=verbose,
     )

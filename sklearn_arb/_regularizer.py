@@ -16,6 +16,7 @@ from sklearn.utils._param_validation import (
 )
 from sklearn.utils.validation import (
     _check_feature_names_in,
+    check_array,
     check_is_fitted,
     validate_data,
 )
@@ -562,14 +563,14 @@ class BootstrapAttentionRegularizer(TransformerMixin, BaseEstimator):
             )
         return FittedPooledNull(self.pooled_null_, sorted_null)
 
-    def _statistics(self, X: np.ndarray, everything: bool) -> Bunch:
-        """The statistics of validated ``X`` in one pass; only those the
-        thresholds need unless ``everything``."""
+    def _statistics(self, X: np.ndarray, layout: MapLayout, everything: bool) -> Bunch:
+        """The statistics of validated ``X`` of ``layout`` in one pass; only those
+        the thresholds need unless ``everything``."""
         logs = self._scaled(X)
-        observed_logs = self.layout_.observed(logs)
-        reference = self._null_model().reference(self.layout_.bootstrap(logs))
+        observed_logs = layout.observed(logs)
+        reference = self._null_model().reference(layout.bootstrap(logs))
         stats = Bunch(
-            scores=self.layout_.observed(X),
+            scores=layout.observed(X),
             z=reference.z(observed_logs),
             null_z=reference.null_z,
             null_mean=reference.mean,
@@ -641,7 +642,9 @@ class BootstrapAttentionRegularizer(TransformerMixin, BaseEstimator):
             return self.pvalue  # the reference p-values are two-sided already
         return "two-sided"
 
-    def _validate_for_transform(self, X: ArrayLike) -> np.ndarray:
+    def _validate_for_transform(self, X: ArrayLike) -> tuple[np.ndarray, MapLayout]:
+        """Validated maps and their layout (the fitted one, or the observed
+        maps alone for a pooled null)."""
         check_is_fitted(self)
         # Parameters may have been set after fit. (What _validate_params does,
         # without its get_params signature inspection: a tenth of a transform.)
@@ -677,12 +680,50 @@ class BootstrapAttentionRegularizer(TransformerMixin, BaseEstimator):
                 f"maps with n_bootstrap={self.n_bootstrap_}. Call fit again."
             )
         layout = layout_of(X)
+        observed_alone = MapLayout(self.n_tokens_, 0)
+        if not self.needs_bootstrap_maps() and (
+            layout == observed_alone
+            or (layout is None and _n_columns(X) == self.n_tokens_)
+        ):
+            # A pooled null judges the observed maps alone: no bootstrap block.
+            X = check_array(X, dtype=[np.float64, np.float32])
+            return X, observed_alone
         if layout is not None and layout != self.layout_:
             raise ValueError(
                 f"The maps have the layout {layout} but the regularizer was fitted "
                 f"on {self.layout_}. Call fit on maps of this layout first."
             )
-        return validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
+        X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
+        return X, self.layout_
+
+    def needs_bootstrap_maps(self) -> bool:
+        """Whether :meth:`transform` needs the images' bootstrap maps.
+
+        False for a regularizer fitted with ``null="pooled"``: it judges every
+        image against the null ``fit`` learnt, so :meth:`transform` and
+        :meth:`compute_statistics` also take the observed maps alone, of width
+        ``n_tokens_`` (:meth:`AttentionExtractor.transform_observed`, which runs
+        the model on the observed images only), with the same result as on
+        the whole rows. True with ``null="per_image"``.
+
+        Returns
+        -------
+        needs_bootstrap_maps : bool
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from sklearn_arb import BootstrapAttentionRegularizer
+        >>> X = np.random.default_rng(0).lognormal(size=(3, 2 * 49))
+        >>> arb = BootstrapAttentionRegularizer(null="pooled").fit(X)
+        >>> arb.needs_bootstrap_maps()
+        False
+        >>> observed = X[:, :49]
+        >>> bool(np.array_equal(arb.transform(observed), arb.transform(X)))
+        True
+        """
+        check_is_fitted(self)
+        return self._null_model().needs_bootstrap_maps
 
     def transform(self, X: ArrayLike) -> np.ndarray:
         """Regularized observed maps: scores that are not significant set to 0.
@@ -694,7 +735,9 @@ class BootstrapAttentionRegularizer(TransformerMixin, BaseEstimator):
         Parameters
         ----------
         X : array-like of shape (n_images, (1 + n_bootstrap) * n_tokens)
-            Attention maps in the layout of ``fit``.
+            Attention maps in the layout of ``fit``; with a pooled null also
+            the observed maps alone, of shape (n_images, n_tokens) (see
+            :meth:`needs_bootstrap_maps`).
 
         Returns
         -------
@@ -702,8 +745,8 @@ class BootstrapAttentionRegularizer(TransformerMixin, BaseEstimator):
             The observed scores where kept (times ``1 - lfdr`` if ``soft``), else 0;
             same float dtype as ``X``.
         """
-        X = self._validate_for_transform(X)
-        return self._statistics(X, everything=False).regularized
+        X, layout = self._validate_for_transform(X)
+        return self._statistics(X, layout, everything=False).regularized
 
     def compute_statistics(self, X: ArrayLike) -> Bunch:
         """All the statistics of ARB for each image, and the regularized maps.
@@ -714,7 +757,9 @@ class BootstrapAttentionRegularizer(TransformerMixin, BaseEstimator):
         Parameters
         ----------
         X : array-like of shape (n_images, (1 + n_bootstrap) * n_tokens)
-            Attention maps in the layout of ``fit``.
+            Attention maps in the layout of ``fit``; with a pooled null also
+            the observed maps alone, of shape (n_images, n_tokens) (see
+            :meth:`needs_bootstrap_maps`).
 
         Returns
         -------
@@ -737,8 +782,8 @@ class BootstrapAttentionRegularizer(TransformerMixin, BaseEstimator):
         >>> bool(np.all(stats.regularized[~stats.keep_mask] == 0))
         True
         """
-        X = self._validate_for_transform(X)
-        return self._statistics(X, everything=True)
+        X, layout = self._validate_for_transform(X)
+        return self._statistics(X, layout, everything=True)
 
     def get_feature_names_out(
         self, input_features: ArrayLike | None = None
@@ -764,3 +809,11 @@ class BootstrapAttentionRegularizer(TransformerMixin, BaseEstimator):
         # Statistics run in float64; the returned maps keep the input's float dtype.
         tags.transformer_tags.preserves_dtype = ["float64", "float32"]
         return tags
+
+
+def _n_columns(X: ArrayLike) -> int | None:
+    """Columns of a 2-D array-like; None for anything else."""
+    shape = getattr(X, "shape", None)
+    if shape is None:
+        shape = np.shape(X)
+    return shape[1] if len(shape) == 2 else None

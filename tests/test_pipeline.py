@@ -70,8 +70,10 @@ def test_grid_search_runs_the_vit_once_per_image_set(
     )
     search.fit(images)
     # 6 candidates x 2 folds fit and score, then the refit on all images: the ViT
-    # saw each image once (the two halves), the cache serves every other call.
-    assert sorted(runs) == [3, 3]
+    # saw each image with its bootstrap samples once (the two halves), and the
+    # first test fold's images alone once (the pooled null's transform needs no
+    # more, and their rows were not cached yet); the cache serves every other call.
+    assert runs == [3, 3, 3]
 
 
 def test_grid_search_over_the_extractors_n_bootstrap(make_tiny_vit, images):
@@ -116,3 +118,80 @@ def test_a_stated_n_bootstrap_that_disagrees_with_the_maps_raises(
     # extractor attached can tell that B = 1 is wrong.
     with pytest.raises(ValueError, match=r"n_bootstrap=1.*3"):
         BootstrapAttentionRegularizer(n_bootstrap=1).fit(maps)
+
+
+def _count_forward_images(vit) -> list[int]:
+    """Images per forward batch of ``vit`` and of the copies extractors fit
+    (a module's hooks are copied with it)."""
+    sizes = []
+    vit.patch_embed.register_forward_hook(lambda m, i, out: sizes.append(len(out)))
+    return sizes
+
+
+@pytest.mark.parametrize("n_bootstrap", [1, 4])
+def test_a_pooled_pipeline_runs_the_model_on_the_observed_images_alone(
+    make_tiny_vit, images, n_bootstrap
+):
+    vit = make_tiny_vit()
+    forward = _count_forward_images(vit)
+    pipe = make_arb_pipeline(
+        vit,
+        n_bootstrap=n_bootstrap,
+        extractor_params={"image_size": 32, "random_state": 0},
+        regularizer_params={"method": "lfdr", "gamma": 0.5},
+    )
+    pipe.fit(images[:4])
+    assert sum(forward) == 4 * (1 + n_bootstrap)  # fit learns from bootstraps
+    forward.clear()
+    new_images = np.random.default_rng(1).random((5, 32, 32, 3))
+    maps = pipe.transform(new_images)
+    assert sum(forward) == 5  # not 5 * (1 + B)
+    extractor, regularizer = pipe.named_steps.values()
+    whole_rows = extractor.transform(new_images)  # the maps of every sample
+    assert sum(forward) == 5 + 5 * (1 + n_bootstrap)
+    np.testing.assert_array_equal(maps, regularizer.transform(whole_rows))
+    assert maps.shape == (5, 16) and (maps > 0).any()
+    observed = extractor.transform_observed(new_images)
+    np.testing.assert_array_equal(observed, whole_rows[:, :16])
+    stats = regularizer.compute_statistics(observed)
+    np.testing.assert_array_equal(stats.regularized, maps)
+    assert stats.null_z.shape == (5, 0)
+    forward.clear()
+    pipe.fit_transform(images)  # fit, then the maps it learnt from
+    assert sum(forward) == 6 * (1 + n_bootstrap)
+
+
+def test_a_per_image_pipeline_still_gets_the_bootstrap_maps(make_tiny_vit, images):
+    vit = make_tiny_vit()
+    pipe = make_arb_pipeline(
+        vit,
+        n_bootstrap=2,
+        extractor_params={"image_size": 32, "random_state": 0},
+        regularizer_params={"null": "per_image"},
+    ).fit(images[:2])
+    forward = _count_forward_images(pipe.named_steps["extractor"].model_)
+    pipe.transform(images)
+    assert sum(forward) == 6 * 3
+    with pytest.raises(ValueError, match=r"layout \[observed P\] with P = 16 but"):
+        pipe.named_steps["regularizer"].transform(
+            pipe.named_steps["extractor"].transform_observed(images)
+        )
+
+
+def test_observed_maps_reuse_the_rows_cached_with_bootstrap_maps(
+    make_tiny_vit, images, tmp_path
+):
+    vit = make_tiny_vit()
+    forward = _count_forward_images(vit)
+    extractor = AttentionExtractor(
+        vit, image_size=32, n_bootstrap=2, random_state=0, memory=str(tmp_path)
+    ).fit()
+    whole_rows = extractor.transform(images[:4])
+    forward.clear()
+    observed = extractor.transform_observed(images)  # 4 cached, 2 new
+    assert sum(forward) == 2
+    np.testing.assert_array_equal(observed[:4], whole_rows[:, :16])
+    np.testing.assert_array_equal(observed, extractor.transform(images)[:, :16])
+    forward.clear()
+    np.testing.assert_array_equal(extractor.transform_observed(images), observed)
+    assert sum(forward) == 0
