@@ -510,3 +510,54 @@ def test_verbose_shows_a_progress_bar_over_images(
     np.testing.assert_array_equal(cached.transform(images), maps)
     bar = capsys.readouterr().err
     assert "2/3" in bar and "3/3" in bar and "0/3" not in bar
+
+
+def test_a_transformers_model_with_memory_fits_and_caches(images, tmp_path):
+    # The weights' identity reads each block's head count through its family
+    # (a transformers layer has no timm ``attn``).
+    transformers = pytest.importorskip("transformers")
+    config = transformers.ViTConfig(
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        image_size=32,
+        patch_size=8,
+    )
+    model = transformers.ViTModel(config)
+    params = dict(image_size=32, n_bootstrap=1, random_state=0)
+    cached = AttentionExtractor(model, memory=str(tmp_path), **params).fit()
+    plain = AttentionExtractor(model, **params).fit()
+    np.testing.assert_array_equal(cached.transform(images), plain.transform(images))
+    assert len(cached.weights_id_) == 32
+
+
+def test_touching_the_weights_file_recomputes_nothing(images, tmp_path, forward_passes):
+    # The weights are named by their content: a file touched (or copied) is the
+    # same weights; one overwritten with others is not.
+    path = tmp_path / "vit.pth"
+    name = "test_vit"  # timm's smallest ViT
+    params = dict(
+        checkpoint_path=path,
+        image_size=32,
+        memory=str(tmp_path / "cache"),
+        random_state=0,
+    )
+
+    def transform():
+        clear_caches()
+        return AttentionExtractor(name, **params).fit().transform(images)
+
+    def save_random_weights(seed):
+        torch.manual_seed(seed)
+        torch.save(timm.create_model(name, num_classes=0).state_dict(), path)
+
+    save_random_weights(0)
+    first = transform()
+    os.utime(path, (1_000_000_000, 1_000_000_000))
+    again = transform()
+    assert forward_passes == [len(images)]
+    np.testing.assert_array_equal(again, first)
+    save_random_weights(1)
+    transform()
+    assert forward_passes == [len(images), len(images)]

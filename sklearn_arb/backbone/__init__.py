@@ -11,6 +11,7 @@ from ._attention import cls_attention, embed_tokens, reference_cls_attention
 from ._blocks import run_blocks
 from ._bootstrap import BOOTSTRAP_KINDS, draw_bootstrap
 from ._loading import load_checkpoint, load_vit, resolve_device, validate_vit
+from ._weights import weights_file_digest
 
 __all__ = [
     "BOOTSTRAP_KINDS",
@@ -23,4 +24,5 @@ __all__ = [
     "resolve_device",
     "run_blocks",
     "validate_vit",
+    "weights_file_digest",
 ]
