@@ -13,6 +13,12 @@ Dirichlet graph Laplacian, factorised once), plus Gaussian noise. The kept
 pixels are the boundary values, so a removed region is filled by the smooth
 surface they span: a linear ramp is reproduced exactly, and the region's shape
 leaks no information through its colour (what a constant fill does).
+
+The system is solved exactly, but not over every removed pixel: a removed
+patch's interior pixels see only their own patch, so they are a fixed linear map
+of the patch's one-pixel ring, the same for every patch; eliminating them (a
+Schur complement computed once per patch size) leaves a system over the rings
+alone, 60 of the 256 pixels of a 16 px patch, which SuperLU factorises.
 """
 
 from __future__ import annotations
