@@ -25,7 +25,6 @@ from .backbone._attention import _block_index
 from .backbone._batching import PRECISIONS, ForwardPass, default_batch_size
 from .backbone._bootstrap import BOOTSTRAP_KINDS, draw_bootstrap, image_seeds
 from .backbone._cache import MapCache, array_digests, settings_digest, shared_model
-from .backbone._cdam import check_cdam_target
 from .backbone._loading import (
     check_geometry,
     check_weights_source,
@@ -33,7 +32,7 @@ from .backbone._loading import (
     resolve_device,
 )
 from .backbone._rollout import HEAD_FUSIONS
-from .backbone._sources import SOURCES
+from .backbone._sources import SOURCES, MapSource, make_source
 from .backbone._weights import module_weights_identity, named_weights_identity
 
 __all__ = ["AttentionExtractor"]
@@ -315,8 +314,8 @@ class AttentionExtractor(TransformerMixin, BaseEstimator):
         )
         # Named weights are loaded once per process when caching is on; the
         # shared module is never modified (see the model_ attribute).
-        # CDAM explains class logits: a named model keeps its classifier.
-        keep_head = self.source == "cdam"
+        # A source explaining class logits: a named model keeps its classifier.
+        keep_head = self._map_source().keeps_classifier
         shared_key = (
             None
             if self.memory is None or weights_id is None
@@ -331,7 +330,7 @@ class AttentionExtractor(TransformerMixin, BaseEstimator):
             self.head if isinstance(self.head, Integral) else "mean",
             self.layer,
         )
-        self._check_source(vit)
+        self._map_source().check(vit)
         data_config = resolve_data_config(model=vit)
         self.model_ = vit
         self.device_ = device
@@ -346,48 +345,15 @@ class AttentionExtractor(TransformerMixin, BaseEstimator):
         self.weights_id_ = weights_id if self.memory is not None else None
         return self
 
-    def _check_source(self, vit: nn.Module) -> None:
-        """ValueError for settings that the source does not use or the model
-        cannot give."""
-        if self.head in ("max", "min") and self.source != "rollout":
-            raise ValueError(
-                f"head={self.head!r} fuses heads in rollout only; use "
-                f"source='rollout', or head='mean' or a head index."
-            )
-        if self.source == "cdam" and self.head != "mean":
-            raise ValueError(
-                f"source='cdam' explains every head together; use head='mean' "
-                f"(got head={self.head!r})."
-            )
-        if self.discard_ratio and self.source != "rollout":
-            raise ValueError(
-                f"discard_ratio={self.discard_ratio} applies to source='rollout' "
-                f"only; use discard_ratio=0.0 with source={self.source!r}."
-            )
-        if self.source != "cdam" and not (
-            isinstance(self.target, str) and self.target == "predicted"
-        ):
-            raise ValueError(
-                f"target={self.target!r} applies to source='cdam' only; use "
-                f"target='predicted' (the default) with source={self.source!r}."
-            )
-        if self.source == "cdam":
-            check_cdam_target(vit, self.target)
-
-    def _image_classes(self, n_images: int) -> np.ndarray | None:
-        """The per-image classes of a list target (None otherwise)."""
-        if self.source != "cdam" or callable(self.target):
-            return None
-        if isinstance(self.target, (str, Integral)):
-            return None
-        classes = np.asarray(self.target)
-        if classes.shape != (n_images,) or classes.dtype.kind not in "iu":
-            raise ValueError(
-                f"target holds one class per image: {n_images} ints for "
-                f"{n_images} images; got shape {classes.shape} of "
-                f"{classes.dtype}. Pass an int or 'predicted' for all images."
-            )
-        return classes
+    def _map_source(self) -> MapSource:
+        """The source of the maps, with its settings as they are now."""
+        return make_source(
+            self.source,
+            layer=self.layer,
+            head=self.head,
+            discard_ratio=self.discard_ratio,
+            target=self.target,
+        )
 
     def _load_model(
         self, size: tuple[int, int] | None, device: torch.device, keep_head: bool
@@ -494,7 +460,7 @@ class AttentionExtractor(TransformerMixin, BaseEstimator):
         return not (
             self.memory is None
             or not isinstance(self.random_state, Integral)
-            or (self.source == "cdam" and callable(self.target))
+            or not self._map_source().cacheable
         )
 
     def _load_images(self, X: Any) -> np.ndarray:
@@ -533,10 +499,7 @@ class AttentionExtractor(TransformerMixin, BaseEstimator):
             "image_size": self.image_size_,
             **{name: getattr(self, name) for name in _MAP_PARAMETERS},
         }
-        if self.source == "rollout":
-            settings["discard_ratio"] = float(self.discard_ratio)
-        if self.source == "cdam" and isinstance(self.target, (str, Integral)):
-            settings["target"] = self.target
+        settings.update(self._map_source().cache_settings())
         return MapCache(self.memory_, settings_digest(settings))
 
     def _image_keys(self, X: Any) -> tuple[list[str], np.ndarray | None, Any]:
@@ -555,7 +518,7 @@ class AttentionExtractor(TransformerMixin, BaseEstimator):
         else:
             images = self._load_images(X)
             image_keys = array_digests(images)
-        classes = self._image_classes(len(image_keys))
+        classes = self._map_source().image_classes(len(image_keys))
         if classes is not None:
             # A list target: each image's maps are keyed on its class too.
             image_keys = [
@@ -580,7 +543,7 @@ class AttentionExtractor(TransformerMixin, BaseEstimator):
 
     def _classes_of(self, n_images: int) -> dict[str, np.ndarray]:
         """``_iter_maps``'s keyword for a list target ({} otherwise)."""
-        classes = self._image_classes(n_images)
+        classes = self._map_source().image_classes(n_images)
         return {} if classes is None else {"classes": classes}
 
     def _iter_maps(
@@ -613,12 +576,8 @@ class AttentionExtractor(TransformerMixin, BaseEstimator):
             n_bootstrap=self.n_bootstrap,
             draw_samples=draw_samples,
             batch_size=batch_size,
-            layer=self.layer,
-            head=self.head,
+            source=self._map_source(),
             precision=self.precision,
-            source=self.source,
-            discard_ratio=self.discard_ratio,
-            target=self.target,
         )
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Images to CLS attention maps, a forward batch at a time.
+"""Images to token maps (of any source), a forward batch at a time.
 
 Each image and its B bootstrap samples are ``1 + B`` forward images; they are cut
 into forward batches sized to the device, and the maps come back a chunk of
@@ -14,14 +14,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import closing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from ._sources import MapSource
+from ._sources import AttentionSource, MapSource
 from ._streams import ordered_map, torch_threads
 
 __all__ = ["PRECISIONS", "ForwardPass", "default_batch_size"]
@@ -74,8 +74,9 @@ class ForwardPass:
 
     Parameters
     ----------
-    model : timm VisionTransformer
-        In eval mode, on ``device``.
+    model : torch.nn.Module
+        A loaded backbone (see :func:`~sklearn_arb.backbone.load_vit`), in eval
+        mode, on ``device``.
     device : torch.device
         Where the images are normalised, sampled and run.
     mean, std : tuple of float
@@ -87,11 +88,9 @@ class ForwardPass:
         normalised ``(n, C, H, W)`` images (unused when B is 0).
     batch_size : int
         Forward images per batch.
-    layer, head
-        As in :func:`~sklearn_arb.backbone.cls_attention`.
-    source, discard_ratio, target
-        The map computed, as in :class:`~sklearn_arb.backbone._sources.MapSource`
-        (CDAM: each image's bootstrap samples get the image's class).
+    source : MapSource, default=AttentionSource()
+        The map computed, with its settings (a source that needs classes gives
+        each image's bootstrap samples the image's class).
     precision : {"float32", "bfloat16", "float16"}
         The autocast type of the blocks (float32: no autocast).
 
@@ -116,12 +115,8 @@ class ForwardPass:
     n_bootstrap: int
     draw_samples: Callable[[torch.Tensor, np.ndarray], torch.Tensor] | None
     batch_size: int
-    layer: int = -1
-    head: str | int = "mean"
+    source: MapSource = field(default_factory=AttentionSource)
     precision: str = "float32"
-    source: str = "attention"
-    discard_ratio: float = 0.0
-    target: Any = "predicted"
 
     def iter_maps(
         self, images: np.ndarray, seeds: np.ndarray, classes: Any = None
@@ -190,7 +185,7 @@ class ForwardPass:
                     samples = self.draw_samples(observed, seeds=seeds[chunk])
                     inputs = torch.cat([inputs, samples], dim=1)
                 batches = inputs.flatten(0, 1).contiguous().split(batch_size)
-                image_classes = self._map_source().classes(
+                image_classes = self.source.classes(
                     self.model, observed, None if classes is None else classes[chunk]
                 )
             if image_classes is None:
@@ -199,11 +194,6 @@ class ForwardPass:
                 # An image's bootstrap samples explain the image's class.
                 per_sample = image_classes.repeat_interleave(1 + self.n_bootstrap)
                 yield from zip(batches, per_sample.split(batch_size), strict=True)
-
-    def _map_source(self) -> MapSource:
-        return MapSource(
-            self.source, self.layer, self.head, self.discard_ratio, self.target
-        )
 
     def _batch_maps(
         self, batch_and_classes: tuple[torch.Tensor, torch.Tensor | None]
@@ -215,4 +205,4 @@ class ForwardPass:
             enabled=self.precision != "float32",
         )
         with torch.inference_mode(), autocast:
-            return self._map_source().maps(self.model, batch, classes)
+            return self.source.maps(self.model, batch, classes)
