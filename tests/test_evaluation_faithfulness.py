@@ -467,3 +467,14 @@ def test_cascading_randomisation_against_the_trained_model(make_tiny_vit):
     again = cascading_randomisation(extractor, images, random_state=0)
     np.testing.assert_allclose(again.spearman, result.spearman)
     assert again.significant_share is None
+
+
+def test_a_module_in_training_mode_is_copied_not_switched():
+    module = PatchLinear(WEIGHTS).train()
+    classifier = as_classifier(
+        module, image_size=SIZE, patch_size=PATCH, mean=(0, 0, 0), std=(1, 1, 1)
+    )
+    assert module.training  # the user's module keeps its mode
+    assert not classifier.module.training and classifier.module is not module
+    with pytest.raises(ValueError, match="image_size is not known"):
+        as_classifier(PatchLinear(WEIGHTS))
