@@ -2,6 +2,7 @@
 
 import warnings
 from collections.abc import Callable
+from functools import lru_cache
 from numbers import Integral, Real
 from typing import Any, ClassVar
 
@@ -28,6 +29,7 @@ from .stats._lfdr import local_fdr_unchecked
 from .stats._null_models import FittedPooledNull, PerImageNull
 from .stats._pi0 import estimate_pi0_unchecked
 from .stats._pvalues import PVALUE_KINDS, SortedNull
+from .stats._threads import one_blas_thread
 from .stats._zscores import log_scores_unchecked
 
 _THRESHOLD = [Interval(Real, 0, 1, closed="both"), StrOptions({"median"})]
@@ -548,9 +550,9 @@ class BootstrapAttentionRegularizer(TransformerMixin, BaseEstimator):
             self.pvalue_bound_ = pooled.pvalue_bound("two-sided")
             return
         self.pvalue_bound_ = 0.0
-        self.null_z_sorted_, self.null_abs_z_sorted_ = (
-            row[0] for row in FittedPooledNull.of(pooled).sorted_null
-        )
+        sorted_null = FittedPooledNull.of(pooled).sorted_null
+        self.null_z_sorted_ = sorted_null.signed[0]
+        self.null_abs_z_sorted_ = sorted_null.absolute[0]
 
     def _null_model(self) -> PerImageNull | FittedPooledNull:
         """The null the images are judged against (``null``'s strategy)."""
@@ -646,13 +648,7 @@ class BootstrapAttentionRegularizer(TransformerMixin, BaseEstimator):
         """Validated maps and their layout (the fitted one, or the observed
         maps alone for a pooled null)."""
         check_is_fitted(self)
-        # Parameters may have been set after fit. (What _validate_params does,
-        # without its get_params signature inspection: a tenth of a transform.)
-        validate_parameter_constraints(
-            self._parameter_constraints,
-            {name: getattr(self, name) for name in self._parameter_constraints},
-            caller_name=type(self).__name__,
-        )
+        _check_parameters(self)  # they may have been set after fit
         if self.null == "pooled" and self.pooled_null_ is None:
             raise ValueError(
                 "null='pooled' judges images against the null that fit learns, but "
@@ -746,7 +742,8 @@ class BootstrapAttentionRegularizer(TransformerMixin, BaseEstimator):
             same float dtype as ``X``.
         """
         X, layout = self._validate_for_transform(X)
-        return self._statistics(X, layout, everything=False).regularized
+        with one_blas_thread():
+            return self._statistics(X, layout, everything=False).regularized
 
     def compute_statistics(self, X: ArrayLike) -> Bunch:
         """All the statistics of ARB for each image, and the regularized maps.
@@ -783,7 +780,8 @@ class BootstrapAttentionRegularizer(TransformerMixin, BaseEstimator):
         True
         """
         X, layout = self._validate_for_transform(X)
-        return self._statistics(X, layout, everything=True)
+        with one_blas_thread():
+            return self._statistics(X, layout, everything=True)
 
     def get_feature_names_out(
         self, input_features: ArrayLike | None = None
@@ -817,3 +815,30 @@ def _n_columns(X: ArrayLike) -> int | None:
     if shape is None:
         shape = np.shape(X)
     return shape[1] if len(shape) == 2 else None
+
+
+def _check_parameters(estimator: BaseEstimator) -> None:
+    """``estimator._parameter_constraints``, checked once per setting of the
+    parameters: a transform of one image costs a tenth of what checking them
+    does."""
+    parameters = tuple(
+        (name, type(value), value)
+        for name in estimator._parameter_constraints
+        for value in [getattr(estimator, name)]
+    )
+    try:
+        hash(parameters)
+    except TypeError:  # an unhashable value, invalid anyway: checked directly
+        _check_parameters_of.__wrapped__(type(estimator), parameters)
+    else:
+        _check_parameters_of(type(estimator), parameters)
+
+
+@lru_cache(maxsize=64)
+def _check_parameters_of(estimator_type: type, parameters: tuple) -> None:
+    """``_parameter_constraints`` of ``(name, type, value)`` triples."""
+    validate_parameter_constraints(
+        estimator_type._parameter_constraints,
+        {name: value for name, _, value in parameters},
+        caller_name=estimator_type.__name__,
+    )

@@ -1,6 +1,6 @@
 """Empirical p-values of observed z against bootstrap null z (Method page, step 4)."""
 
-from typing import Literal, NamedTuple
+from typing import Literal
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -16,33 +16,59 @@ def search_rows(sorted_rows: np.ndarray, values: np.ndarray, side: str) -> np.nd
 
     ``sorted_rows`` of one row (or 1-D) is shared by every row of ``values``: one
     vectorised call. Otherwise one call per image, each O(n_values log n_null).
+    The values are searched in ascending order (the whole array for a shared
+    row, each row otherwise) and the counts put back in place: a binary search
+    whose keys come in order takes the branches the previous one took and stays
+    in cache, several times faster than for keys in random order.
     """
     if sorted_rows.ndim == 1 or sorted_rows.shape[0] == 1:
-        return np.searchsorted(sorted_rows.ravel(), values, side=side)
-    counts = np.empty(values.shape, dtype=np.intp)
+        flat = values.ravel()
+        order = np.argsort(flat)
+        counts = np.empty(flat.shape, dtype=np.intp)
+        counts[order] = np.searchsorted(sorted_rows.ravel(), flat[order], side=side)
+        return counts.reshape(values.shape)
+    order = np.argsort(values, axis=1)
+    in_order = np.take_along_axis(values, order, axis=1)
+    counts_in_order = np.empty(values.shape, dtype=np.intp)
     for row, (sorted_row, row_values) in enumerate(
-        zip(sorted_rows, values, strict=True)
+        zip(sorted_rows, in_order, strict=True)
     ):
-        counts[row] = np.searchsorted(sorted_row, row_values, side=side)
+        counts_in_order[row] = np.searchsorted(sorted_row, row_values, side=side)
+    counts = np.empty(values.shape, dtype=np.intp)
+    np.put_along_axis(counts, order, counts_in_order, axis=1)
     return counts
 
 
-class SortedNull(NamedTuple):
+class SortedNull:
     """Null z sorted once, for every p-value definition: each row (one per image,
-    or a single row shared by all images) sorted, and its absolute values sorted."""
+    or a single row shared by all images) sorted, and its absolute values sorted
+    (computed on first use: one-sided p-values do not need them).
 
-    signed: np.ndarray
-    absolute: np.ndarray
+    Parameters
+    ----------
+    signed : ndarray of shape (n_rows, m0)
+        Rows sorted ascending.
+    absolute : ndarray of shape (n_rows, m0), default=None
+        ``np.sort(np.abs(signed), axis=1)`` when already known.
+    """
+
+    __slots__ = ("_absolute", "signed")
+
+    def __init__(self, signed: np.ndarray, absolute: np.ndarray | None = None):
+        self.signed = signed
+        self._absolute = absolute
+
+    @property
+    def absolute(self) -> np.ndarray:
+        """The absolute values of each row, sorted."""
+        if self._absolute is None:
+            self._absolute = np.sort(np.abs(self.signed), axis=1)
+        return self._absolute
 
 
 def sort_null(null_z: np.ndarray, *, is_sorted: bool = False) -> SortedNull:
-    """:class:`SortedNull` of 2-D finite null z (no checks).
-
-    The absolute values of a sorted row are a descending run then an ascending
-    one, which the stable sort (timsort) merges in linear time.
-    """
-    signed = null_z if is_sorted else np.sort(null_z, axis=1)
-    return SortedNull(signed, np.sort(np.abs(signed), axis=1, kind="stable"))
+    """:class:`SortedNull` of 2-D finite null z (no checks)."""
+    return SortedNull(null_z if is_sorted else np.sort(null_z, axis=1))
 
 
 def pvalues_from_sorted(
