@@ -133,9 +133,10 @@ class AttentionExtractor(TransformerMixin, BaseEstimator):
     memory : None, str or joblib.Memory, default=None
         Cache of ``transform`` outputs, per image, keyed on the image's content
         (as given for an array input, as loaded otherwise), every parameter that
-        changes the output and the weights' identity (name, checkpoint path,
-        modification time and size; a hash of the architecture and weights for a
-        passed module or random weights). Only used with an int ``random_state``,
+        changes the output and the weights' identity ``weights_id_`` (name and
+        the checkpoint's content: a file touched or moved is the same weights;
+        a hash of the architecture and weights for a passed module or random
+        weights). Only used with an int ``random_state``,
         for which the output is a function of these. Maps are kept in this
         process too (up to 512 MiB, least recently used first out), and named
         weights are loaded once per process, so the clones a ``GridSearchCV``
@@ -174,6 +175,11 @@ class AttentionExtractor(TransformerMixin, BaseEstimator):
         Prefix tokens excluded from the maps (CLS, registers, distillation).
     mean_, std_ : tuple of float
         The model's normalisation (from its ``pretrained_cfg``).
+    weights_id_ : str
+        The weights' identity, which keys every cache of maps and the command
+        line's and Ray's results: the model name with the checkpoint file's
+        content digest (or ``hub``), else a digest of the loaded module's
+        architecture and weights.
 
     See Also
     --------
@@ -340,9 +346,9 @@ class AttentionExtractor(TransformerMixin, BaseEstimator):
         self.mean_ = tuple(float(m) for m in data_config["mean"])
         self.std_ = tuple(float(s) for s in data_config["std"])
         self.memory_ = check_memory(self.memory)
-        if self.memory is not None and weights_id is None:
+        if weights_id is None:
             weights_id = module_weights_identity(vit)
-        self.weights_id_ = weights_id if self.memory is not None else None
+        self.weights_id_ = weights_id
         return self
 
     def _map_source(self) -> MapSource:

@@ -402,8 +402,6 @@ def _settings(
     """What makes the results, as JSON: stored with them, compared on a rerun.
     ``extractor`` is fitted (its weights are digested); a pooled null is named by
     its count and histogram, which merging computes exactly."""
-    from .backbone._weights import module_weights_identity
-
     # Where and how the maps are computed; the weights are named by their digest.
     where_run = {"model", "pretrained", "checkpoint_path", "memory", "verbose"}
     where_run |= {"device", "batch_size"}
@@ -412,7 +410,7 @@ def _settings(
         for name, value in extractor.get_params(deep=False).items()
         if name not in where_run
     }
-    settings["weights"] = module_weights_identity(extractor.model_)
+    settings["weights"] = extractor.weights_id_
     settings.update(
         {f"regularizer__{k}": str(v) for k, v in regularizer.get_params().items()}
     )

@@ -561,3 +561,24 @@ def test_touching_the_weights_file_recomputes_nothing(images, tmp_path, forward_
     save_random_weights(1)
     transform()
     assert forward_passes == [len(images), len(images)]
+
+
+def test_touching_the_weights_file_recomputes_no_cli_result(tmp_path, forward_passes):
+    from PIL import Image
+
+    from sklearn_arb.cli import main
+
+    image = tmp_path / "a.png"
+    pixels = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(image)
+    weights = tmp_path / "weights.pth"
+    torch.save(timm.create_model("test_vit", num_classes=0).state_dict(), weights)
+    args = ["regularize", str(image), "--weights", str(weights), "--no-plots"]
+    args += ["--model", "test_vit"]  # timm's smallest ViT
+    args += ["--output", str(tmp_path / "out"), "--image-size", "32", "--quiet"]
+    assert main(args) == 0
+    (result,) = (tmp_path / "out").rglob("*.npz")
+    written = result.read_bytes()
+    os.utime(weights, (1_000_000_000, 1_000_000_000))
+    assert main(args) == 0
+    assert forward_passes == [1] and result.read_bytes() == written

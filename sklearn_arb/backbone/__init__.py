@@ -11,15 +11,19 @@ from ._attention import cls_attention, embed_tokens, reference_cls_attention
 from ._blocks import run_blocks
 from ._bootstrap import BOOTSTRAP_KINDS, draw_bootstrap
 from ._loading import load_checkpoint, load_vit, resolve_device, validate_vit
+from ._sources import SOURCES, MapSource, make_source
 from ._weights import weights_file_digest
 
 __all__ = [
     "BOOTSTRAP_KINDS",
+    "SOURCES",
+    "MapSource",
     "cls_attention",
     "draw_bootstrap",
     "embed_tokens",
     "load_checkpoint",
     "load_vit",
+    "make_source",
     "reference_cls_attention",
     "resolve_device",
     "run_blocks",
