@@ -41,8 +41,8 @@ import numpy as np
 from PIL import Image
 
 from sklearn_arb import AttentionExtractor, load_images
+from sklearn_arb._runs import tile_shape
 from sklearn_arb.cli import main
-from sklearn_arb.cli._panels import tile_shape
 
 DATA = Path(
     os.environ.get(

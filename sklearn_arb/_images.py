@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
-__all__ = ["IMAGE_SUFFIXES", "load_images"]
+__all__ = ["IMAGE_SUFFIXES", "image_files", "load_images"]
 
 # The one list of file suffixes read as images (lower case; compare with
 # ``path.suffix.lower()``): every folder walk in the package reads it from here.
@@ -79,12 +79,58 @@ def _pil_to_array(image: Image.Image) -> np.ndarray:
     return np.asarray(image.convert("RGB"))
 
 
+def image_files(folder: str | os.PathLike, skip: Path | None = None) -> list[Path]:
+    """The image files under ``folder`` and its subfolders: the one meaning of
+    a folder of images, for :func:`load_images`, the command line, Ray and the
+    simulation study alike.
+
+    Each folder's files in sorted order, then its subfolders' in sorted order;
+    hidden files and folders (names starting with ``.``, such as the ``._*``
+    files macOS leaves beside copies) are left out, and so is the folder
+    ``skip`` (an output folder inside the input, say). A file is an image by
+    its suffix (:data:`IMAGE_SUFFIXES`, any case).
+
+    Parameters
+    ----------
+    folder : path-like
+        The folder walked.
+    skip : Path, default=None
+        A folder left out, compared resolved.
+
+    Returns
+    -------
+    files : list of Path
+        Empty where there is none.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from sklearn_arb._images import image_files
+    >>> root = Path(tempfile.mkdtemp())
+    >>> for name in ("b.png", "a.JPG", "._a.jpg", "notes.txt", "sub/c.png"):
+    ...     (root / name).parent.mkdir(exist_ok=True)
+    ...     (root / name).touch()
+    >>> [str(p.relative_to(root)) for p in image_files(root)]
+    ['a.JPG', 'b.png', 'sub/c.png']
+    """
+    files = []
+    for root, folders, names in os.walk(folder):
+        folders[:] = sorted(
+            name
+            for name in folders
+            if not name.startswith(".") and Path(root, name).resolve() != skip
+        )
+        files.extend(
+            Path(root, name)
+            for name in sorted(names)
+            if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_SUFFIXES
+        )
+    return files
+
+
 def _folder_files(folder: Path) -> list[Path]:
-    files = sorted(
-        p
-        for p in folder.iterdir()
-        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-    )
+    files = image_files(folder)
     if not files:
         raise ValueError(
             f"Folder {str(folder)!r} holds no image files (looked for "
@@ -273,8 +319,9 @@ def load_images(
         An array ``(n, H, W)`` or ``(n, H, W, C)`` (C = 1, 3 or 4) of images; a
         list of such single-image arrays ``(H, W)`` or ``(H, W, C)``, PIL images
         or file paths, of any sizes; one file path; or a folder path, whose image
-        files (.bmp, .gif, .jpeg, .jpg, .png, .tif, .tiff, .webp) are read in
-        sorted order. A 3-D array whose
+        files (.bmp, .gif, .jpeg, .jpg, .png, .tif, .tiff, .webp) are read with
+        its subfolders' in sorted order, hidden files left out
+        (:func:`image_files`). A 3-D array whose
         last axis is 1, 3 or 4 could be one image or grey images a few pixels
         wide, and raises a ValueError: pass ``X[None]`` for one image,
         ``X[..., None]`` for grey images.

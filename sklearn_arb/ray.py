@@ -24,14 +24,11 @@ Ray is imported when a function needs it; ``import sklearn_arb`` never does.
 
 from __future__ import annotations
 
-import argparse
-import contextlib
 import copy
 import io
 import json
 import numbers
 import os
-import sys
 from collections.abc import Sequence
 from functools import reduce
 from pathlib import Path
@@ -280,8 +277,7 @@ def _decode(
     from PIL import Image
 
     from ._images import load_images
-    from .cli._arguments import first_line
-    from .cli._loader import IMAGE_ERRORS
+    from ._runs import IMAGE_ERRORS, first_line
 
     if os.path.isdir(cwd) and os.getcwd() != cwd:
         os.chdir(cwd)  # relative paths, and their messages, as the caller has them
@@ -429,13 +425,9 @@ def _image_rows(
 ) -> list[dict[str, str]]:
     """Image files and the image files of folders (walked with their
     subfolders, as the ``regularize`` command walks them), each once."""
-    from .cli._arguments import UsageError
-    from .cli._regularize import _file_inputs
+    from ._runs import file_inputs
 
-    try:
-        items = _file_inputs([Path(image) for image in images], output)
-    except UsageError as exc:
-        raise ValueError(str(exc)) from None
+    items = file_inputs([Path(image) for image in images], output)
     return [{"image": item.source, "path": item.source} for item in items]
 
 
@@ -652,200 +644,18 @@ def regularize_dataset(
     )
 
 
-class _Messages:
-    """What the command prints per image (a tqdm stand-in), kept to be returned."""
-
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-
-    def write(self, line: str, file: Any = None) -> None:
-        self.lines.append(line)
-
-    def update(self, n: int = 1) -> None:
-        pass
-
-
-class _RegularizeFiles:
-    """``map_batches`` callable of :func:`regularize_files`: the ``regularize``
-    command's batches (read, compute, write ``.npz`` and panel, each image under
-    its claim), with the model loaded once per actor."""
-
-    def __init__(self, args: argparse.Namespace, cwd: str) -> None:
-        from .cli._arguments import build_extractor
-        from .cli._regularize import _Run
-
-        # In the driver's folder where this node has it, so that an image is
-        # named as the command names it; else images are read by absolute path.
-        self.relative = os.path.isdir(cwd)
-        if self.relative:
-            os.chdir(cwd)
-        self.extractor = build_extractor(args)
-        self.messages = _Messages()
-        self.run = _Run(args, self.messages, self.extractor)
-
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from .cli._regularize import _Input, _run_batch
-
-        paths = batch["path"] if self.relative else batch["absolute_path"]
-        items = [
-            _Input(source=str(source), key=Path(str(key)), image=Path(str(path)))
-            for source, key, path in zip(
-                batch["source"], batch["key"], paths, strict=True
-            )
-        ]
-        run, before = self.run, self._counts()
-        self.messages.lines = []
-        claimed: list = []
-        try:
-            for claimed in run.claimed_batches(items):
-                _run_batch(run, claimed, self.extractor)
-        finally:
-            run.finish_panels()
-            if run.panels is not None:  # closed: a fresh writer for the next batch
-                from .cli._panels import PanelWriter
-
-                run.panels = PanelWriter()
-            for _, result, _, _ in claimed:
-                result.claim.release()
-        counts = [now - then for now, then in zip(self._counts(), before, strict=True)]
-        return {
-            "messages": np.array([json.dumps(self.messages.lines)], dtype=object),
-            "counts": np.array([counts]),
-        }
-
-    def _counts(self) -> list[int]:
-        return [self.run.failures, self.run.done_before, self.run.busy]
-
-
-def _absolute(args: argparse.Namespace) -> argparse.Namespace:
-    """A copy of ``args`` whose paths do not depend on a worker's directory."""
-    args = argparse.Namespace(**vars(args))
-    args.output = Path(os.path.abspath(args.output))
-    if args.weights is not None:
-        args.weights = Path(os.path.abspath(args.weights))
-    return args
-
-
-@contextlib.contextmanager
-def _stderr_silenced() -> Any:
-    """File descriptor 2 sent to the null device: the log lines of Ray (its
-    Python loggers', and its C++ core's, written to the descriptor directly)
-    are kept off the terminal; Ray's log files still have them."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    null = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(null, 2)
-        yield
-    finally:
-        sys.stderr.flush()
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(null)
-
-
-def _say(line: str) -> None:
-    print(line, file=sys.stderr)
-
-
-def run_regularize(items: Sequence[Any], args: argparse.Namespace) -> int:
-    """``sklearn-arb regularize --engine ray``: the command's ``items`` on Ray
-    actors; its exit status (0, or 1 when some images failed)."""
-    from .cli._arguments import UsageError, build_extractor
-    from .cli._results import remove_stale_partials
-
-    try:
-        ray = _ray()
-    except ImportError as exc:  # the command's one-line error, not a traceback
-        raise UsageError(str(exc)) from None
-    args = _absolute(args)
-    if args.output.exists() and not args.output.is_dir():
-        raise UsageError(f"--output {args.output} is a file; pass a folder")
-    build_extractor(args)  # a bad model or weights: one clear line, before Ray starts
-    args.output.mkdir(parents=True, exist_ok=True)
-    removed = remove_stale_partials(args.output)
-    if removed:
-        print(
-            f"removed {removed} partial file(s) of an interrupted run", file=sys.stderr
-        )
-    # --quiet: Ray's own lines silenced, the run's said once Ray is done.
-    lines: list[str] = []
-    with _stderr_silenced() if args.quiet else contextlib.nullcontext():
-        status = _run_on_ray(ray, items, args, lines.append if args.quiet else _say)
-    for line in lines:
-        _say(line)
-    return status
-
-
-def _run_on_ray(
-    ray: Any, items: Sequence[Any], args: argparse.Namespace, say: Any
-) -> int:
-    """The body of :func:`run_regularize`: what it prints goes to ``say``."""
-    from .cli._arguments import first_line
-    from .cli._regularize import DEFAULT_BATCH_SIZE, results_line
-    from .cli._results import read_summary_rows, write_summary
-
-    started = not ray.is_initialized()
-    if started:
-        ray.init(address=args.address, include_dashboard=False, log_to_driver=False)
-    context = ray.data.DataContext.get_current()
-    context.enable_progress_bars = not args.quiet
-    rows = [
-        {
-            "source": item.source,
-            "key": item.key.as_posix(),
-            "path": str(item.image),
-            "absolute_path": os.path.abspath(item.image),
-        }
-        for item in items
-    ]
-    failures = done_before = busy = 0
-    try:
-        if rows:
-            results = ray.data.from_items(rows).map_batches(
-                _RegularizeFiles,
-                fn_constructor_args=(args, os.getcwd()),
-                batch_size=args.images_per_batch or DEFAULT_BATCH_SIZE,
-                compute=ray.data.ActorPoolStrategy(size=args.workers),
-                batch_format="numpy",
-                **({"num_gpus": args.gpus_per_worker} if args.gpus_per_worker else {}),
-            )
-            for row in results.iter_rows():
-                for line in json.loads(row["messages"]):
-                    say(line)
-                failures += int(row["counts"][0])
-                done_before += int(row["counts"][1])
-                busy += int(row["counts"][2])
-    except Exception as exc:  # a worker died: what it finished is on disk
-        say(
-            f"a Ray worker failed ({first_line(exc)}); finished images are saved, "
-            "rerun to continue"
-        )
-        return 1
-    finally:
-        write_summary(args.output, read_summary_rows(args.output))
-        if started:
-            ray.shutdown()
-    if done_before:
-        say(f"{done_before} image(s) already done in {args.output}, skipped")
-    if busy:
-        say(f"{busy} image(s) being computed by another process, skipped")
-    say(results_line(args.output, args.plots))
-    return 1 if failures else 0
-
-
 def regularize_files(
-    images: Sequence[str | os.PathLike], output: str | os.PathLike, *options: str
+    images: Sequence[str | os.PathLike], output: str | os.PathLike, **settings: Any
 ) -> int:
     """The ``regularize`` command on Ray: image files and folders in, per-image
-    results out, as ``sklearn-arb regularize IMAGES --output OUTPUT --engine ray
-    OPTIONS`` writes them.
+    results out, as ``sklearn-arb regularize IMAGES --output OUTPUT --engine ray``
+    writes them.
 
     Each image's ``.npz`` (maps and statistics) and panel are written atomically
     as soon as its batch is done; a rerun (after an interruption or a failed
-    worker) computes only what is missing. With ``--workers N`` N actors each
-    load the model once; ``--gpus-per-worker G`` gives each G GPUs;
-    ``--address ADDR`` joins a cluster (default: a local Ray, or the one this
+    worker) computes only what is missing. With ``workers=N`` N actors each
+    load the model once; ``gpus_per_worker=G`` gives each G GPUs;
+    ``address=ADDR`` joins a cluster (default: a local Ray, or the one this
     process already started).
 
     Parameters
@@ -854,24 +664,32 @@ def regularize_files(
         Image files and folders (walked with their subfolders).
     output : path-like
         The output folder.
-    *options : str
-        Further options of the command, e.g. ``"--weights", "w.pth"``,
-        ``"--workers", "2"``.
+    **settings
+        The command's options by name, e.g. ``weights="w.pth"``,
+        ``workers=2``, ``methods=["p"]``, ``shard=(0, 4)``
+        (:class:`sklearn_arb._runs.RunSettings`).
 
     Returns
     -------
     status : int
-        0, or 1 when some images failed (each is named on stderr), 2 for a bad
-        option.
+        0, or 1 when some images failed (each is named on stderr).
+
+    Raises
+    ------
+    ValueError
+        A bad setting or input, in one line (no such file, no weights, ...).
 
     Examples
     --------
     >>> from sklearn_arb.ray import regularize_files
-    >>> options = ["--weights", "deit_tiny_patch16_224.pth", "--workers", "2"]
-    >>> regularize_files(["photos"], "arb_output", *options)  # doctest: +SKIP
+    >>> regularize_files(["photos"], "arb_output", weights="deit_tiny_patch16_224.pth",
+    ...                  workers=2)  # doctest: +SKIP
     0
     """
-    from .cli import main
+    from ._runs import RunSettings, file_inputs, in_shard, regularize_on_ray
 
-    argv = ["regularize", *map(str, images), "--output", str(output), *options]
-    return main([*argv, "--engine", "ray"])
+    run = RunSettings(output=Path(output), **settings)
+    items = file_inputs([Path(image) for image in images], run.output)
+    selected = in_shard([item.key for item in items], run.shard)
+    items = [item for item, keep in zip(items, selected, strict=True) if keep]
+    return regularize_on_ray(items, run)

@@ -39,6 +39,54 @@ def lung_ct_paths() -> list[Path]:
     return sorted(_require(LUNG_CT_DIR, "Lung CT images").glob("*/*.jpg"))
 
 
+N_ROOT_IMAGES = 16
+
+
+@pytest.fixture(scope="session")
+def image_root(tmp_path_factory) -> Path:
+    """The image folders the command-line and Ray tests run on: ``images/``,
+    16 small RGB PNGs of various heights in two subfolders (``part0``,
+    ``part1``); ``broken/corrupt.jpg``, not a JPEG; and ``mixed/``, two RGB
+    PNGs and a grey one (``a``, ``b``, ``grey``) beside a text file."""
+    import numpy as np
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("root")
+    rng = np.random.default_rng(0)
+    for i in range(N_ROOT_IMAGES):
+        folder = root / "images" / f"part{i % 2}"
+        folder.mkdir(parents=True, exist_ok=True)
+        pixels = rng.integers(0, 256, (40 + i, 48, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(folder / f"img{i:02d}.png")
+    (root / "broken").mkdir()
+    (root / "broken" / "corrupt.jpg").write_bytes(b"\xff\xd8\xff not a jpeg")
+    mixed = root / "mixed"
+    mixed.mkdir()
+    for name, shape in [("a", (70, 90, 3)), ("b", (64, 64, 3)), ("grey", (80, 64))]:
+        Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8)).save(
+            mixed / f"{name}.png"
+        )
+    (mixed / "notes.txt").write_text("not an image")
+    return root
+
+
+@pytest.fixture(scope="session")
+def image_folder(image_root) -> Path:
+    """``image_root``'s ``mixed/``: ``a.png``, ``b.png``, ``grey.png`` and a text
+    file."""
+    return image_root / "mixed"
+
+
+@pytest.fixture(scope="session")
+def local_ray():
+    """One local Ray of 2 CPUs for the whole test session (starting one takes
+    seconds); the Ray tests skip where Ray is not installed."""
+    ray = pytest.importorskip("ray", reason="Ray is not installed (pip install .[ray])")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
 @pytest.fixture
 def make_tiny_vit():
     """Factory of tiny random timm ViTs (32 px, patch 8, 2 blocks), in eval mode."""

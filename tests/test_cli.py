@@ -17,19 +17,6 @@ from sklearn_arb.cli import main
 SMALL = ["--image-size", "64", "--quiet"]
 
 
-@pytest.fixture(scope="module")
-def image_folder(tmp_path_factory) -> Path:
-    """Two RGB images and a grey one, plus a file that is not an image."""
-    folder = tmp_path_factory.mktemp("images")
-    rng = np.random.default_rng(0)
-    for name, shape in [("a", (70, 90, 3)), ("b", (64, 64, 3)), ("grey", (80, 64))]:
-        Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8)).save(
-            folder / f"{name}.png"
-        )
-    (folder / "notes.txt").write_text("not an image")
-    return folder
-
-
 def _one_error_line(capsys) -> str:
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1, err
@@ -452,7 +439,7 @@ def test_output_files_get_ordinary_permissions(image_folder, random_weights, tmp
 def test_an_image_claimed_by_another_process_is_left_to_it(
     image_folder, random_weights, tmp_path, capsys
 ):
-    from sklearn_arb.cli._results import Claim, output_key
+    from sklearn_arb._runs import Claim, output_key
 
     key = output_key(image_folder / "a.png")
     folder = tmp_path / key.parent
@@ -485,7 +472,7 @@ def test_a_claim_dies_with_its_process(image_folder, random_weights, tmp_path):
     lives, and computed once the process is killed (SIGKILL: no cleanup)."""
     import signal
 
-    from sklearn_arb.cli._results import output_key
+    from sklearn_arb._runs import output_key
 
     key = output_key(image_folder / "a.png")
     folder = tmp_path / key.parent
@@ -495,7 +482,7 @@ def test_a_claim_dies_with_its_process(image_folder, random_weights, tmp_path):
             sys.executable,
             "-c",
             "import sys, time; from pathlib import Path; "
-            "from sklearn_arb.cli._results import Claim; "
+            "from sklearn_arb._runs import Claim; "
             f"assert Claim(Path({str(folder)!r}), 'a.png').acquire(); "
             "print('held', flush=True); time.sleep(600)",
         ],
@@ -521,7 +508,7 @@ def test_a_killed_runs_claims_and_partial_files_are_taken_over(
     image_folder, random_weights, tmp_path
 ):
     """What a SIGKILL leaves: a claim file nobody locks, a half-written result."""
-    from sklearn_arb.cli._results import output_key
+    from sklearn_arb._runs import output_key
 
     key = output_key(image_folder / "a.png")
     folder = tmp_path / key.parent
@@ -535,19 +522,19 @@ def test_a_killed_runs_claims_and_partial_files_are_taken_over(
 
 
 def _interrupt_second_batch(monkeypatch) -> None:
-    """Make the regularize command's second batch raise KeyboardInterrupt (Ctrl-C)."""
-    from sklearn_arb.cli import _regularize
+    """Make the model's second batch raise KeyboardInterrupt (Ctrl-C)."""
+    from sklearn_arb import AttentionExtractor
 
     calls = []
-    regularize_batch = _regularize._regularize_batch
+    transform = AttentionExtractor.transform
 
-    def interrupted(*args, **kwargs):
+    def interrupted(self, X):
         calls.append(1)
         if len(calls) == 2:
             raise KeyboardInterrupt
-        return regularize_batch(*args, **kwargs)
+        return transform(self, X)
 
-    monkeypatch.setattr(_regularize, "_regularize_batch", interrupted)
+    monkeypatch.setattr(AttentionExtractor, "transform", interrupted)
 
 
 def test_interrupted_run_keeps_finished_batches(
@@ -642,6 +629,8 @@ def test_offline_demo_says_how_to_fix_it(tmp_path, offline):
 
 
 def test_offline_demo_uses_hub_weights_already_in_the_cache(deit_hub_cache, tmp_path):
+    """``python -m sklearn_arb demo`` offline, on the real DeiT-Tiny weights
+    already in the hub's cache: both sample images' maps and panels."""
     result = _demo_in_subprocess(
         tmp_path, timeout=300, HF_HUB_OFFLINE="1", HF_HOME=str(deit_hub_cache)
     )
@@ -650,22 +639,6 @@ def test_offline_demo_uses_hub_weights_already_in_the_cache(deit_hub_cache, tmp_
         "china.jpg.npz",
         "flower.jpg.npz",
     ]
-
-
-def test_demo_on_sample_images_with_real_weights(deit_weights, tmp_path):
-    assert (
-        main(
-            [
-                "demo",
-                "--weights",
-                str(deit_weights),
-                "--output",
-                str(tmp_path),
-                "--quiet",
-            ]
-        )
-        == 0
-    )
     assert sorted(p.name for p in tmp_path.glob("*.png")) == [
         "china.jpg.png",
         "flower.jpg.png",
@@ -748,29 +721,30 @@ def test_the_next_batch_is_read_while_the_model_computes(
     thread) before the first batch's computation ends."""
     import threading
 
-    from sklearn_arb.cli import _regularize
+    from sklearn_arb import AttentionExtractor
 
     read_threads, second_read = [], threading.Event()
-    load, regularize_batch = _regularize._load, _regularize._regularize_batch
+    open_image, transform = Image.open, AttentionExtractor.transform
 
-    def recorded_load(item, *args):
-        read_threads.append(threading.current_thread().name)
-        if item.source.endswith("b.png"):
-            second_read.set()
-        return load(item, *args)
+    def recorded_open(path, *args, **kwargs):
+        if str(path).endswith(".png"):
+            read_threads.append((threading.current_thread().name, Path(path).name))
+            if str(path).endswith("b.png"):
+                second_read.set()
+        return open_image(path, *args, **kwargs)
 
-    def computing(batch, *args):
-        if batch[0].item.source.endswith("a.png"):
+    def computing(self, X):
+        if not second_read.is_set():  # the first batch
             assert second_read.wait(timeout=30), "the next batch was not read ahead"
-        return regularize_batch(batch, *args)
+        return transform(self, X)
 
-    monkeypatch.setattr(_regularize, "_load", recorded_load)
-    monkeypatch.setattr(_regularize, "_regularize_batch", computing)
+    monkeypatch.setattr(Image, "open", recorded_open)
+    monkeypatch.setattr(AttentionExtractor, "transform", computing)
     args = ["regularize", str(image_folder / "a.png"), str(image_folder / "b.png")]
     args += ["--weights", str(random_weights), "--output", str(tmp_path)]
     assert main([*args, "--batch-size", "1", "--loader-threads", "1", *SMALL]) == 0
-    assert len(read_threads) == 2
-    assert all(name.startswith("sklearn-arb-loader") for name in read_threads)
+    assert {name for _, name in read_threads} == {"a.png", "b.png"}
+    assert all(thread.startswith("sklearn-arb-loader") for thread, _ in read_threads)
 
 
 def test_an_interrupt_releases_the_batch_read_ahead(
@@ -779,7 +753,7 @@ def test_an_interrupt_releases_the_batch_read_ahead(
     """Interrupted while computing the second of three batches (the third
     claimed and read ahead): nothing of theirs is left, no claim is kept,
     and a rerun computes them."""
-    from sklearn_arb.cli._results import Claim
+    from sklearn_arb._runs import Claim
 
     _interrupt_second_batch(monkeypatch)
     args = ["regularize", str(image_folder), "--output", str(tmp_path), "--no-plots"]

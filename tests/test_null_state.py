@@ -14,26 +14,13 @@ from sklearn_arb.cli import main
 from sklearn_arb.stats._pooled_null import PooledNull
 
 SIZE = 64  # 16 tokens of DeiT-Tiny
-N_IMAGES = 12
+N_IMAGES = 16  # conftest's image_root/images
 # Each image alone through the model: maps bitwise independent of batching.
 MODEL = ["--image-size", str(SIZE), "--batch-size", "1", "--quiet"]
 EXACT = ("attention", "pvalues")
 # The null's moments: Chan's update over the images vs one pass in the Pipeline.
 ROUNDED = ("z", "lfdr", "pi0")
 METHODS = ("p", "lfdr", "pi0")
-
-
-@pytest.fixture(scope="module")
-def image_root(tmp_path_factory) -> Path:
-    """12 small RGB images in two subfolders."""
-    root = tmp_path_factory.mktemp("root")
-    rng = np.random.default_rng(0)
-    for i in range(N_IMAGES):
-        folder = root / "images" / f"part{i % 2}"
-        folder.mkdir(parents=True, exist_ok=True)
-        pixels = rng.integers(0, 256, (50 + 3 * i, 60, 3), dtype=np.uint8)
-        Image.fromarray(pixels).save(folder / f"img{i:02d}.png")
-    return root
 
 
 @pytest.fixture
@@ -148,18 +135,16 @@ def test_regularize_with_the_null_state_is_the_pooled_regularizer(
 def test_an_interrupted_fit_resumes_to_the_same_state(
     in_root, random_weights, one_run, tmp_path, monkeypatch
 ):
-    from sklearn_arb.cli import _null
-
     calls = []
-    maps_of = _null._maps
+    transform = AttentionExtractor.transform
 
-    def interrupted(*args):
+    def interrupted(self, X):
         calls.append(1)
         if len(calls) == 4:
             raise KeyboardInterrupt
-        return maps_of(*args)
+        return transform(self, X)
 
-    monkeypatch.setattr(_null, "_maps", interrupted)
+    monkeypatch.setattr(AttentionExtractor, "transform", interrupted)
     output = tmp_path / "null.npz"
     assert _fit_null(random_weights, output) == 130
     unfinished = _state(output)
@@ -168,7 +153,7 @@ def test_an_interrupted_fit_resumes_to_the_same_state(
     regularize = ["regularize", "images", "--weights", str(random_weights)]
     regularize += ["--null-state", str(output), "--output", str(tmp_path / "o")]
     assert main([*regularize, *MODEL]) == 2  # an unfinished null is refused
-    monkeypatch.setattr(_null, "_maps", maps_of)
+    monkeypatch.setattr(AttentionExtractor, "transform", transform)
     assert _fit_null(random_weights, output) == 0
     assert len(calls) == 4  # the rerun started after the third image
     got, expected = _state(output), _state(one_run)
@@ -243,8 +228,7 @@ def test_an_empty_shard_writes_an_empty_null_that_merges(
 ):
     """With more shards than images some are empty: their state merges as
     nothing; regularize refuses a null of no value."""
-    from sklearn_arb.cli._null_state import read_state
-    from sklearn_arb.cli._scale import shard_of
+    from sklearn_arb._runs import read_state, shard_of
 
     keys = {shard_of(path, 40) for path in _paths()}
     empty = min(set(range(40)) - keys)
@@ -372,14 +356,11 @@ def test_state_arrays_round_trip_and_reject_another_grid():
 
 
 def test_the_null_state_on_ray_gives_the_local_results(
-    in_root, random_weights, one_run, tmp_path
+    local_ray, in_root, random_weights, one_run, tmp_path
 ):
     """regularize --null-state --engine ray: each actor judges its images
     against the same null (the maps to float32 rounding: an actor's torch
     sums in another order)."""
-    pytest.importorskip(
-        "ray", reason="Ray is not installed (pip install sklearn-arb[ray])"
-    )
     results = {}
     for engine in ("local", "ray"):
         output = tmp_path / engine

@@ -383,7 +383,7 @@ def _panel_tiles(panel, n_tiles, tile_width):
 
 
 def test_cli_panel_shows_negative_scores_and_keeps_positive_maps():
-    from sklearn_arb.cli._panels import render_panel
+    from sklearn_arb._runs import render_panel
 
     rng = np.random.default_rng(0)
     image = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)

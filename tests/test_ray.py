@@ -25,21 +25,6 @@ MAPS = (
 )
 
 
-@pytest.fixture(scope="module")
-def image_root(tmp_path_factory) -> Path:
-    """16 small RGB images in two subfolders, and a corrupt "JPEG"."""
-    root = tmp_path_factory.mktemp("root")
-    rng = np.random.default_rng(0)
-    for i in range(16):
-        folder = root / "images" / f"part{i % 2}"
-        folder.mkdir(parents=True, exist_ok=True)
-        pixels = rng.integers(0, 256, (40 + i, 48, 3), dtype=np.uint8)
-        Image.fromarray(pixels).save(folder / f"img{i:02d}.png")
-    (root / "broken").mkdir()
-    (root / "broken" / "corrupt.jpg").write_bytes(b"\xff\xd8\xff not a jpeg")
-    return root
-
-
 def _args(weights, output, *extra):
     return [
         "regularize",
@@ -122,16 +107,6 @@ def test_ray_options_without_the_ray_engine_are_refused(capsys):
     assert "--engine ray" in capsys.readouterr().err
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    """A local Ray of 2 CPUs; the Ray tests skip where Ray is not installed (the
-    shard tests above still run)."""
-    ray = pytest.importorskip("ray", reason="Ray is not installed (pip install .[ray])")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield ray
-    ray.shutdown()
-
-
 def _skipped_lines(err: str) -> list[str]:
     return [line for line in err.splitlines() if line.startswith("skipping")]
 
@@ -160,16 +135,16 @@ def test_a_failed_worker_loses_no_finished_image_and_a_rerun_completes(
     """An actor that raises on one image: the images of earlier batches are on
     disk; the rerun (here with the local engine: either engine reads the
     other's results) computes the rest and the results are a whole run's."""
-    from sklearn_arb import ray as arb_ray
+    from sklearn_arb._runs import RegularizeActor
 
-    class Failing(arb_ray._RegularizeFiles):  # pickled by value to the actors
+    class Failing(RegularizeActor):  # pickled by value to the actors
         def __call__(self, batch):
             if any("img09" in str(source) for source in batch["source"]):
                 raise RuntimeError("worker lost")
             return super().__call__(batch)
 
     monkeypatch.chdir(image_root)
-    monkeypatch.setattr(arb_ray, "_RegularizeFiles", Failing)
+    monkeypatch.setattr("sklearn_arb._runs._on_ray.RegularizeActor", Failing)
     args = _args(random_weights, tmp_path, "--engine", "ray")
     assert main(args) == 1
     assert "rerun to continue" in capsys.readouterr().err
@@ -469,3 +444,32 @@ def test_decode_reads_paths_arrays_and_file_contents_alike(image_root, tmp_path)
         out = _decode(batch, "image", "key", (32, 32), frozenset(), os.getcwd())
         assert out["key"].tolist() == ["bad"] and out["image"].shape == (1, 32, 32, 3)
         assert out["error"][0]  # the message; its wording is tested on Ray above
+
+
+def test_a_folder_means_the_same_images_everywhere(
+    local_ray, random_weights, tmp_path, make_tiny_vit, monkeypatch
+):
+    """A folder with macOS's ``._a.jpg`` beside a subfolder's ``sub/b.jpg``:
+    load_images, the command, Ray and the simulation study all take b.jpg
+    alone (the one walk: subfolders in, hidden files out)."""
+    from sklearn_arb import load_images, make_arb_pipeline
+    from sklearn_arb._study import list_images
+    from sklearn_arb.ray import regularize_dataset
+
+    monkeypatch.chdir(tmp_path)
+    folder = Path("data", "cls")
+    (folder / "sub").mkdir(parents=True)
+    pixels = np.random.default_rng(0).integers(0, 256, (40, 40, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(folder / "sub" / "b.jpg")
+    (folder / "._a.jpg").write_bytes(b"\x00\x05\x16\x07 AppleDouble, not a JPEG")
+    only = load_images(folder / "sub" / "b.jpg")
+    np.testing.assert_array_equal(load_images(folder), only)
+    args = ["regularize", str(folder), "--weights", str(random_weights)]
+    assert main([*args, "--output", "out", "--image-size", "32", "--quiet"]) == 0
+    assert sorted(p.name for p in Path("out").rglob("*.npz")) == ["b.jpg.npz"]
+    pipe = make_arb_pipeline(
+        make_tiny_vit(), extractor_params={"image_size": 32, "random_state": 0}
+    )
+    result = regularize_dataset([folder], pipe, "parquet")
+    assert (result.written, result.failed) == (1, {})
+    assert list_images(Path("data"), None) == ([folder / "sub" / "b.jpg"], ["cls"])

@@ -8,15 +8,12 @@ so the results do not depend on the number of threads.
 
 from __future__ import annotations
 
-import argparse
 import os
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from PIL import Image
-
-from ._arguments import non_negative_int
 
 Entry = TypeVar("Entry")
 # What one unreadable image raises; the caller goes on with the others.
@@ -27,19 +24,6 @@ Read = tuple[Any, BaseException | None]  # (value, None), or (None, the error)
 def default_loader_threads() -> int:
     """Threads that read images: one per core, at most 8."""
     return min(8, os.cpu_count() or 1)
-
-
-def add_loader_argument(group: argparse._ArgumentGroup) -> None:
-    """``--loader-threads N``."""
-    group.add_argument(
-        "--loader-threads",
-        type=non_negative_int,
-        default=None,
-        metavar="N",
-        help="threads that decode and resize the next batch of images while the "
-        "model computes this one; 0 reads each batch before computing it "
-        "(default: one per core, at most 8)",
-    )
 
 
 def _attempt(read: Callable[[Entry], Any], entry: Entry) -> Read:
@@ -63,7 +47,7 @@ def read_ahead(
 
     Examples
     --------
-    >>> from sklearn_arb.cli._loader import read_ahead
+    >>> from sklearn_arb._runs import read_ahead
     >>> for batch, reads in read_ahead([["1", "x"], ["3"]], int, threads=2):
     ...     print(batch, [value for value, error in reads])
     ['1', 'x'] [1, None]

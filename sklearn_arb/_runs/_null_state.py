@@ -13,7 +13,6 @@ how many of its images are done, so that an interrupted ``fit-null`` resumes and
 
 from __future__ import annotations
 
-import argparse
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,43 +21,15 @@ from typing import Any
 import numpy as np
 import xxhash
 
-from .. import BootstrapAttentionRegularizer
 from .._layout import MapLayout
-from ..stats._pooled_null import PooledNull
-from ._arguments import UsageError, first_line
-from ._results import file_digest, write_atomic
+from .._regularizer import BootstrapAttentionRegularizer
+from ..stats import PooledNull
+from ._errors import RunError, first_line
+from ._settings import RunSettings
+from ._store import write_atomic
 
 FORMAT = "sklearn-arb pooled null state 1"
 _ZIP_MAGIC = b"PK\x03\x04"  # how every .npz file begins
-# The options that change the maps, so the null: a run using it must share them.
-MAP_SETTINGS = (
-    "model",
-    "image_size",
-    "bootstrap",
-    "n_bootstrap",
-    "bootstrap_width",
-    "source",
-    "head",
-    "layer",
-    "target",
-    "discard_ratio",
-    "in_range",
-)
-
-
-def z_scale(args: argparse.Namespace) -> str:
-    """The scale of z: CDAM's scores are signed, z on the scores themselves."""
-    return "linear" if args.source == "cdam" else "log"
-
-
-def null_settings(args: argparse.Namespace) -> dict[str, str]:
-    """The settings a null and the run that uses it must share: the model's
-    and source's options, the weights' content digest and the scale of z."""
-    settings = {key: str(getattr(args, key)) for key in MAP_SETTINGS}
-    weights = args.weights
-    settings["weights"] = "hub" if weights is None else file_digest(Path(weights))
-    settings["scale"] = z_scale(args)
-    return settings
 
 
 def inputs_digest(keys: list[Path]) -> str:
@@ -99,19 +70,15 @@ class NullState:
 def fitted_regularizer(
     pooled: PooledNull, layout: MapLayout, scale: str, max_exact_null: int
 ) -> BootstrapAttentionRegularizer:
-    """A pooled-null regularizer in the state ``fit`` on the null's maps leaves
-    (as :meth:`~sklearn_arb.BootstrapAttentionRegularizer.merge` builds one)."""
-    regularizer = BootstrapAttentionRegularizer(
-        null="pooled",
+    """A pooled-null regularizer in the state ``fit`` on the null's maps leaves."""
+    return BootstrapAttentionRegularizer.from_pooled_null(
+        pooled,
+        layout,
+        scale,
         n_bootstrap=layout.n_bootstrap,
         scale=scale,
         max_exact_null=max_exact_null,
     )
-    regularizer.n_features_in_ = layout.width
-    regularizer._set_layout(layout)
-    regularizer.scale_ = scale
-    regularizer._set_pooled_null(pooled)
-    return regularizer
 
 
 def write_state(path: Path, state: NullState) -> None:
@@ -150,7 +117,7 @@ def write_state(path: Path, state: NullState) -> None:
 
 
 def read_state(path: Path) -> NullState:
-    """The state in ``path``; a one-line UsageError where it is not one."""
+    """The state in ``path``; a one-line RunError where it is not one."""
     not_a_state = (
         f"{path} is not a null state of sklearn-arb fit-null ({{why}}); make it "
         "with sklearn-arb fit-null (or merge-null)"
@@ -158,17 +125,17 @@ def read_state(path: Path) -> NullState:
     try:
         with open(path, "rb") as file:
             if file.read(4) != _ZIP_MAGIC:  # else numpy tries it as a pickle
-                raise UsageError(not_a_state.format(why="it is not an .npz archive"))
+                raise RunError(not_a_state.format(why="it is not an .npz archive"))
         with np.load(path, allow_pickle=False) as stored:
             arrays = dict(stored)
-    except UsageError:
+    except RunError:
         raise
     except ValueError:  # numpy's "pickled (object) data" message
-        raise UsageError(
+        raise RunError(
             not_a_state.format(why="it holds pickled objects, never loaded")
         ) from None
     except Exception as exc:  # unreadable, truncated, not an .npz
-        raise UsageError(not_a_state.format(why=first_line(exc))) from None
+        raise RunError(not_a_state.format(why=first_line(exc))) from None
     try:
         if str(arrays["format"]) != FORMAT:
             raise ValueError(f"its format is {str(arrays['format'])!r}")
@@ -198,9 +165,9 @@ def read_state(path: Path) -> NullState:
         ):
             parts[int(i)].left_out.append((int(index), str(key)))
     except KeyError as exc:
-        raise UsageError(not_a_state.format(why=f"no {exc} in it")) from None
+        raise RunError(not_a_state.format(why=f"no {exc} in it")) from None
     except (ValueError, TypeError, IndexError) as exc:  # inconsistent
-        raise UsageError(not_a_state.format(why=first_line(exc))) from None
+        raise RunError(not_a_state.format(why=first_line(exc))) from None
     return NullState(regularizer, settings, parts)
 
 
@@ -218,25 +185,25 @@ def mismatch(theirs: dict[str, str], ours: dict[str, str]) -> str | None:
     return "; ".join(differences) or None
 
 
-def read_matching_state(path: Path, args: argparse.Namespace) -> NullState:
+def read_matching_state(path: Path, settings: RunSettings) -> NullState:
     """The complete state in ``path`` whose settings are this run's; a one-line
-    UsageError naming the mismatch otherwise."""
+    RunError naming the mismatch otherwise."""
     state = read_state(path)
     if state.regularizer.null_count_ == 0:
-        raise UsageError(
+        raise RunError(
             f"--null-state {path} holds no null value (no image of its run was "
             "read); fit it on images"
         )
     if not state.complete:
         done = sum(part.done for part in state.parts)
         total = sum(part.n_images for part in state.parts)
-        raise UsageError(
+        raise RunError(
             f"--null-state {path} is unfinished ({done} of {total} images); rerun "
             "the fit-null command that writes it to finish it"
         )
-    different = mismatch(state.settings, null_settings(args))
+    different = mismatch(state.settings, settings.null_settings())
     if different is not None:
-        raise UsageError(
+        raise RunError(
             f"--null-state {path} was fitted with other settings than this run's "
             f"({different}); fit the null with this run's options"
         )

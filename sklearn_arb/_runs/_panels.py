@@ -26,7 +26,7 @@ from PIL import Image, ImageDraw, ImageFont
 from .._maps import tokens_to_grid
 from ..plotting import overlay_map
 from ..plotting._overlay import POSITIVE_CMAP, SIGNED_CMAP, shared_scale
-from ._results import write_atomic
+from ._store import write_atomic
 
 MAP_INCHES = 3.0  # width of each tile at --dpi
 _OPACITY = 0.6

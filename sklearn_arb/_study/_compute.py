@@ -11,7 +11,7 @@ from sklearn.utils import Bunch
 from tqdm import tqdm
 
 from .._extractor import AttentionExtractor
-from .._images import IMAGE_SUFFIXES, load_images
+from .._images import image_files, load_images
 from .._layout import MapLayout
 from .._maps import tokens_to_grid, upsample_map
 from .._regularizer import BootstrapAttentionRegularizer
@@ -88,14 +88,15 @@ class StudySettings:
 
 
 def list_images(folder: Path, n_images: int | None) -> tuple[list[Path], list[str]]:
-    """Image files of the class folders, taken class by class in turn, and their
+    """Image files of the class folders (each walked as :func:`~sklearn_arb.
+    load_images` walks a folder), taken class by class in turn, and their
     classes; sorted by path."""
     if not folder.is_dir():
         raise ValueError(f"No data folder at {folder}; pass a folder of class folders.")
     per_class = [
-        sorted(p for p in d.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        [(path, d.name) for path in image_files(d)]
         for d in sorted(folder.iterdir())
-        if d.is_dir()
+        if d.is_dir() and not d.name.startswith(".")
     ]
     per_class = [files for files in per_class if files]
     if not per_class:
@@ -107,8 +108,8 @@ def list_images(folder: Path, n_images: int | None) -> tuple[list[Path], list[st
     ordered = [
         files[i] for i in range(longest) for files in per_class if i < len(files)
     ]
-    paths = sorted(ordered[:n_images] if n_images else ordered)
-    return paths, [p.parent.name for p in paths]
+    chosen = sorted(ordered[:n_images] if n_images else ordered)
+    return [path for path, _ in chosen], [name for _, name in chosen]
 
 
 def perturb(

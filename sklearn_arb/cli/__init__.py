@@ -1,9 +1,10 @@
 """The ``sklearn-arb`` command: regularize images, fit and merge a pooled null,
 run the simulation study, demo.
 
-Every result is written as soon as it is done, atomically (a hidden file, then a
-rename), so an interrupted run loses nothing; a rerun computes only what is missing
-or changed.
+The options are parsed here, into the settings of the run engine
+(:mod:`sklearn_arb._runs`), which does the work: every result is written as soon
+as it is done, atomically, so an interrupted run loses nothing; a rerun computes
+only what is missing or changed.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ import sys
 from collections.abc import Sequence
 
 from .. import __version__
-from . import _null, _regularize, _simulate
-from ._arguments import Parser, UsageError
+from .._runs import RunError
+from . import _evaluate, _null, _regularize, _simulate
+from ._arguments import Parser
 
 __all__ = ["build_parser", "main"]
 
@@ -47,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     _regularize.add_parsers(commands)
     _null.add_parsers(commands)
     _simulate.add_parser(commands)
+    _evaluate.add_parser(commands)
     return parser
 
 
@@ -77,13 +80,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = {
         "regularize": _regularize.regularize,
         "demo": _regularize.demo,
-        "fit-null": _null.fit_null,
-        "merge-null": _null.merge_null,
-        "simulate": _simulate._simulate,
+        "fit-null": _null.fit,
+        "merge-null": _null.merge,
+        "simulate": _simulate.simulate,
+        "evaluate": _evaluate.evaluate,
     }
     try:
         return commands[args.command](args)
-    except UsageError as exc:
+    except RunError as exc:
         print(f"sklearn-arb {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

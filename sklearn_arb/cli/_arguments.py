@@ -1,20 +1,15 @@
-"""What the subcommands share: argument types, option groups, the fitted model."""
+"""What the subcommands share: argument types, option groups, the settings."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import NoReturn
 
 import numpy as np
 
-from ..backbone._hub import hub_declared_offline, hub_reachable
-
-DEFAULT_MODEL = "deit_tiny_patch16_224"
-
-
-class UsageError(Exception):
-    """A bad argument: reported on one line, exit status 2."""
+from .._runs import DEFAULT_MODEL, RunSettings
 
 
 class Parser(argparse.ArgumentParser):
@@ -118,9 +113,7 @@ def head(text: str) -> str | int:
 
 
 def target(text: str) -> str | int:
-    return _keyword_or_index(
-        text, ("predicted",), "a class index >= 0 or 'predicted'"
-    )
+    return _keyword_or_index(text, ("predicted",), "a class index >= 0 or 'predicted'")
 
 
 def discard_ratio(text: str) -> float:
@@ -247,16 +240,6 @@ def add_source_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def source_label(args: argparse.Namespace) -> str:
-    """The map source as a panel title says it: source, head (or CDAM's
-    class) and layer, e.g. ``rollout, max, L-1``."""
-    source = getattr(args, "source", "attention")
-    detail = getattr(args, "head", "mean")
-    if source == "cdam":
-        detail = f"class {getattr(args, 'target', 'predicted')}"
-    return f"{source}, {detail}, L{getattr(args, 'layer', -1)}"
-
-
 def add_statistics_arguments(group: argparse._ArgumentGroup) -> None:
     """--pvalue, --pi0-pvalues and --in-range, as regularize and simulate share them,
     with the regularizer's choices and defaults."""
@@ -301,81 +284,13 @@ def add_output_arguments(parser: argparse.ArgumentParser, default: str) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-# The model.
+# The settings.
 
 
-def build_extractor(args: argparse.Namespace) -> Any:
-    """The fitted extractor; a clear one-line error where no real weights can be
-    had or the model cannot run (not a ViT, an image size it cannot take)."""
-    from .. import AttentionExtractor
-
-    if args.weights is not None and args.pretrained:
-        raise UsageError(
-            f"--pretrained and --weights {args.weights} both name weights for "
-            f"{args.model}; pass one of them"
-        )
-    if args.weights is None and not args.pretrained:
-        raise UsageError(
-            f"no weights for {args.model}: pass --weights PATH (a state_dict, "
-            "safetensors or DINO checkpoint file) or --pretrained to download them "
-            "(needs internet); random weights would give meaningless maps"
-        )
-    import timm
-
-    if not timm.is_model(args.model):
-        raise UsageError(
-            f"unknown model {args.model!r}; pass a timm ViT name such as "
-            "deit_tiny_patch16_224 or vit_small_patch8_224.dino (timm.list_models())"
-        )
-    extractor = AttentionExtractor(
-        args.model,
-        pretrained=args.pretrained,
-        checkpoint_path=args.weights,
-        image_size=args.image_size,
-        n_bootstrap=getattr(args, "n_bootstrap", 1),
-        bootstrap=getattr(args, "bootstrap", "normal"),
-        bootstrap_width=getattr(args, "bootstrap_width", 1.0),
-        source=getattr(args, "source", "attention"),
-        head=getattr(args, "head", "mean"),
-        layer=getattr(args, "layer", -1),
-        discard_ratio=getattr(args, "discard_ratio", 0.0),
-        target=getattr(args, "target", "predicted"),
-        device=args.device,
-        # Images per forward pass; sized to the device where not given.
-        batch_size=getattr(args, "batch_size", None),
-        random_state=args.seed,
-    )
-    no_weights = (
-        f"no weights for {args.model}: they could not be downloaded from the hub "
-        "({why}) and no --weights file was given; pass --weights PATH (a local "
-        "state_dict, safetensors or DINO checkpoint) or go online"
-    )
-    # Probe first: without a network, the hub client retries for about a minute
-    # before failing. Declared offline (HF_HUB_OFFLINE) it reads its local cache
-    # and fails at once where the weights are not there: no probe then.
-    if args.pretrained and not hub_declared_offline() and not hub_reachable():
-        raise UsageError(no_weights.format(why="the hub cannot be reached"))
-    try:
-        extractor.fit()
-    except Exception as exc:
-        if args.pretrained:
-            # The hub fails in many ways when it cannot be reached; all mean the same.
-            raise UsageError(
-                no_weights.format(why=f"offline? {type(exc).__name__}")
-            ) from None
-        if isinstance(exc, (ValueError, TypeError, OSError)):
-            raise UsageError(first_line(exc)) from None
-        if isinstance(exc, RuntimeError):  # torch, e.g. an image size below a patch
-            raise UsageError(
-                f"{args.model} cannot run at --image-size {args.image_size} "
-                f"({first_line(exc)}); use a multiple of the model's patch size, "
-                "e.g. 224"
-            ) from None
-        raise
-    return extractor
-
-
-def first_line(exc: BaseException) -> str:
-    """An exception's message, one line."""
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
+def run_settings(args: argparse.Namespace) -> RunSettings:
+    """The engine's settings of a parsed command line: each option of a field's
+    name, ``--batch-size`` as the images per batch."""
+    names = {field.name for field in dataclasses.fields(RunSettings)}
+    values = {key: value for key, value in vars(args).items() if key in names}
+    values["batch_size"] = getattr(args, "images_per_batch", None)
+    return RunSettings(**values)

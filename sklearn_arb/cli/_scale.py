@@ -1,17 +1,11 @@
 """Options for many images: ``--shard K/N`` for job arrays, ``--engine ray``.
 
-An image belongs to shard ``xxh3_64(its result key) mod N``: the key is its path
-relative to the working directory (see :func:`._results.output_key`), so every
-job of an array that starts in the same folder with the same arguments makes the
-same split, whatever the order or number of the files the others see.
+Which images a shard holds is the run engine's rule (``in_shard``).
 """
 
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
-
-import xxhash
 
 from ._arguments import positive_int
 
@@ -28,19 +22,6 @@ def shard(text: str) -> tuple[int, int]:
             "first of four shards ($SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT)"
         )
     return index, count
-
-
-def shard_of(key: Path, count: int) -> int:
-    """The shard, out of ``count``, of the image whose results go to ``key``."""
-    return xxhash.xxh3_64_intdigest(key.as_posix().encode()) % count
-
-
-def in_shard(keys: list[Path], selected: tuple[int, int] | None) -> list[bool]:
-    """Whether each key is in the ``(K, N)`` shard; all when ``selected`` is None."""
-    if selected is None:
-        return [True] * len(keys)
-    index, count = selected
-    return [shard_of(key, count) == index for key in keys]
 
 
 def add_shard_argument(group: argparse._ArgumentGroup) -> None:

@@ -6,17 +6,16 @@ import argparse
 import sys
 from pathlib import Path
 
+from .._runs import DEFAULT_BATCH_SIZE, RunError, build_extractor
 from ._arguments import (
-    UsageError,
     add_model_arguments,
     add_output_arguments,
     add_source_arguments,
     add_statistics_arguments,
-    build_extractor,
     positive_int,
+    run_settings,
     threshold,
 )
-from ._regularize import DEFAULT_BATCH_SIZE
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -87,15 +86,16 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     add_output_arguments(simulate, "arb_simulation")
 
 
-def _simulate(args: argparse.Namespace) -> int:
+def simulate(args: argparse.Namespace) -> int:
     # matplotlib is imported with the study: only when it runs.
     from .._study import StudySettings, run_simulation_study
 
     if not args.folder.is_dir():
-        raise UsageError(f"no such folder: {args.folder}")
+        raise RunError(f"no such folder: {args.folder}")
     if args.output.exists() and not args.output.is_dir():
-        raise UsageError(f"--output {args.output} is a file; pass a folder")
-    extractor = build_extractor(args)
+        raise RunError(f"--output {args.output} is a file; pass a folder")
+    settings = run_settings(args)
+    extractor = build_extractor(settings)
     try:
         summary = run_simulation_study(
             args.folder,
@@ -110,14 +110,14 @@ def _simulate(args: argparse.Namespace) -> int:
                 pi0_pvalues=args.pi0_pvalues,
                 in_range=args.in_range,
                 seed=args.seed,
-                scale="linear" if args.source == "cdam" else "log",
+                scale=settings.z_scale,
             ),
             n_images=args.n_images,
             chunk_size=args.chunk_size or DEFAULT_BATCH_SIZE,
             progress=not args.quiet,
         )
     except ValueError as exc:
-        raise UsageError(str(exc).splitlines()[0]) from None
+        raise RunError(str(exc).splitlines()[0]) from None
     print(summary)
     print(f"results in {args.output}", file=sys.stderr)
     return 0
