@@ -99,14 +99,25 @@ def test_road_noise_is_gaussian_with_the_stated_std_and_seeded():
     np.testing.assert_array_equal(filled[0][~inside], plane[0][~inside])
 
 
-def test_road_solves_the_neighbour_mean_equations_at_the_border():
+@pytest.mark.parametrize(
+    ("size", "tokens"),
+    [
+        (SIZE, [0, 1, 4, 15]),  # corner, edge and the opposite corner
+        (SIZE, [0, 1, 4, 5, 10, 11, 14, 15]),  # two aligned 2 x 2 squares
+        # 8 x 8 tokens: a 4 x 4 square, a 2 x 2 square and single tokens.
+        (64, [r * 8 + c for r in range(4) for c in range(4)] + [36, 37, 44, 45, 7]),
+    ],
+)
+def test_road_solves_the_neighbour_mean_equations(size, tokens):
     """Each removed pixel is the weighted mean of its neighbours inside the
     image (1/6 direct, 1/12 diagonal, renormalised at the border), checked
-    pixel by pixel against a plain loop."""
-    image = np.random.default_rng(0).random((1, SIZE, SIZE, 3))
-    removed = _removed([0, 1, 4, 15])  # corner, edge and the opposite corner
+    pixel by pixel against a plain loop, whatever squares cover the removal."""
+    image = np.random.default_rng(0).random((1, size, size, 3))
+    grid = size // PATCH
+    removed = np.zeros((1, grid * grid), dtype=bool)
+    removed[0, tokens] = True
     filled = remove_tokens(image, removed, PATCH, noise=0.0)[0]
-    mask = np.kron(removed[0].reshape(4, 4), np.ones((PATCH, PATCH), bool))
+    mask = np.kron(removed[0].reshape(grid, grid), np.ones((PATCH, PATCH), bool))
     worst = 0.0
     for r, c in zip(*np.nonzero(mask), strict=True):
         total, weight = np.zeros(3), 0.0
@@ -114,7 +125,7 @@ def test_road_solves_the_neighbour_mean_equations_at_the_border():
             for dc in (-1, 0, 1):
                 if (dr, dc) == (0, 0):
                     continue
-                if 0 <= r + dr < SIZE and 0 <= c + dc < SIZE:
+                if 0 <= r + dr < size and 0 <= c + dc < size:
                     w = 1 / 12 if dr and dc else 1 / 6
                     total += w * filled[r + dr, c + dc]
                     weight += w

@@ -14,11 +14,13 @@ pixels are the boundary values, so a removed region is filled by the smooth
 surface they span: a linear ramp is reproduced exactly, and the region's shape
 leaks no information through its colour (what a constant fill does).
 
-The system is solved exactly, but not over every removed pixel: a removed
-patch's interior pixels see only their own patch, so they are a fixed linear map
-of the patch's one-pixel ring, the same for every patch; eliminating them (a
-Schur complement computed once per patch size) leaves a system over the rings
-alone, 60 of the 256 pixels of a 16 px patch, which SuperLU factorises.
+The system is solved exactly, but not over every removed pixel: the removed
+tokens are covered by aligned squares of 4 x 4, 2 x 2 and single tokens, and a
+removed square's interior pixels see only their own square, so they are a fixed
+linear map of its one-pixel ring, the same for every square of that size;
+eliminating them (a Schur complement computed once per size) leaves a system
+over the rings alone (60 of the 256 pixels of a 16 px patch), which SuperLU
+factorises.
 """
 
 from __future__ import annotations
@@ -68,38 +70,55 @@ def _neighbour_table(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
     return neighbours, total
 
 
-@lru_cache(maxsize=8)
-def _patch_operators(patch_size: int) -> tuple[np.ndarray, ...]:
-    """What every removed patch shares: its ring and interior pixels, and the
-    elimination of the interior.
+# Removed regions are covered by aligned squares of 4 x 4, 2 x 2 and single
+# tokens (largest first); each square's interior is eliminated exactly.
+_SQUARE_LEVELS = (2, 1, 0)
 
-    The interior pixels of a removed patch (all but its one-pixel ring) see
-    only pixels of the same patch, so their values are a fixed linear map of
+
+@lru_cache(maxsize=16)
+def _square_operators(side: int) -> tuple[np.ndarray, ...]:
+    """What every removed ``side x side`` square of pixels shares: its ring and
+    interior pixels, and the elimination of the interior.
+
+    The interior pixels of a removed square (all but its one-pixel ring) see
+    only pixels of the same square, so their values are a fixed linear map of
     the ring's: ``interior = E @ ring`` with ``E = A_ii^-1 W_ir`` (``A_ii``:
     the interior rows of the system, ``W_ir``: interior-to-ring weights).
-    Eliminating them leaves the ring pixels alone (60 of 256 for 16 px
-    patches), each patch's ring coupled within itself by
-    ``-W_rr - W_ri E`` (its Schur complement, besides the diagonal).
+    Eliminating them leaves the ring pixels alone (60 of 256 for a 16 px
+    patch, 252 of 4096 for 4 x 4 such patches), each ring coupled within
+    itself by ``-W_rr - W_ri E`` (its Schur complement, besides the diagonal).
 
     Returns ring (row, col) offsets, interior (row, col) offsets, ``E`` and the
     ring block ``-W_rr - W_ri E``.
     """
-    rows, cols = np.divmod(np.arange(patch_size**2), patch_size)
-    weights = np.zeros((patch_size**2, patch_size**2))
+    rows, cols = np.divmod(np.arange(side**2), side)
+    entries = []
     for (dr, dc), w in _NEIGHBOURS:
         r, c = rows + dr, cols + dc
-        inside = (r >= 0) & (r < patch_size) & (c >= 0) & (c < patch_size)
-        weights[np.flatnonzero(inside), (r * patch_size + c)[inside]] = w
-    interior = (
-        (rows > 0) & (rows < patch_size - 1) & (cols > 0) & (cols < patch_size - 1)
+        inside = (r >= 0) & (r < side) & (c >= 0) & (c < side)
+        entries.append((np.flatnonzero(inside), (r * side + c)[inside], w))
+    weights = sp.csr_matrix(
+        (
+            np.concatenate([np.full(len(i), w) for i, _, w in entries]),
+            (
+                np.concatenate([i for i, _, _ in entries]),
+                np.concatenate([j for _, j, _ in entries]),
+            ),
+        ),
+        shape=(side**2, side**2),
     )
+    interior = (rows > 0) & (rows < side - 1) & (cols > 0) & (cols < side - 1)
     ring = ~interior
-    w_ii = weights[np.ix_(interior, interior)]
-    w_ir = weights[np.ix_(interior, ring)]
-    # Interior pixels have all 8 neighbours: their diagonal is 1.
-    extension = np.linalg.solve(np.eye(len(w_ii)) - w_ii, w_ir) if len(w_ii) else w_ir
-    ring_block = -weights[np.ix_(ring, ring)] - weights[np.ix_(ring, interior)] @ (
-        extension
+    w_ir = weights[interior][:, ring].toarray()
+    if interior.any():
+        # Interior pixels have all 8 neighbours: their diagonal is 1.
+        w_ii = weights[interior][:, interior]
+        system = (sp.identity(w_ii.shape[0]) - w_ii).tocsc()
+        extension = splu(system).solve(w_ir)
+    else:
+        extension = w_ir
+    ring_block = (
+        -weights[ring][:, ring].toarray() - weights[ring][:, interior] @ extension
     )
     return (
         np.stack([rows[ring], cols[ring]], axis=1),
@@ -109,62 +128,93 @@ def _patch_operators(patch_size: int) -> tuple[np.ndarray, ...]:
     )
 
 
+def _cover_with_squares(tokens: np.ndarray) -> list[tuple[int, np.ndarray]]:
+    """Removed tokens ``(rows, cols)`` covered by aligned squares of ``2**level``
+    tokens a side, largest first: ``[(level, (n, 2) token row/col of each
+    square's corner)]``."""
+    free = tokens.copy()
+    squares = []
+    for level in _SQUARE_LEVELS:
+        k = 2**level
+        rows, cols = free.shape[0] // k * k, free.shape[1] // k * k
+        windows = free[:rows, :cols].reshape(rows // k, k, cols // k, k)
+        full = windows.all(axis=(1, 3))
+        corners = np.argwhere(full) * k
+        for r, c in corners:
+            free[r : r + k, c : c + k] = False
+        squares.append((level, corners))
+    return squares
+
+
 def _road_fill(image: np.ndarray, removed: np.ndarray, patch_size: int) -> None:
     """Fill the removed tokens of one ``(H, W, C)`` image in place with their
     noise-free ROAD values. ``removed``: flat bool over the token grid, with
     some token kept (so every removed region touches a kept pixel and the
     system is non-singular)."""
     height, width, n_channels = image.shape
-    grid_cols = width // patch_size
+    grid = removed.reshape(height // patch_size, width // patch_size)
     neighbours, total = _neighbour_table(height, width)
-    ring_offsets, interior_offsets, extension, ring_block = _patch_operators(patch_size)
-    n_ring = len(ring_offsets)
-    patch_rows, patch_cols = np.divmod(np.flatnonzero(removed), grid_cols)
-    n_patches = len(patch_rows)
+    dtype = image.dtype
+    flat = image.reshape(-1, n_channels)
+    removed_pixels = token_pixel_mask(removed[None], grid.shape, patch_size)
+    removed_pixels = removed_pixels.ravel()
+    # Per size of square: its operators and the pixels of its rings and interiors.
+    groups = []
+    for level, corners in _cover_with_squares(grid):
+        if not len(corners):
+            continue
+        side = patch_size * 2**level
+        ring_offsets, interior_offsets, extension, ring_block = _square_operators(side)
 
-    def pixels(offsets: np.ndarray) -> np.ndarray:  # (n_patches, len(offsets))
-        r = patch_rows[:, None] * patch_size + offsets[None, :, 0]
-        c = patch_cols[:, None] * patch_size + offsets[None, :, 1]
-        return r * width + c
+        def pixels(offsets: np.ndarray, corners=corners) -> np.ndarray:
+            r = corners[:, :1] * patch_size + offsets[None, :, 0]
+            c = corners[:, 1:] * patch_size + offsets[None, :, 1]
+            return r * width + c
 
-    ring = pixels(ring_offsets).ravel()
+        groups.append(
+            (pixels(ring_offsets), pixels(interior_offsets), extension, ring_block)
+        )
+    ring = np.concatenate([g[0].ravel() for g in groups])
     n_unknowns = len(ring)
+    square_of = np.concatenate(
+        [np.repeat(np.arange(len(g[0])) + 1_000_000 * i, g[0].shape[1])
+         for i, g in enumerate(groups)]
+    )  # fmt: skip
     variable = np.full(height * width, -1, dtype=np.int64)
     variable[ring] = np.arange(n_unknowns)
-    removed_pixels = np.zeros(height * width, dtype=bool)
-    removed_pixels[ring] = True
-    removed_pixels[pixels(interior_offsets).ravel()] = True
     around = neighbours[:, ring]  # (8, n_unknowns)
     inside = around >= 0
     safe = np.where(inside, around, 0)
     around_variable = np.where(inside, variable[safe], -1)
-    own_patch = np.arange(n_unknowns) // n_ring
-    cross = (around_variable >= 0) & (around_variable // n_ring != own_patch)
+    cross = (around_variable >= 0) & (
+        square_of[np.maximum(around_variable, 0)] != square_of[None, :]
+    )
     known = inside & ~removed_pixels[safe]
     weights = np.broadcast_to(_WEIGHTS[:, None], around.shape)
-    # Each patch's own block (dense, shared), the diagonal (the neighbour
-    # weight inside the image), and the couplings to the rings of removed
-    # neighbouring patches.
-    first = (np.arange(n_patches) * n_ring)[:, None, None]
-    block_rows = np.broadcast_to(first + np.arange(n_ring)[None, :, None],
-                                 (n_patches, n_ring, n_ring))  # fmt: skip
-    block_cols = np.broadcast_to(first + np.arange(n_ring)[None, None, :],
-                                 (n_patches, n_ring, n_ring))  # fmt: skip
+    # Each square's own block (dense, shared by its size), the diagonal (the
+    # neighbour weight inside the image), and the couplings to the rings of
+    # neighbouring removed squares.
+    rows, cols, values = [], [], []
+    first = 0
+    for ring_pixels, _, _, ring_block in groups:
+        n_squares, n_ring = ring_pixels.shape
+        starts = first + np.arange(n_squares)[:, None, None] * n_ring
+        shape = (n_squares, n_ring, n_ring)
+        rows.append(np.broadcast_to(starts + np.arange(n_ring)[:, None], shape).ravel())
+        cols.append(np.broadcast_to(starts + np.arange(n_ring)[None, :], shape).ravel())
+        values.append(np.broadcast_to(ring_block, shape).ravel())
+        first += n_squares * n_ring
     row_of = np.broadcast_to(np.arange(n_unknowns), around.shape)
-    rows = np.concatenate([block_rows.ravel(), np.arange(n_unknowns), row_of[cross]])
-    cols = np.concatenate(
-        [block_cols.ravel(), np.arange(n_unknowns), around_variable[cross]]
+    rows += [np.arange(n_unknowns), row_of[cross]]
+    cols += [np.arange(n_unknowns), around_variable[cross]]
+    values += [total[ring], -weights[cross]]
+    matrix = sp.csc_matrix(
+        (
+            np.concatenate(values).astype(dtype),
+            (np.concatenate(rows), np.concatenate(cols)),
+        ),
+        shape=(n_unknowns,) * 2,
     )
-    dtype = image.dtype
-    values = np.concatenate(
-        [
-            np.broadcast_to(ring_block, (n_patches, n_ring, n_ring)).ravel(),
-            total[ring],
-            -weights[cross],
-        ]
-    ).astype(dtype)
-    matrix = sp.csc_matrix((values, (rows, cols)), shape=(n_unknowns,) * 2)
-    flat = image.reshape(-1, n_channels)
     rhs = np.einsum("kn,knc->nc", np.where(known, weights, 0.0), flat[safe])
     # Symmetric positive definite: a symmetric ordering and no pivoting.
     factor = splu(
@@ -173,10 +223,16 @@ def _road_fill(image: np.ndarray, removed: np.ndarray, patch_size: int) -> None:
         diag_pivot_thresh=0.0,
         options={"SymmetricMode": True},
     )
-    ring_values = factor.solve(rhs.astype(dtype)).reshape(n_patches, n_ring, -1)
-    flat[ring] = ring_values.reshape(-1, n_channels)
-    interior_values = np.einsum("ir,prc->pic", extension.astype(dtype), ring_values)
-    flat[pixels(interior_offsets).ravel()] = interior_values.reshape(-1, n_channels)
+    solution = factor.solve(rhs.astype(dtype))
+    flat[ring] = solution
+    first = 0
+    for ring_pixels, interior_pixels, extension, _ in groups:
+        n_squares, n_ring = ring_pixels.shape
+        ring_values = solution[first : first + n_squares * n_ring]
+        ring_values = ring_values.reshape(n_squares, n_ring, n_channels)
+        interior = np.einsum("ir,src->sic", extension.astype(dtype), ring_values)
+        flat[interior_pixels.ravel()] = interior.reshape(-1, n_channels)
+        first += n_squares * n_ring
 
 
 def token_pixel_mask(tokens: ArrayLike, grid_shape: tuple[int, int], patch_size: int):
