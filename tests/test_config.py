@@ -15,21 +15,26 @@ from sklearn_arb import (
     set_config,
 )
 
+# timm's own test ViT (0.4 M parameters): loading it costs little, and the
+# caches key a named model with its weights file as they key any other.
+MODEL = "test_vit"
 
-@pytest.fixture
-def checkpoints(tmp_path):
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("checkpoints")
     paths = []
     for seed in (0, 1):
         torch.manual_seed(seed)
-        path = tmp_path / f"vit{seed}.pth"
-        torch.save(timm.create_model("vit_tiny_patch16_224").state_dict(), path)
+        path = folder / f"vit{seed}.pth"
+        torch.save(timm.create_model(MODEL).state_dict(), path)
         paths.append(path)
     return paths
 
 
 def _extractor(checkpoint, memory):
     return AttentionExtractor(
-        "vit_tiny_patch16_224",
+        MODEL,
         checkpoint_path=checkpoint,
         image_size=32,
         memory=memory,

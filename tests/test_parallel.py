@@ -6,7 +6,7 @@ import time
 import pytest
 import torch
 
-from sklearn_arb.backbone._streams import ordered_map
+from sklearn_arb.backbone._streams import ordered_map, torch_threads
 
 
 def test_results_keep_the_order_of_the_items():
@@ -23,9 +23,22 @@ def test_results_keep_the_order_of_the_items():
     assert torch.get_num_threads() == caller_threads
 
 
-def test_one_stream_runs_in_the_calling_thread():
-    idents = list(ordered_map(lambda _: threading.get_ident(), range(3), 1))
-    assert set(idents) == {threading.get_ident()}
+def test_one_stream_runs_every_call_on_one_single_threaded_worker():
+    # One stream is a worker thread too: the calls run on one torch thread,
+    # whatever the caller's count, so the results do not depend on it.
+    caller_threads = torch.get_num_threads()
+    with torch_threads(2):
+        results = list(
+            ordered_map(
+                lambda _: (torch.get_num_threads(), threading.get_ident()),
+                range(3),
+                1,
+            )
+        )
+    assert {threads for threads, _ in results} == {1}
+    idents = {ident for _, ident in results}
+    assert len(idents) == 1 and threading.get_ident() not in idents
+    assert torch.get_num_threads() == caller_threads
 
 
 def test_errors_propagate_and_stopping_early_cancels_the_queue():
