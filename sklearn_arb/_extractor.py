@@ -1,4 +1,5 @@
-"""AttentionExtractor: images to CLS attention maps and their bootstrap nulls."""
+"""AttentionExtractor: images to token maps (CLS attention, rollout, CDAM) and
+the maps of their bootstrap samples."""
 
 from __future__ import annotations
 
@@ -51,15 +52,17 @@ _MAP_PARAMETERS = (
 
 
 class AttentionExtractor(TransformerMixin, BaseEstimator):
-    """Last-block CLS attention maps of a ViT, with the maps of bootstrap inputs.
+    """Token maps of a ViT, with the maps of bootstrap inputs.
 
-    For each image, the CLS token's softmax attention to the patch tokens (the
-    ARB paper's observed scores), followed by the same maps for ``n_bootstrap``
-    structureless bootstrap images drawn from it: the input of
-    :class:`~sklearn_arb.BootstrapAttentionRegularizer`. Only the CLS row of the
-    read block is computed (O(N) in the number of tokens); the blocks before it
-    use the fused attention kernel, and observed and bootstrap images share
-    batches on the model's device.
+    For each image, a score per patch token from the ``source``: the CLS
+    token's softmax attention in one block (the ARB paper's observed scores;
+    the default), attention rollout, or CDAM's signed class-discriminative
+    scores; followed by the same maps for ``n_bootstrap`` structureless
+    bootstrap images drawn from it: the input of
+    :class:`~sklearn_arb.BootstrapAttentionRegularizer`. Only the CLS rows the
+    source needs are computed (O(N) in the number of tokens for the attention);
+    the blocks before the read one run as the model runs them, and observed and
+    bootstrap images share batches on the model's device.
 
     Parameters
     ----------
@@ -190,8 +193,9 @@ class AttentionExtractor(TransformerMixin, BaseEstimator):
     -----
     Output layout: ``(n_images, (1 + B) * P)`` float64,
     ``[observed P | bootstrap 1 P | ... | bootstrap B P]``, tokens in row-major
-    grid order; values are softmax attention weights (> 0), and an observed block
-    sums to the CLS attention mass on the patches (< 1).
+    grid order. Attention values are softmax weights (> 0), and an observed
+    block sums to the CLS attention mass on the patches (< 1); rollout values
+    are positive; CDAM's are signed.
 
     On CPU, forward batches run as parallel single-threaded streams, one per
     core, and each image's query rows are projected alone: an image's maps are

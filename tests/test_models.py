@@ -21,47 +21,27 @@ import torch
 from timm.models.vision_transformer import Block
 
 from sklearn_arb import AttentionExtractor
-from sklearn_arb.backbone import _rollout, cls_attention, validate_vit
+from sklearn_arb.backbone import SOURCES, _rollout, cls_attention, validate_vit
 from sklearn_arb.backbone._blocks import _is_plain_block
+from sklearn_arb.backbone._families import all_families, read_family
 
 transformers = pytest.importorskip("transformers")
 
-# Small random versions of each family: (model name, image size, kwargs).
-_SMALL = {"depth": 2, "embed_dim": 32, "num_heads": 2}
-SUPPORTED = {
-    "vit": [
-        ("deit_tiny_patch16_224", 32, _SMALL),
-        ("deit_tiny_distilled_patch16_224", 32, _SMALL),  # distillation token
-        ("deit3_small_patch16_224", 32, _SMALL),  # LayerScale
-        ("vit_small_patch8_224.dino", 32, _SMALL),
-        ("vit_small_patch14_reg4_dinov2", 28, _SMALL),  # registers, LayerScale
-        ("vit_base_patch16_clip_224", 32, _SMALL),  # pre-norm
-        ("vit_base_patch16_224.mae", 32, _SMALL),
-        ("flexivit_small", 32, _SMALL),
-    ],
-    "eva": [
-        ("eva02_tiny_patch14_224", 28, {**_SMALL, "embed_dim": 64}),  # rotary
-        ("eva_giant_patch14_224", 28, _SMALL),  # EVA-01: no rotary
-        ("vit_small_patch16_dinov3", 32, {**_SMALL, "embed_dim": 64}),  # + registers
-        # timm's AttentionRope: one rotary embedding for all blocks, or one per
-        # block (learnt frequencies)
-        ("vit_small_patch16_rope_224", 32, {**_SMALL, "embed_dim": 64}),
-        ("vit_small_patch16_rope_mixed_224", 32, {**_SMALL, "embed_dim": 64}),
-    ],
+# Every family of the registry, with each model it names, and variants that a
+# name alone does not build (model, kwargs): the cases are generated, so a new
+# family or model cannot ship untested.
+VARIANTS = {
     "beit": [
-        ("beit_base_patch16_224", 32, _SMALL),  # relative position bias per block
-        ("beitv2_base_patch16_224", 32, _SMALL),
-        (
-            "beit_base_patch16_224",
-            32,
-            {**_SMALL, "use_rel_pos_bias": False, "use_shared_rel_pos_bias": True},
-        ),  # one bias shared by all blocks
-    ],
-}
-TIMM_CASES = [
-    pytest.param(name, size, kwargs, id=f"{family}-{name}-{i}")
-    for family, cases in SUPPORTED.items()
-    for i, (name, size, kwargs) in enumerate(cases)
+        ("beit_base_patch16_224", {"use_rel_pos_bias": False,
+                                   "use_shared_rel_pos_bias": True}),
+    ],  # one relative position bias shared by all blocks
+}  # fmt: skip
+CASES = [
+    pytest.param(family.name, model, kwargs, id=f"{family.name}-{model}-{i}")
+    for family in all_families()
+    for i, (model, kwargs) in enumerate(
+        [(model, {}) for model in family.examples] + VARIANTS.get(family.name, [])
+    )
 ]
 
 # Rejected models and what their error says: (name, kwargs, expected reason).
@@ -165,73 +145,6 @@ def one_row_chunks(monkeypatch):
     monkeypatch.setattr(_rollout, "_CHUNK_BYTES", 1)
 
 
-def check_sources(model, images, references, **params) -> None:
-    """For each ``(source, layer)`` of ``references``: the extractor's maps with
-    two bootstrap samples have shape ``n x (1 + 2) P``; the observed maps equal
-    ``reference(normalised images)`` (rollout 1e-6, CDAM 1e-5); the bootstrap
-    maps are finite and differ from the observed ones."""
-    size = images.shape[1]
-    for (source, layer), reference in references.items():
-        extractor = AttentionExtractor(
-            model, image_size=size, n_bootstrap=2, random_state=0, source=source,
-            layer=layer, **params,
-        ).fit()  # fmt: skip
-        maps = extractor.transform(images)
-        n_patches = extractor.n_tokens_
-        assert maps.shape == (len(images), 3 * n_patches)
-        expected = reference(normalised(extractor, images))
-        tolerance = 1e-6 if source == "rollout" else 1e-5
-        observed, bootstrap = maps[:, :n_patches], maps[:, n_patches:]
-        np.testing.assert_allclose(observed, expected, rtol=0, atol=tolerance)
-        assert np.isfinite(bootstrap).all()
-        assert np.abs(bootstrap[:, :n_patches] - observed).max() > 1e-4
-        if source == "rollout":
-            assert (maps > 0).all()
-        else:  # signed
-            assert (observed < 0).any() and (observed > 0).any()
-
-
-@pytest.mark.parametrize(("name", "size", "kwargs"), TIMM_CASES)
-def test_timm_family_maps_equal_the_models_own_attention(name, size, kwargs):
-    model = _randomise(
-        timm.create_model(name, pretrained=False, img_size=size, **kwargs)
-    )
-    images = np.random.default_rng(0).random((2, size, size, 3))
-    extractor = AttentionExtractor(model, image_size=size, n_bootstrap=0).fit()
-    inputs = normalised(extractor, images)
-    for layer in (-1, 0):
-        expected = dense_timm_cls_row(model, inputs, layer)
-        extractor.set_params(layer=layer)
-        maps = extractor.transform(images)
-        assert maps.shape == (2, (size // model.patch_embed.patch_size[0]) ** 2)
-        np.testing.assert_allclose(maps, expected.double().numpy(), rtol=0, atol=1e-6)
-
-
-@pytest.mark.parametrize(("name", "size", "kwargs"), TIMM_CASES)
-def test_timm_family_rollout_and_cdam_equal_the_models_own_computation(
-    name, size, kwargs, one_row_chunks
-):
-    kwargs = {**kwargs, "img_size": size, "num_classes": 5}
-    model = _randomise(timm.create_model(name, pretrained=False, **kwargs))
-    n_prefix = model.num_prefix_tokens
-    images = np.random.default_rng(0).random((2, size, size, 3))
-
-    def rollout(inputs):
-        return dense_rollout(timm_attention_matrices(model, inputs), n_prefix)
-
-    def cdam(layer):  # the later blocks get their own inputs (rotary, bias)
-        norm = model.blocks[layer].norm1
-        return lambda inputs: autograd_cdam(
-            model, norm, inputs, predicted_logit, n_prefix
-        )
-
-    check_sources(
-        model,
-        images,
-        {("rollout", -1): rollout, ("cdam", -1): cdam(-1), ("cdam", 0): cdam(0)},
-    )
-
-
 @pytest.mark.parametrize("case", REJECTED)
 def test_models_without_a_readable_cls_token_are_named(case):
     name, kwargs, reason = REJECTED[case]
@@ -299,46 +212,6 @@ def _hf_small(config_class, model_class, **kwargs):
     return _randomise(model_class(config))
 
 
-HF_CASES = {
-    "ViTModel": ("ViTConfig", "ViTModel", {}),
-    "ViTForImageClassification": ("ViTConfig", "ViTForImageClassification", {}),
-    "DeiTModel": ("DeiTConfig", "DeiTModel", {}),
-    "DeiTForImageClassificationWithTeacher": (
-        "DeiTConfig",
-        "DeiTForImageClassificationWithTeacher",
-        {},
-    ),
-    "Dinov2Model": ("Dinov2Config", "Dinov2Model", {}),
-    "Dinov2WithRegistersModel": (
-        "Dinov2WithRegistersConfig",
-        "Dinov2WithRegistersModel",
-        {"num_register_tokens": 4},
-    ),
-    "Dinov2ForImageClassification": (
-        "Dinov2Config",
-        "Dinov2ForImageClassification",
-        {"num_labels": 5},
-    ),
-    "Dinov2WithRegistersForImageClassification": (
-        "Dinov2WithRegistersConfig",
-        "Dinov2WithRegistersForImageClassification",
-        {"num_register_tokens": 4, "num_labels": 5},
-    ),
-}
-
-
-def _hf_case(case):
-    """The random small model of ``case`` and its number of prefix tokens."""
-    config_name, model_name, kwargs = HF_CASES[case]
-    model = _hf_small(
-        getattr(transformers, config_name), getattr(transformers, model_name), **kwargs
-    )
-    n_prefix = (
-        1 + (model.config.model_type == "deit") + kwargs.get("num_register_tokens", 0)
-    )
-    return model, n_prefix
-
-
 def _hf_forward_kwargs(model) -> dict:
     # ViT and DeiT interpolate position embeddings when asked; DINOv2 always does.
     interpolates = model.config.model_type in ("vit", "deit")
@@ -357,12 +230,6 @@ def hf_attention_matrices(model, images) -> list[torch.Tensor]:
     return list(output.attentions)
 
 
-def dense_hf_cls_row(model, images, index: int, n_prefix: int) -> torch.Tensor:
-    """Mean-over-heads CLS row of layer ``index`` from the model's own eager
-    ``output_attentions``."""
-    return hf_attention_matrices(model, images)[index][:, :, 0, n_prefix:].mean(1)
-
-
 def hf_output(model, images) -> torch.Tensor:
     """The model's own output: a classifier's logits, or the CLS token of the
     last hidden state (a model without classifier)."""
@@ -379,51 +246,136 @@ def hf_pre_attention_norm(model, index: int) -> torch.nn.Module:
     return layer.layernorm_before if hasattr(layer, "layernorm_before") else layer.norm1
 
 
-HF_SIZES = [(case, 32) for case in HF_CASES] + [
-    ("ViTModel", 48),  # position embeddings interpolated
-    ("Dinov2WithRegistersModel", 48),
-]
+# --- Every family x every source, generated from the registries ----------------
 
 
-@pytest.mark.parametrize(("case", "image_size"), HF_SIZES)
-def test_transformers_maps_equal_the_models_own_attention(case, image_size):
-    model, n_prefix = _hf_case(case)
-    images = np.random.default_rng(0).random((2, image_size, image_size, 3))
-    extractor = AttentionExtractor(model, image_size=image_size, n_bootstrap=0).fit()
-    assert extractor.n_prefix_tokens_ == n_prefix
-    inputs = normalised(extractor, images)
-    for layer in (-1, 0):
-        expected = dense_hf_cls_row(model, inputs, layer, n_prefix)
-        maps = extractor.set_params(layer=layer).transform(images)
-        assert maps.shape == (2, (image_size // 8) ** 2)
-        np.testing.assert_allclose(maps, expected.double().numpy(), rtol=0, atol=1e-6)
+class SmallModel:
+    """A small random model of a case, with the model's own computations: its
+    attention matrices, its output and a block's pre-attention norm."""
+
+    def __init__(self, family: str, name: str, kwargs: dict) -> None:
+        self.hf = family.startswith("hf_")
+        if self.hf:
+            model_class = getattr(transformers, name)
+            config_class = model_class.config_class
+            extra = {"num_labels": 5}
+            if "num_register_tokens" in config_class().to_dict():
+                extra["num_register_tokens"] = 4
+            self.model = _hf_small(config_class, model_class, **extra, **kwargs)
+            config = self.model.config
+            self.size = 32
+            self.n_prefix = (
+                1
+                + (config.model_type == "deit")
+                + int(getattr(config, "num_register_tokens", 0) or 0)
+            )
+            heads = ("classifier", "cls_classifier")
+            self.has_classifier = any(hasattr(self.model, h) for h in heads)
+        else:
+            with torch.device("meta"):
+                skeleton = timm.create_model(name, pretrained=False)
+            patch = skeleton.patch_embed.patch_size[0]
+            self.size = 32 if 32 % patch == 0 else 2 * patch
+            small = dict(depth=2, embed_dim=64, num_heads=2, num_classes=5)
+            self.model = _randomise(
+                timm.create_model(name, img_size=self.size, **small, **kwargs)
+            )
+            self.n_prefix = self.model.num_prefix_tokens
+            self.has_classifier = True
+
+    def matrices(self, inputs: torch.Tensor) -> list[torch.Tensor]:
+        if self.hf:
+            return hf_attention_matrices(self.model, inputs)
+        return timm_attention_matrices(self.model, inputs)
+
+    def output(self, pixels: torch.Tensor) -> torch.Tensor:
+        return hf_output(self.model, pixels) if self.hf else self.model(pixels)
+
+    def norm(self, layer: int) -> torch.nn.Module:
+        if self.hf:
+            return hf_pre_attention_norm(self.model, layer)
+        return self.model.blocks[layer].norm1
 
 
-@pytest.mark.parametrize("case", HF_CASES)
-def test_transformers_rollout_and_cdam_equal_the_models_own_computation(
-    case, one_row_chunks
+def _attention_reference(case, layer, inputs, score):
+    weights = case.matrices(inputs)[layer]
+    return weights[:, :, 0, case.n_prefix :].mean(1).double().numpy()
+
+
+def _rollout_reference(case, layer, inputs, score):
+    # layer -1: the product of every block's attention
+    return dense_rollout(case.matrices(inputs), case.n_prefix)
+
+
+def _cdam_reference(case, layer, inputs, score):
+    return autograd_cdam(case.output, case.norm(layer), inputs, score, case.n_prefix)
+
+
+# Per source: the layers checked and the model's own computation of its map.
+REFERENCES = {
+    "attention": ((-1, 0), _attention_reference),
+    "rollout": ((-1,), _rollout_reference),
+    "cdam": ((-1, 0), _cdam_reference),
+}
+
+
+def test_every_family_and_source_is_covered():
+    assert set(REFERENCES) == set(SOURCES)
+    assert all(family.examples for family in all_families())
+    assert {case.values[0] for case in CASES} == {f.name for f in all_families()}
+
+
+@pytest.mark.parametrize("source", list(SOURCES))
+@pytest.mark.parametrize(("family", "name", "kwargs"), CASES)
+def test_every_family_gives_every_source_as_its_model_computes_it(
+    family, name, kwargs, source, one_row_chunks
 ):
-    model, n_prefix = _hf_case(case)
-    images = np.random.default_rng(0).random((2, 32, 32, 3))
-    has_classifier = hasattr(model, "classifier") or hasattr(model, "cls_classifier")
+    """The observed maps equal the model's own computation (1e-6; signed CDAM
+    1e-5) at the last and first block; the bootstrap maps are finite and
+    differ; positive sources are positive, signed ones take both signs."""
+    case = SmallModel(family, name, kwargs)
+    size, kind = case.size, SOURCES[source]
+    images = np.random.default_rng(0).random((2, size, size, 3))
     params, score = {}, predicted_logit
-    if not has_classifier:  # a concept similarity of the CLS embedding
+    if kind.keeps_classifier and not case.has_classifier:
+        with pytest.raises(ValueError, match="no classification head"):
+            AttentionExtractor(case.model, image_size=size, source=source).fit()
+        # a concept similarity of the CLS embedding
         concept = torch.randn(32, generator=torch.Generator().manual_seed(1))
         params["target"] = score = lambda output: output @ concept
-        with pytest.raises(ValueError, match="no classification head"):
-            AttentionExtractor(model, image_size=32, source="cdam").fit()
+    layers, reference = REFERENCES[source]
+    for layer in layers:
+        extractor = AttentionExtractor(
+            case.model, image_size=size, n_bootstrap=2, random_state=0,
+            source=source, layer=layer, **params,
+        ).fit()  # fmt: skip
+        assert read_family(extractor.model_.blocks[layer]).name == family
+        assert extractor.n_prefix_tokens_ == case.n_prefix
+        maps = extractor.transform(images)
+        n_patches = extractor.n_tokens_
+        assert maps.shape == (2, 3 * n_patches)
+        expected = reference(case, layer, normalised(extractor, images), score)
+        observed, bootstrap = maps[:, :n_patches], maps[:, n_patches:]
+        tolerance = 1e-5 if kind.signed else 1e-6
+        np.testing.assert_allclose(observed, expected, rtol=0, atol=tolerance)
+        assert np.isfinite(bootstrap).all()
+        assert np.abs(bootstrap[:, :n_patches] - observed).max() > 1e-4
+        if kind.signed:
+            assert (observed < 0).any() and (observed > 0).any()
+        else:
+            assert (maps > 0).all()
 
-    def rollout(inputs):
-        return dense_rollout(hf_attention_matrices(model, inputs), n_prefix)
 
-    def cdam(layer):
-        norm = hf_pre_attention_norm(model, layer)
-        return lambda inputs: autograd_cdam(
-            lambda pixels: hf_output(model, pixels), norm, inputs, score, n_prefix
-        )
-
-    references = {("rollout", -1): rollout, ("cdam", -1): cdam(-1)}
-    check_sources(model, images, {**references, ("cdam", 0): cdam(0)}, **params)
+@pytest.mark.parametrize("name", ["ViTModel", "Dinov2WithRegistersModel"])
+def test_transformers_attention_at_an_interpolated_size(name):
+    family = "hf_" + getattr(transformers, name).config_class.model_type
+    case = SmallModel(family, name, {})
+    images = np.random.default_rng(0).random((2, 48, 48, 3))
+    extractor = AttentionExtractor(case.model, image_size=48, n_bootstrap=0).fit()
+    expected = _attention_reference(case, -1, normalised(extractor, images), None)
+    maps = extractor.transform(images)
+    assert maps.shape == (2, 36)
+    np.testing.assert_allclose(maps, expected, rtol=0, atol=1e-6)
 
 
 def test_a_save_pretrained_folder_loads_with_its_image_processor(tmp_path):

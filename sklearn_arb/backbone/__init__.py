@@ -1,10 +1,13 @@
-"""The model side: ViT loading, CLS attention, bootstrap inputs, streams, caches.
+"""The model side: backbones, their token maps, bootstrap inputs, caches.
 
-Everything that knows about torch and timm lives here, behind one boundary:
-:func:`load_vit` builds the backbone from a timm name, a module or a checkpoint;
-:func:`cls_attention` reads a block's CLS attention in O(N); :func:`draw_bootstrap`
-draws the structureless bootstrap images. :class:`~sklearn_arb.AttentionExtractor`
-is the scikit-learn face of these functions.
+:func:`load_vit` builds the backbone (a timm name or module, a checkpoint, a
+``transformers`` model, folder or hub id), whose blocks belong to one of the
+attention families of ``_families.py``; the map sources (:data:`SOURCES`, one
+class each: CLS attention in O(N) with :func:`cls_attention`, rollout, CDAM)
+compute the maps of a batch; :func:`draw_bootstrap` draws the structureless
+bootstrap images; :func:`weights_file_digest` identifies weights by content.
+:class:`~sklearn_arb.AttentionExtractor` is the scikit-learn face of these
+functions; the rest of the package reaches models through it.
 """
 
 from ._attention import cls_attention, embed_tokens, reference_cls_attention

@@ -8,8 +8,7 @@ CLS row alone (rows ``0:1``) for the attention map, O(N) instead of the
 recognised only when the block and its attention run the library's own
 ``forward`` (a subclass that inherits them is the same family; a ``forward``
 overridden on the class or on the instance is not), so a changed computation is
-never read as the original. ``tests/test_models.py`` checks every family against
-the softmax the model itself computes.
+never read as the original.
 
 ===========  ======================================  =============================
 family       blocks                                  position terms in the logits
@@ -18,8 +17,13 @@ vit          timm ``vision_transformer.Block``       none (absolute, in the toke
 eva          timm ``eva.EvaBlock``                   rotary (patch queries, keys)
 eva_rope     timm ``EvaBlock`` + ``AttentionRope``   rotary, one per block (mixed)
 beit         timm ``beit.Block``                     relative position bias
-hf_vit       transformers ViT/DeiT/DINOv2 layers     none
+hf_<type>    transformers layers, one family per     none
+             model type of ``_hf.HF_MODEL_TYPES``
 ===========  ======================================  =============================
+
+Each family names the models built of its blocks (``examples``);
+:func:`all_families` is the registry ``tests/test_models.py`` generates its
+cases from, one per family, model and map source.
 """
 
 from __future__ import annotations
@@ -38,9 +42,10 @@ from timm.models.eva import EvaAttention, EvaBlock
 from timm.models.vision_transformer import Attention, Block
 from torch import nn
 
+from ._hf import HF_MODEL_TYPES
 from ._timm_compat import beit_relative_position_bias
 
-__all__ = ["AttentionFamily", "read_family"]
+__all__ = ["AttentionFamily", "all_families", "read_family"]
 
 # rows -> the (n, heads, r, N) logits of those query rows.
 LogitRows = Callable[[slice], torch.Tensor]
@@ -64,7 +69,10 @@ class AttentionFamily:
     pre-attention norm (module ``norm_name`` of the block) and the other
     ``inputs`` the model passes the block (rotary embeddings, shared position
     bias, attention mask, ...), a function of a slice of query rows giving
-    their ``(n, heads, r, N)`` logits over all tokens.
+    their ``(n, heads, r, N)`` logits over all tokens. ``n_heads(block)``:
+    its number of heads. ``examples``: models built of this family's blocks
+    (timm names, transformers classes); ``tests/test_models.py`` checks each,
+    for every map source, against the model's own computation.
     """
 
     name: str
@@ -74,6 +82,7 @@ class AttentionFamily:
     norm_name: str
     logits: Logits
     n_heads: Callable[[nn.Module], int]
+    examples: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         # The forwards whose computation the logits mirror, as imported.
@@ -252,17 +261,38 @@ def _timm_heads(block: nn.Module) -> int:
 
 
 TIMM_FAMILIES = (
-    AttentionFamily("vit", Block, Attention, "attn", "norm1", _vit_logits, _timm_heads),
     AttentionFamily(
-        "eva", EvaBlock, EvaAttention, "attn", "norm1", _eva_logits, _timm_heads
+        "vit", Block, Attention, "attn", "norm1", _vit_logits, _timm_heads,
+        (
+            "deit_tiny_patch16_224",
+            "deit_tiny_distilled_patch16_224",  # distillation token
+            "deit3_small_patch16_224",  # LayerScale
+            "vit_small_patch8_224.dino",
+            "vit_small_patch14_reg4_dinov2",  # registers, LayerScale
+            "vit_base_patch16_clip_224",  # pre-norm
+            "vit_base_patch16_224.mae",
+            "flexivit_small",
+        ),
     ),
     AttentionFamily(
-        "eva_rope", EvaBlock, AttentionRope, "attn", "norm1", _eva_logits, _timm_heads
+        "eva", EvaBlock, EvaAttention, "attn", "norm1", _eva_logits, _timm_heads,
+        (
+            "eva02_tiny_patch14_224",  # rotary
+            "eva_giant_patch14_224",  # EVA-01: no rotary
+            "vit_small_patch16_dinov3",  # + registers
+        ),
     ),
     AttentionFamily(
-        "beit", BeitBlock, BeitAttention, "attn", "norm1", _beit_logits, _timm_heads
+        "eva_rope", EvaBlock, AttentionRope, "attn", "norm1", _eva_logits,
+        _timm_heads,
+        # one rotary embedding for all blocks, or one per block
+        ("vit_small_patch16_rope_224", "vit_small_patch16_rope_mixed_224"),
     ),
-)
+    AttentionFamily(
+        "beit", BeitBlock, BeitAttention, "attn", "norm1", _beit_logits, _timm_heads,
+        ("beit_base_patch16_224", "beitv2_base_patch16_224"),
+    ),
+)  # fmt: skip
 
 
 def _hf_logits(layer: nn.Module, normed: torch.Tensor, inputs: dict) -> LogitRows:
@@ -284,34 +314,36 @@ def _hf_logits(layer: nn.Module, normed: torch.Tensor, inputs: dict) -> LogitRow
 
 @cache
 def _hf_families() -> tuple[AttentionFamily, ...]:
-    """The transformers layer classes read by :func:`_hf_logits` (imported only
-    for a transformers model), with their pre-attention norm."""
-    from transformers.models.deit import modeling_deit as deit
-    from transformers.models.dinov2 import modeling_dinov2 as dinov2
-    from transformers.models.dinov2_with_registers import (
-        modeling_dinov2_with_registers as dinov2_reg,
-    )
-    from transformers.models.vit import modeling_vit as vit
+    """The transformers layer classes of :data:`~._hf.HF_MODEL_TYPES`, read by
+    :func:`_hf_logits` (transformers imported only for a transformers model)."""
+    import importlib
 
     def heads(layer: nn.Module) -> int:
         return int(layer.attention.num_attention_heads)
 
-    return tuple(
-        AttentionFamily(
-            f"hf_{name}", layer, attention, "attention", norm, _hf_logits, heads
+    families = []
+    for model_type, known in HF_MODEL_TYPES.items():
+        module = importlib.import_module(
+            f"transformers.models.{model_type}.modeling_{model_type}"
         )
-        for name, layer, attention, norm in (
-            ("vit", vit.ViTLayer, vit.ViTAttention, "layernorm_before"),
-            ("deit", deit.DeiTLayer, deit.DeiTAttention, "layernorm_before"),
-            ("dinov2", dinov2.Dinov2Layer, dinov2.Dinov2Attention, "norm1"),
-            (
-                "dinov2_with_registers",
-                dinov2_reg.Dinov2WithRegistersLayer,
-                dinov2_reg.Dinov2WithRegistersAttention,
-                "norm1",
-            ),
+        layer, attention = (
+            getattr(module, known.layer),
+            getattr(module, known.attention),
         )
-    )
+        examples = (known.base, *known.classifiers)
+        families.append(
+            AttentionFamily(
+                f"hf_{model_type}",
+                layer,
+                attention,
+                "attention",
+                known.norm,
+                _hf_logits,
+                heads,
+                examples,
+            )
+        )
+    return tuple(families)
 
 
 def read_family(block: nn.Module) -> AttentionFamily | None:
@@ -330,3 +362,20 @@ def read_family(block: nn.Module) -> AttentionFamily | None:
     if type(block).__module__.startswith("transformers."):
         families = _hf_families()
     return next((f for f in families if f.recognises(block)), None)
+
+
+def all_families() -> tuple[AttentionFamily, ...]:
+    """Every family the extractor reads: timm's, and transformers' where it is
+    installed (the registry the tests are generated from).
+
+    Examples
+    --------
+    >>> from sklearn_arb.backbone._families import all_families
+    >>> [family.name for family in all_families()][:4]
+    ['vit', 'eva', 'eva_rope', 'beit']
+    """
+    try:
+        import transformers  # noqa: F401
+    except ImportError:
+        return TIMM_FAMILIES
+    return TIMM_FAMILIES + _hf_families()

@@ -17,7 +17,8 @@ import copy
 import inspect
 import json
 import os
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -28,25 +29,14 @@ from ._unreadable import unreadable_reason
 
 __all__ = [
     "CLASSIFIERS",
+    "HF_MODEL_TYPES",
     "HFVisionTransformer",
     "is_hf_model",
     "load_hf_vit",
     "timm_vit_to_transformers",
 ]
 
-# The transformers model types whose layers the extractor reads (their attention
-# is softmax(q k^T * scale) over all tokens, CLS first).
-SUPPORTED_MODEL_TYPES = ("vit", "deit", "dinov2", "dinov2_with_registers")
-# Normalisation of a model object that comes without an image processor: the one
-# its published checkpoints' processors use (google/vit-*: 0.5; DeiT and DINOv2:
-# ImageNet's).
 _IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
-_DEFAULT_NORMALISATION = {
-    "vit": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
-    "deit": _IMAGENET,
-    "dinov2": _IMAGENET,
-    "dinov2_with_registers": _IMAGENET,
-}
 
 
 def _cls_token_head(head: nn.ModuleDict, tokens: torch.Tensor, n_prefix: int):
@@ -67,14 +57,75 @@ def _cls_and_mean_patch_head(head: nn.ModuleDict, tokens: torch.Tensor, n_prefix
     return head["classifier"](pooled)
 
 
-# The image classification models whose logits ``forward_head`` computes from
-# the base model's last hidden state, as their own forward does.
+@dataclass(frozen=True)
+class HFModelType:
+    """What the extractor knows of one transformers model type.
+
+    ``base`` is its base model class; ``layer``, ``attention`` and ``norm`` name
+    its layer and attention classes (in ``transformers.models.<type>``) and the
+    layer's pre-attention norm; ``normalisation`` is the (mean, std) of its
+    published checkpoints' image processors (used for a model object that comes
+    without one); ``classifiers`` maps its image classification model classes
+    to the function computing their logits from the base model's last hidden
+    state, as their own forward does; ``distillation_token``: a second prefix
+    token after CLS.
+    """
+
+    base: str
+    layer: str
+    attention: str
+    norm: str
+    normalisation: tuple[tuple[float, ...], tuple[float, ...]]
+    classifiers: dict[str, Callable] = field(default_factory=dict)
+    distillation_token: bool = False
+
+
+# The transformers model types whose layers the extractor reads (their attention
+# is softmax(q k^T * scale) over all tokens, CLS first): the one table of them.
+HF_MODEL_TYPES = {
+    "vit": HFModelType(
+        "ViTModel",
+        "ViTLayer",
+        "ViTAttention",
+        "layernorm_before",
+        ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),  # google/vit-*
+        {"ViTForImageClassification": _cls_token_head},
+    ),
+    "deit": HFModelType(
+        "DeiTModel",
+        "DeiTLayer",
+        "DeiTAttention",
+        "layernorm_before",
+        _IMAGENET,
+        {
+            "DeiTForImageClassification": _cls_token_head,
+            "DeiTForImageClassificationWithTeacher": _cls_and_distillation_head,
+        },
+        distillation_token=True,
+    ),
+    "dinov2": HFModelType(
+        "Dinov2Model",
+        "Dinov2Layer",
+        "Dinov2Attention",
+        "norm1",
+        _IMAGENET,
+        {"Dinov2ForImageClassification": _cls_and_mean_patch_head},
+    ),
+    "dinov2_with_registers": HFModelType(
+        "Dinov2WithRegistersModel",
+        "Dinov2WithRegistersLayer",
+        "Dinov2WithRegistersAttention",
+        "norm1",
+        _IMAGENET,
+        {"Dinov2WithRegistersForImageClassification": _cls_and_mean_patch_head},
+    ),
+}
+SUPPORTED_MODEL_TYPES = tuple(HF_MODEL_TYPES)
+# The image classification models of every type, by class name.
 CLASSIFIERS = {
-    "ViTForImageClassification": _cls_token_head,
-    "DeiTForImageClassification": _cls_token_head,
-    "DeiTForImageClassificationWithTeacher": _cls_and_distillation_head,
-    "Dinov2ForImageClassification": _cls_and_mean_patch_head,
-    "Dinov2WithRegistersForImageClassification": _cls_and_mean_patch_head,
+    name: head
+    for model_type in HF_MODEL_TYPES.values()
+    for name, head in model_type.classifiers.items()
 }
 
 
@@ -193,7 +244,7 @@ class HFVisionTransformer(nn.Module):
         self.embed_dim = int(config.hidden_size)
         self.num_prefix_tokens = (
             1
-            + int(config.model_type == "deit")  # the distillation token
+            + int(HF_MODEL_TYPES[config.model_type].distillation_token)
             + int(getattr(config, "num_register_tokens", 0) or 0)
         )
         patch = int(config.patch_size)
@@ -313,7 +364,7 @@ def _refuse_remote_code(source: str, name: str) -> None:
 def _processor_settings(config_file: Path | None, model_type: str, image_size: int):
     """(mean, std, (H, W)) of the image processor saved in ``config_file``, or
     the defaults of the model type's checkpoints."""
-    mean, std = _DEFAULT_NORMALISATION[model_type]
+    mean, std = HF_MODEL_TYPES[model_type].normalisation
     size = (image_size, image_size)
     if config_file is None:
         return mean, std, size

@@ -256,7 +256,8 @@ def load_vit(
     image_size: int | tuple[int, int] | None = None,
     keep_head: bool = False,
 ) -> nn.Module:
-    """Build a timm Vision Transformer for attention extraction, in eval mode.
+    """Build a Vision Transformer (timm or transformers) for map extraction, in
+    eval mode.
 
     Parameters
     ----------
