@@ -12,6 +12,13 @@ give the same masks (checked). Rounds alternate fast and plain, so that other lo
 a shared machine hits both alike; prints medians in ms and their ratio. The goal:
 at most 1 ms per image at 784 tokens (B=1, per-image null).
 
+Then ``transform`` alone (the maps, the statistics its method needs) per image,
+for ``method`` "p", "lfdr" and "pi0" (per-image null, B=1, 784 tokens), on a batch
+of 1000 images and on one image at a time, rounds alternating the methods, against
+the goals: a batch at most 0.05 ms per image for "p" and 0.1 ms for "lfdr"; one
+image at most 0.5 ms (a GPU computes DeiT-Tiny maps in about 0.2 ms per image: the
+statistics keep up with it on one CPU core).
+
 Run: python benchmarks/bench_statistics.py [--quick]
 Results: the "Statistics speed" table of the Benchmarks page (doc/benchmarks.rst).
 """
@@ -109,8 +116,14 @@ def _maps(n_images: int, n_tokens: int, seed: int = 0) -> np.ndarray:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds")
+    parser.add_argument(
+        "--transform-only", action="store_true", help="the transform table alone"
+    )
     args = parser.parse_args()
     rounds = 5 if args.quick else 15
+    if args.transform_only:
+        transform_per_image(rounds)
+        return
     arb = BootstrapAttentionRegularizer(null="per_image", method="lfdr")
     shared_row = _plain_smoother_row()
     print(
@@ -152,6 +165,42 @@ def main() -> None:
         "the same loop with the spline weights computed once.\n"
         "Plain times at 1000 images are extrapolated from 20 (the loop is linear)."
     )
+    transform_per_image(rounds)
+
+
+# Goals per image (ms): a batch of 1000 images, and one image alone.
+GOALS = {"p": (0.05, 0.5), "lfdr": (0.1, 0.5), "pi0": (None, 0.5)}
+
+
+def transform_per_image(rounds: int) -> None:
+    """Median ms per image of ``transform``, batched and single, against GOALS."""
+    n_tokens, n_batch, n_single = 784, 1000, 200
+    X = _maps(n_batch, n_tokens, seed=1)
+    fitted = {
+        method: BootstrapAttentionRegularizer(null="per_image", method=method).fit(X)
+        for method in GOALS
+    }
+    times = {(method, case): [] for method in GOALS for case in ("batch", "single")}
+    for _ in range(rounds):
+        for method, arb in fitted.items():
+            times[method, "batch"].append(
+                _ms_per_call(lambda a=arb: a.transform(X), 1) / n_batch
+            )
+            singles = [X[i : i + 1] for i in range(n_single)]
+            start = time.perf_counter()
+            for row in singles:
+                arb.transform(row)
+            times[method, "single"].append(
+                1e3 * (time.perf_counter() - start) / n_single
+            )
+    print(f"\ntransform, per-image null, B=1, {n_tokens} tokens, ms per image")
+    print(f"{'method':<8}{'batch':>8}{'goal':>7}{'single':>9}{'goal':>7}")
+    for method, (batch_goal, single_goal) in GOALS.items():
+        batch = float(np.median(times[method, "batch"]))
+        single = float(np.median(times[method, "single"]))
+        goal = "-" if batch_goal is None else f"{batch_goal:.2f}"
+        print(f"{method:<8}{batch:>8.3f}{goal:>7}{single:>9.3f}{single_goal:>7.2f}")
+    print(f"batch: {n_batch} images per call; single: {n_single} calls of one image.")
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from sklearn_arb import BootstrapAttentionRegularizer, MapLayout
@@ -547,3 +548,42 @@ def test_statistics_helpers_agree_with_the_regularizer_pooled():
     logs = log_scores(X)
     mean, std = null_moments(logs[:, 64:], pooled=True)
     assert_allclose(arb.compute_statistics(X).z, z_scores(logs[:, :64], mean, std))
+
+
+# ---------------------------------------------------- observed maps, pooled null
+
+
+@pytest.mark.parametrize("options", ALL_OPTIONS)
+@pytest.mark.parametrize("max_exact_null", [4_194_304, 0])
+def test_a_pooled_null_judges_observed_maps_alone_as_whole_rows(
+    options, max_exact_null
+):
+    if options.get("lfdr_null") == "bootstrap" and not max_exact_null:
+        pytest.skip("lfdr_null='bootstrap' needs the exact null")
+    X_train, X = _maps(n_images=4, n_bootstrap=2, seed=1), _maps(n_bootstrap=2)
+    arb = BootstrapAttentionRegularizer(
+        n_bootstrap=2, max_exact_null=max_exact_null, **options
+    ).fit(X_train)
+    assert arb.needs_bootstrap_maps() is False
+    observed = X[:, :64]
+    assert_array_equal(arb.transform(observed), arb.transform(X))
+    tagged = with_layout(observed, MapLayout(64, 0))
+    assert_array_equal(arb.transform(tagged), arb.transform(X))
+    whole, alone = arb.compute_statistics(X), arb.compute_statistics(observed)
+    for name in ("z", "pvalues", "pi0", "lfdr", "keep_mask", "regularized"):
+        assert_array_equal(alone[name], whole[name])
+    assert alone.null_z.shape == (3, 0)
+
+
+def test_observed_maps_alone_are_refused_where_the_null_needs_them():
+    X = _maps(n_bootstrap=2)
+    per_image = BootstrapAttentionRegularizer(null="per_image").fit(X[:, :128])
+    assert per_image.needs_bootstrap_maps() is True
+    with pytest.raises(ValueError, match="expecting 128 features"):
+        per_image.transform(X[:, :64])
+    pooled = BootstrapAttentionRegularizer(n_bootstrap=2).fit(X)
+    for width in (32, 128):  # neither the rows nor the observed maps
+        with pytest.raises(ValueError, match="expecting 192 features"):
+            pooled.transform(X[:, :width])
+    with pytest.raises(NotFittedError):
+        BootstrapAttentionRegularizer().needs_bootstrap_maps()

@@ -290,3 +290,37 @@ def test_vectorised_over_images_equals_image_by_image():
             local_fdr(z[i], pi0[i], null="bootstrap", null_z=null_z[i])[0],
             rtol=1e-9,
         )
+
+
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_search_rows_counts_as_searchsorted_row_by_row(side):
+    from sklearn_arb.stats._pvalues import search_rows
+
+    rng = np.random.default_rng(0)
+    sorted_rows = np.sort(rng.integers(0, 20, size=(4, 30)).astype(float), axis=1)
+    values = rng.integers(-1, 22, size=(4, 25)).astype(float)  # ties, outside
+    expected = [
+        np.searchsorted(row, row_values, side=side)
+        for row, row_values in zip(sorted_rows, values, strict=True)
+    ]
+    assert_array_equal(search_rows(sorted_rows, values, side), expected)
+    shared = [np.searchsorted(sorted_rows[0], v, side=side) for v in values]
+    assert_array_equal(search_rows(sorted_rows[:1], values, side), shared)
+    assert_array_equal(search_rows(sorted_rows[0], values, side), shared)
+
+
+def test_one_blas_thread_restores_the_thread_counts():
+    from threadpoolctl import threadpool_info
+
+    from sklearn_arb.stats._threads import one_blas_thread
+
+    def blas_threads():
+        return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+
+    before = blas_threads()
+    with one_blas_thread():
+        assert set(blas_threads()) == {1}
+    assert blas_threads() == before
+    with pytest.raises(KeyError), one_blas_thread():
+        raise KeyError  # restored on an error too
+    assert blas_threads() == before

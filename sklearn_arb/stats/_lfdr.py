@@ -183,11 +183,15 @@ def _lindsey_log_density(
     half_range = (N_BINS - 1) / 2 * width[:, np.newaxis]
     t = (at - (edges[:, :1] + 0.5 * width[:, np.newaxis] + half_range)) / half_range
     # Horner on the power series: a few passes over (n, P) instead of legval's many
+    # (in place: one (n, P) array for the whole evaluation)
     power = coef @ _LEGENDRE_TO_POWER
-    log_counts = power[:, -1:]
-    for degree in range(DEGREE - 1, -1, -1):
-        log_counts = log_counts * t + power[:, degree : degree + 1]
-    return log_counts - np.log(sorted_sample.shape[1] * width)[:, np.newaxis]
+    log_counts = np.multiply(power[:, -1:], t)
+    for degree in range(DEGREE - 1, 0, -1):
+        log_counts += power[:, degree : degree + 1]
+        log_counts *= t
+    log_counts += power[:, :1]
+    log_counts -= np.log(sorted_sample.shape[1] * width)[:, np.newaxis]
+    return log_counts
 
 
 def lindsey_log_density(
