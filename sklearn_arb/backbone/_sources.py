@@ -247,7 +247,20 @@ SOURCES: dict[str, type[MapSource]] = {
 
 
 def make_source(name: str = "attention", **settings: Any) -> MapSource:
-    """The source called ``name`` with ``settings`` (those of :class:`MapSource`).
+    """The source called ``name`` with ``settings``.
+
+    Parameters
+    ----------
+    name : {"attention", "rollout", "cdam"}, default="attention"
+        A key of :data:`SOURCES`.
+    **settings
+        ``layer``, ``head``, ``discard_ratio``, ``target``, as in
+        :class:`MapSource` (checked against a model by :meth:`MapSource.check`).
+
+    Returns
+    -------
+    source : MapSource
+        The source's own class, holding the settings.
 
     Examples
     --------
