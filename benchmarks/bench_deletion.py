@@ -1,12 +1,12 @@
 """Time of a deletion curve per image against the plain forwards it needs.
 
 A deletion curve of 11 steps (0, 0.1, ..., 1 of the tokens removed in MoRF
-order of the image's CLS attention map) costs 10 forward passes per image (the
-first step is the intact image, already run to find the target) plus the
-removal of the tokens at each step. The baseline is 11 plain forward passes of
-the same images through the same classifier in batches of the same size. The
-goal is the whole curve within 2x the plain forwards: the imputation must not
-dominate.
+order of the image's CLS attention map) costs 11 forward passes per image (the
+intact image, which is the first step and fixes the target, and 10 perturbed
+ones, sent to the model in batches) plus the removal of the tokens at each
+step. The baseline is 11 plain forward passes of the same images through the
+same classifier in batches of the same size. The goal is the whole curve within
+2x the plain forwards: the imputation must not dominate.
 
 DeiT-Tiny/16 with the shared weights and its classifier at 224 px, a few
 Imagenette images; per removal method (``road``, ``black``, ``blur``) the

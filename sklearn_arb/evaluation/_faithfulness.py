@@ -218,15 +218,12 @@ def _check_fractions(fractions: ArrayLike | None) -> np.ndarray:
     return fractions
 
 
-def _resolve_targets(
-    classifier: ImageClassifier, pixels: np.ndarray, target: Any
-) -> tuple[np.ndarray, np.ndarray]:
-    """The class of each image and its probability on the intact image."""
-    intact = classifier.probabilities(pixels)
+def _resolve_targets(intact: np.ndarray, target: Any) -> np.ndarray:
+    """The class of each image, given its probabilities on the intact image."""
     n_images, n_classes = intact.shape
     if isinstance(target, str) and target == "predicted":
-        targets = intact.argmax(axis=1)
-    elif isinstance(target, Integral):
+        return intact.argmax(axis=1)
+    if isinstance(target, Integral):
         targets = np.full(n_images, int(target))
     else:
         targets = np.asarray(target)
@@ -240,7 +237,7 @@ def _resolve_targets(
             f"target classes must lie in [0, {n_classes}) for this model; got "
             f"classes from {targets.min()} to {targets.max()}."
         )
-    return targets, intact[np.arange(n_images), targets]
+    return targets
 
 
 @dataclass(frozen=True)
@@ -252,27 +249,32 @@ class _Removal:
     noise: float
     blur_sigma: float
 
-    def probabilities(
+    def target_probabilities(
         self,
         pixels: np.ndarray,
         removed: np.ndarray,
-        targets: np.ndarray,
-        intact: np.ndarray,
+        target: Any,
         rng: np.random.RandomState,
-    ) -> np.ndarray:
-        """The target probability ``(n_images, n_settings)`` with each image's
-        ``removed[i, s]`` tokens removed (bool ``(n_images, n_settings, P)``),
-        perturbed images sent to the model a batch at a time. An image with
-        nothing removed is the intact image: its probability is ``intact``."""
-        n_settings = removed.shape[1]
-        out = np.repeat(intact[:, None], n_settings, axis=1)
-        todo = np.argwhere(removed.any(axis=2))  # (image, setting) pairs, in order
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The targets ``(n_images,)``, their probability on the intact images
+        ``(n_images,)`` and with each image's ``removed[i, s]`` tokens removed
+        ``(n_images, n_settings)`` (``removed``: bool ``(n_images, n_settings,
+        P)``). Each intact image and its perturbed images go to the model in
+        turn, a batch at a time; a setting with nothing removed is the intact
+        image (one forward pass per image)."""
+        n_images, n_settings, n_tokens = removed.shape
+        # Setting 0 is the intact image.
+        settings = np.concatenate(
+            [np.zeros((n_images, 1, n_tokens), dtype=bool), removed], axis=1
+        )
+        todo = np.argwhere(settings.any(axis=2) | (np.arange(n_settings + 1) == 0))
+        probabilities = None
         batch_size = self.classifier.batch_size
         for start in range(0, len(todo), batch_size):
             image, setting = todo[start : start + batch_size].T
             perturbed = remove_tokens(
                 pixels[image],
-                removed[image, setting],
+                settings[image, setting],
                 self.classifier.patch_size,
                 method=self.method,
                 noise=self.noise,
@@ -280,9 +282,21 @@ class _Removal:
                 blur_sigma=self.blur_sigma,
                 random_state=rng,
             )
-            probabilities = self.classifier.batch_probabilities(perturbed)
-            out[image, setting] = probabilities[np.arange(len(image)), targets[image]]
-        return out
+            batch = self.classifier.batch_probabilities(perturbed)
+            if probabilities is None:
+                shape = (n_images, n_settings + 1, batch.shape[1])
+                probabilities = np.full(shape, np.nan)
+            probabilities[image, setting] = batch
+        intact = probabilities[:, 0]
+        nothing_removed = ~settings.any(axis=2)
+        probabilities[nothing_removed] = np.repeat(
+            intact, nothing_removed.sum(axis=1), axis=0
+        )
+        targets = _resolve_targets(intact, target)
+        at_target = np.take_along_axis(probabilities, targets[:, None, None], axis=2)[
+            :, :, 0
+        ]
+        return targets, at_target[:, 0], at_target[:, 1:]
 
 
 def _setup(model, images, maps, removal, batch_size, noise, blur_sigma):
@@ -390,8 +404,9 @@ def perturbation_curve(
     np.put_along_axis(rank, ranked, np.arange(n_tokens)[None], axis=1)
     first = rank[:, None, :] < counts[None, :, None]  # (n_images, n_steps, P)
     removed = first if kind == "deletion" else ~first
-    targets, intact = _resolve_targets(removal_.classifier, pixels, target)
-    probabilities = removal_.probabilities(pixels, removed, targets, intact, rng)
+    targets, _, probabilities = removal_.target_probabilities(
+        pixels, removed, target, rng
+    )
     return PerturbationCurves(
         fractions=fractions,
         n_tokens=counts,
@@ -528,9 +543,11 @@ def selection_faithfulness(
     )
     rng = check_random_state(random_state)
     selected = maps != 0
-    targets, intact = _resolve_targets(removal_.classifier, pixels, target)
     removed = np.stack([selected, ~selected], axis=1)
-    without, only = removal_.probabilities(pixels, removed, targets, intact, rng).T
+    targets, intact, perturbed = removal_.target_probabilities(
+        pixels, removed, target, rng
+    )
+    without, only = perturbed.T
     return SelectionFaithfulness(
         probability=intact,
         removed_probability=without,
