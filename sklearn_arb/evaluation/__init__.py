@@ -52,9 +52,12 @@ from ._scorers import (
     LocalisationScorer,
     make_localisation_scorer,
 )
+from ._study import EvaluationSettings, compute_evaluation
+from ._study_report import run_evaluation
 
 __all__ = [
     "REMOVALS",
+    "EvaluationSettings",
     "FaithfulnessScorer",
     "ImageClassifier",
     "LocalisationScorer",
@@ -65,6 +68,7 @@ __all__ = [
     "boxes_of_files",
     "boxes_to_token_masks",
     "cascading_randomisation",
+    "compute_evaluation",
     "curve_auc",
     "deletion_curve",
     "insertion_curve",
@@ -81,6 +85,7 @@ __all__ = [
     "relevance_mass",
     "relevance_rank_accuracy",
     "remove_tokens",
+    "run_evaluation",
     "selection_faithfulness",
     "selection_scores",
     "summarize_scores",

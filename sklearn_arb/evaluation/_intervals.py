@@ -9,7 +9,21 @@ from numpy.typing import ArrayLike
 from scipy.stats import wilcoxon
 from sklearn.utils import check_random_state
 
-__all__ = ["mean_interval", "paired_test"]
+__all__ = ["finite_mean", "mean_interval", "paired_test"]
+
+
+def finite_mean(values: ArrayLike) -> float:
+    """The mean of the finite values; NaN, without a warning, when none is.
+
+    Examples
+    --------
+    >>> from sklearn_arb.evaluation._intervals import finite_mean
+    >>> finite_mean([1.0, float("nan"), 3.0]), finite_mean([float("nan")])
+    (2.0, nan)
+    """
+    values = np.asarray(values, dtype=np.float64)
+    finite = values[np.isfinite(values)]
+    return float(finite.mean()) if finite.size else np.nan
 
 
 def mean_interval(
