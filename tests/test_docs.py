@@ -8,6 +8,11 @@ is skipped, with the reason, where the weights are absent.
 
 The example scripts, which the documents include, run too, at a small image size.
 
+A document that starts Ray (``ray.init``) runs on the test session's one local
+Ray instead (the ``local_ray`` fixture, 2 CPUs as the documents ask): its
+``ray.init`` and ``ray.shutdown`` join and leave that Ray without starting or
+stopping one, which would cost seconds per block.
+
 Not run here: shell blocks (``bash``). They install the package, run the test suite
 or build these documents (which CI does as steps of its own), or call the command
 line, whose subcommands and options ``tests/test_cli.py`` runs.
@@ -106,6 +111,10 @@ def test_document_snippets_run(document, tmp_path, monkeypatch, request):
     if not blocks:
         pytest.skip(f"{document.name} has no Python code blocks")
     monkeypatch.chdir(tmp_path)
+    if any("ray.init(" in code for _, code in blocks):
+        ray = request.getfixturevalue("local_ray")  # skips where Ray is absent
+        monkeypatch.setattr(ray, "init", lambda *args, **kwargs: None)
+        monkeypatch.setattr(ray, "shutdown", lambda *args, **kwargs: None)
     namespace: dict = {"__name__": "__main__"}
     for number, code in blocks:
         where = f"{document.relative_to(ROOT)}:{number}"

@@ -368,24 +368,26 @@ def test_unreadable_file_is_skipped_and_draws_no_noise(
 
 
 @pytest.fixture(scope="module")
-def random_deit_weights(tmp_path_factory):
-    """A DeiT-Tiny state_dict with random weights, so no download is needed."""
+def small_model_args(tmp_path_factory):
+    """``--model`` and ``--weights`` of timm's 0.4 M-parameter ``test_vit`` with
+    random weights: no download, and a model that loads in a moment."""
     import timm
     import torch
 
-    path = tmp_path_factory.mktemp("weights") / "deit_tiny_random.pth"
+    path = tmp_path_factory.mktemp("weights") / "test_vit_random.pth"
     torch.manual_seed(0)
-    torch.save(timm.create_model("deit_tiny_patch16_224").state_dict(), path)
-    return path
+    torch.save(timm.create_model("test_vit").state_dict(), path)
+    return ["--model", "test_vit", "--weights", str(path)]
 
 
 def test_simulate_options_reach_the_study(
-    class_folders, random_deit_weights, tmp_path, capsys
+    class_folders, small_model_args, tmp_path, capsys, monkeypatch
 ):
+    from sklearn_arb._study import _run
     from sklearn_arb.cli import main
 
     output = tmp_path / "study"
-    args = ["simulate", str(class_folders), "--weights", str(random_deit_weights)]
+    args = ["simulate", str(class_folders), *small_model_args]
     args += ["--image-size", "32", "--roi-size", "12", "--pvalue", "reference"]
     args += ["--pi0-pvalues", "thresholded", "--in-range", "image"]
     args += ["--batch-size", "4", "--n-images", "4", "--output", str(output)]
@@ -401,6 +403,9 @@ def test_simulate_options_reach_the_study(
     with open(output / "per_image.csv") as file:
         assert sum(1 for _ in file) == 1 + 4
     assert not list(output.glob(".*"))  # the checkpoint is gone once done
+    assert (output / "fig5_sensitivity_specificity.png").is_file()
+    # Drawing the figures (most of a run's time) again would tell nothing more.
+    monkeypatch.setattr(_run, "draw_figures", lambda *args: None)
     assert main([*args, "--quiet"]) == 0
     assert "4/4" not in capsys.readouterr().err
 
@@ -415,9 +420,9 @@ def test_simulate_output_naming_a_file_is_one_line(class_folders, tmp_path, caps
     assert len(err) == 1 and "is a file; pass a folder" in err[0]
 
 
-def test_benchmark_script_runs_the_simulate_command(
-    class_folders, random_deit_weights, tmp_path
-):
+def test_benchmark_script_runs_the_simulate_command(monkeypatch):
+    # The script is the command with the shared weights by default: what it
+    # passes on is checked here; the command itself is run above.
     import importlib.util
     from pathlib import Path
 
@@ -425,16 +430,18 @@ def test_benchmark_script_runs_the_simulate_command(
     spec = importlib.util.spec_from_file_location("simulation_study", script)
     benchmark = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(benchmark)
-    args = [str(class_folders), "--weights", str(random_deit_weights), "--quiet"]
-    args += ["--image-size", "32", "--n-images", "2"]
-    assert benchmark.run([*args, "--output", str(tmp_path / "script")]) == 0
-
-    from sklearn_arb.cli import main
-
-    assert main(["simulate", *args, "--output", str(tmp_path / "cli")]) == 0
-    for name in ("per_image.csv", "curves.csv"):
-        script_table = (tmp_path / "script" / name).read_text()
-        assert script_table == (tmp_path / "cli" / name).read_text()
+    calls = []
+    monkeypatch.setattr(benchmark, "main", lambda argv: calls.append(argv) or 0)
+    given = ["folder", "--image-size", "32"]
+    for weights in (["--weights", "w.pth"], ["--weights=w.pth"], ["--pretrained"]):
+        assert benchmark.run([*given, *weights]) == 0
+        assert calls.pop() == ["simulate", *given, *weights]
+    monkeypatch.setattr(benchmark, "WEIGHTS", script)  # an existing file
+    assert benchmark.run(given) == 0
+    assert calls.pop() == ["simulate", "--weights", str(script), *given]
+    monkeypatch.setattr(benchmark, "WEIGHTS", script.with_name("absent.pth"))
+    assert benchmark.run(given) == 0
+    assert calls.pop() == ["simulate", *given]
 
 
 # Signed maps (CDAM): the metrics read their positive part, the evidence for the
