@@ -587,3 +587,20 @@ def test_observed_maps_alone_are_refused_where_the_null_needs_them():
             pooled.transform(X[:, :width])
     with pytest.raises(NotFittedError):
         BootstrapAttentionRegularizer().needs_bootstrap_maps()
+
+
+@pytest.mark.parametrize("null", ["per_image", "pooled"])
+@pytest.mark.parametrize("pvalue", ["one-sided", "two-sided"])
+def test_transform_p_decided_by_critical_values_equals_the_pvalues(null, pvalue):
+    # Scores on a coarse grid: observed and null values tie often.
+    rng = np.random.default_rng(3)
+    X = np.exp(rng.integers(-8, 0, size=(4, 2 * 40)).astype(float))
+    n_null = 40 if null == "per_image" else 4 * 40
+    boundaries = [k / (1 + n_null) for k in (1, 2, 3, 10)]
+    for alpha in [0.0, 0.05, 0.5, 1.0, *boundaries, np.nextafter(boundaries[1], 0)]:
+        arb = BootstrapAttentionRegularizer(null=null, pvalue=pvalue, alpha=alpha)
+        arb.fit(X)
+        stats = arb.compute_statistics(X)
+        expected = (stats.z >= 0) & (stats.pvalues <= alpha)
+        assert_array_equal(arb.transform(X) > 0, expected)
+        assert_array_equal(arb.transform(X), stats.regularized)

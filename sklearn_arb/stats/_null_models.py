@@ -17,7 +17,13 @@ from typing import ClassVar
 import numpy as np
 
 from ._pooled_null import PooledNull
-from ._pvalues import PValueKind, SortedNull, pvalues_from_sorted, sort_null
+from ._pvalues import (
+    PValueKind,
+    SortedNull,
+    pvalues_at_most,
+    pvalues_from_sorted,
+    sort_null,
+)
 from ._zscores import null_moments_unchecked
 
 
@@ -56,6 +62,15 @@ class NullReference:
         if self.sorted_null is None:
             return self.histogram.histogram_pvalues(observed_logs, kind)
         return pvalues_from_sorted(z, self.sorted_null, kind)
+
+    def pvalues_at_most(
+        self, z: np.ndarray, observed_logs: np.ndarray, kind: PValueKind, alpha: float
+    ) -> np.ndarray:
+        """Whether each p-value of :meth:`pvalues` is at most ``alpha`` (from
+        critical values, without the p-values, where the null is sorted)."""
+        if self.sorted_null is None or kind == "reference":
+            return self.pvalues(z, observed_logs, kind) <= float(alpha)
+        return pvalues_at_most(z, self.sorted_null, kind, alpha)
 
 
 class PerImageNull:

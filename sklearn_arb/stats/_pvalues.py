@@ -91,6 +91,49 @@ def pvalues_from_sorted(
     return 1.0 - n_at_most / (z.shape[1] + n_null)
 
 
+def pvalues_at_most(
+    z: np.ndarray, null: SortedNull, kind: PValueKind, alpha: float
+) -> np.ndarray:
+    """Whether each p-value of validated ``z`` is at most ``alpha``, exactly as
+    ``pvalues_from_sorted(z, null, kind) <= alpha`` is, without the p-values.
+
+    A one- or two-sided p-value ``(1 + c) / (1 + m0)`` grows with the count ``c``
+    of null values at least as extreme, so ``p <= alpha`` holds while ``c`` is at
+    most the largest count ``k`` that passes, that is where ``z`` (or ``|z|``)
+    exceeds the ``(k + 1)``-th largest null value: one critical value per row and
+    one comparison per score, no search.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_arb.stats._pvalues import (
+    ...     pvalues_at_most, pvalues_from_sorted, sort_null)
+    >>> null = sort_null(np.random.default_rng(0).standard_normal((2, 99)))
+    >>> z = np.random.default_rng(1).normal(1.0, 1.5, size=(2, 50))
+    >>> small = pvalues_at_most(z, null, "one-sided", 0.05)
+    >>> bool(np.array_equal(small, pvalues_from_sorted(z, null) <= 0.05))
+    True
+    """
+    if kind not in ("one-sided", "two-sided"):
+        raise ValueError(f"kind must be 'one-sided' or 'two-sided'; got {kind!r}.")
+    sorted_null = null.signed if kind == "one-sided" else null.absolute
+    values = z if kind == "one-sided" else np.abs(z)
+    n_null = sorted_null.shape[-1]
+    alpha = float(alpha)
+    # The largest count that passes, found with the p-values' own arithmetic.
+    count = int(np.floor(alpha * (1.0 + n_null))) - 1
+    while count < n_null and (1.0 + (count + 1)) / (1.0 + n_null) <= alpha:
+        count += 1
+    while count >= 0 and (1.0 + count) / (1.0 + n_null) > alpha:
+        count -= 1
+    if count < 0:
+        return np.zeros(values.shape, dtype=bool)
+    if count >= n_null:
+        return np.ones(values.shape, dtype=bool)
+    critical = sorted_null[:, n_null - 1 - count]
+    return values > critical[:, np.newaxis]
+
+
 def empirical_pvalues(
     z: ArrayLike,
     null_z: ArrayLike,
