@@ -52,7 +52,7 @@ from ._scorers import (
     LocalisationScorer,
     make_localisation_scorer,
 )
-from ._study import EvaluationSettings, compute_evaluation
+from ._study import EvaluationSettings
 from ._study_report import run_evaluation
 
 __all__ = [
@@ -68,7 +68,6 @@ __all__ = [
     "boxes_of_files",
     "boxes_to_token_masks",
     "cascading_randomisation",
-    "compute_evaluation",
     "curve_auc",
     "deletion_curve",
     "insertion_curve",

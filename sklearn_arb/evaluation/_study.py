@@ -59,7 +59,7 @@ from ._localisation import (
 )
 from ._masks import _file_key, read_boxes, token_masks_for_files
 
-__all__ = ["METHODS", "EvaluationSettings", "compute_evaluation"]
+__all__ = ["METHODS", "SOURCES", "EvaluationSettings", "compute_evaluation"]
 
 # Method key -> label. "map" is the raw observed map (localisation only).
 METHODS: dict[str, str] = {
@@ -126,6 +126,13 @@ class EvaluationSettings:
         Perturbation scores for every n-th image only (in the order of the
         boxes' keys), to bound the cost; the others get NaN, left out of the
         means and tests.
+
+    Examples
+    --------
+    >>> from sklearn_arb.evaluation import EvaluationSettings
+    >>> settings = EvaluationSettings(methods=("top_fraction",), fractions=())
+    >>> settings.methods  # TopFraction at ARB p's mean size needs ARB p
+    ('arb_p', 'top_fraction')
     """
 
     sources: tuple[str, ...] = SOURCES
