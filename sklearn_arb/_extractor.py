@@ -20,7 +20,7 @@ from timm.data import resolve_data_config
 from torch import nn
 from tqdm import tqdm
 
-from ._images import _size_pair, load_images
+from ._images import load_images, size_pair
 from ._layout import MapLayout, with_layout
 from .backbone._attention import _block_index
 from .backbone._batching import PRECISIONS, ForwardPass, default_batch_size
@@ -318,7 +318,7 @@ class AttentionExtractor(TransformerMixin, BaseEstimator):
                 f"precision={self.precision!r} runs on GPU only (reduced precision on "
                 f"CPU is slower, not faster); use precision='float32' on {device}."
             )
-        size = None if self.image_size is None else _size_pair(self.image_size)
+        size = None if self.image_size is None else size_pair(self.image_size)
         weights_id = named_weights_identity(
             self.model, self.pretrained, self.checkpoint_path
         )

@@ -12,7 +12,13 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
-__all__ = ["IMAGE_SUFFIXES", "image_files", "load_images"]
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "as_float_rgb",
+    "image_files",
+    "load_images",
+    "size_pair",
+]
 
 # The one list of file suffixes read as images (lower case; compare with
 # ``path.suffix.lower()``): every folder walk in the package reads it from here.
@@ -38,8 +44,24 @@ _DTYPE_RANGES: dict[np.dtype, tuple[float, float]] = {
 }
 
 
-def _size_pair(image_size: int | Sequence[int]) -> tuple[int, int]:
-    """``image_size`` as (height, width), validated."""
+def size_pair(image_size: int | Sequence[int]) -> tuple[int, int]:
+    """``image_size`` as (height, width), validated.
+
+    Parameters
+    ----------
+    image_size : int or (int, int)
+        A square side, or (height, width); positive.
+
+    Returns
+    -------
+    size : (int, int)
+
+    Examples
+    --------
+    >>> from sklearn_arb._images import size_pair
+    >>> size_pair(224), size_pair((224, 320))
+    ((224, 224), (224, 320))
+    """
     if isinstance(image_size, (int, np.integer)):
         pair = (int(image_size), int(image_size))
     else:
@@ -139,8 +161,33 @@ def _folder_files(folder: Path) -> list[Path]:
     return files
 
 
-def _as_float_rgb(array: np.ndarray, where: str, in_range: InRange) -> np.ndarray:
-    """One (H, W), (H, W, 1), (H, W, 3) or (H, W, 4) array as float32 RGB in [0, 1]."""
+def as_float_rgb(array: np.ndarray, where: str, in_range: InRange) -> np.ndarray:
+    """One (H, W), (H, W, 1), (H, W, 3) or (H, W, 4) array as float32 RGB in [0, 1].
+
+    The reading of one image that :func:`load_images` applies to each: grey
+    repeated to three channels, alpha dropped, values mapped to [0, 1] by
+    ``in_range``. A new array; ``array`` is never modified.
+
+    Parameters
+    ----------
+    array : ndarray
+        One image, channels last.
+    where : str
+        What to call it in an error message, e.g. ``"image 3"``.
+    in_range : {"dtype", "image"} or (float, float)
+        As in :func:`load_images`.
+
+    Returns
+    -------
+    image : ndarray of shape (H, W, 3), float32
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_arb._images import as_float_rgb
+    >>> as_float_rgb(np.full((2, 2), 255, np.uint8), "grey", "dtype")[0, 0]
+    array([1., 1., 1.], dtype=float32)
+    """
     if array.ndim == 2:
         array = array[:, :, None]
     if array.ndim != 3 or array.shape[2] not in (1, 3, 4):
@@ -374,7 +421,7 @@ def load_images(
     >>> float(load_images(ramp, in_range="image")[0, -1, -1, 0])  # 4080 / 4080
     1.0
     """
-    size = None if image_size is None else _size_pair(image_size)
+    size = None if image_size is None else size_pair(image_size)
     in_range = _check_in_range(in_range)
     named_sources = _split_sources(sources)
     if not named_sources:
@@ -392,7 +439,7 @@ def load_images(
                     f"{where} is not a numeric array, PIL image or path; got "
                     f"{type(source).__name__}."
                 )
-        image = _as_float_rgb(array, where, in_range)
+        image = as_float_rgb(array, where, in_range)
         images.append(image if size is None else _resize(image, size))
     if len({image.shape for image in images}) > 1:
         return images

@@ -15,7 +15,7 @@ from timm.data import resolve_data_config
 from torch import nn
 
 from .._extractor import AttentionExtractor
-from .._images import _size_pair, load_images
+from .._images import load_images, size_pair
 from ..backbone._cache import shared_model
 from ..backbone._loading import load_vit
 from ..backbone._weights import named_weights_identity
@@ -244,7 +244,7 @@ def as_classifier(
             )
     return ImageClassifier(
         model,
-        _size_pair(image_size),
+        size_pair(image_size),
         int(patch_size),
         tuple(float(m) for m in mean),
         tuple(float(s) for s in std),

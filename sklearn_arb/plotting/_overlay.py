@@ -14,7 +14,7 @@ from matplotlib.image import AxesImage
 from numpy.typing import ArrayLike
 from sklearn.utils import Bunch
 
-from .._images import _as_float_rgb
+from .._images import as_float_rgb
 from .._maps import tokens_to_grid
 from ._axes import finite_values, get_axes
 
@@ -37,7 +37,7 @@ def _image_array(image: ArrayLike) -> np.ndarray:
 def _draw_image(ax: Axes, image: np.ndarray) -> AxesImage:
     """Draw an image validated by ``_image_array`` as the RGB array :func:`overlay_map`
     starts from (scaled as ``load_images`` scales it; grey as grey RGB)."""
-    rgb = _as_float_rgb(image, "image", "dtype")
+    rgb = as_float_rgb(image, "image", "dtype")
     rgb *= 255.0
     artist = ax.imshow(np.rint(rgb, out=rgb).astype(np.uint8))
     ax.set_axis_off()
@@ -209,7 +209,7 @@ def overlay_map(
     grid = _attention_grid(attention, image_array.shape[:2], grid_shape, patch_size)
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
-    blended = _as_float_rgb(image_array, "image", "dtype")  # a new float32 array
+    blended = as_float_rgb(image_array, "image", "dtype")  # a new float32 array
     cmap, bottom, top = colour_scale(grid, cmap, vmax, signed)
     levels = np.clip((grid - bottom) / (top - bottom), 0.0, 1.0)
     colours = matplotlib.colormaps[cmap](levels)[..., :3].astype(np.float32)
