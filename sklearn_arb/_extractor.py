@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from ._images import load_images, size_pair
 from ._layout import MapLayout, with_layout
-from .backbone._attention import _block_index
+from .backbone import block_index
 from .backbone._batching import PRECISIONS, ForwardPass, default_batch_size
 from .backbone._bootstrap import BOOTSTRAP_KINDS, draw_bootstrap, image_seeds
 from .backbone._cache import MapCache, array_digests, settings_digest, shared_model
@@ -504,7 +504,7 @@ class AttentionExtractor(TransformerMixin, BaseEstimator):
         """The cache of maps made with the parameters as they are now."""
         settings = {
             "weights": self.weights_id_,
-            "layer": _block_index(self.model_, self.layer),
+            "layer": block_index(self.model_, self.layer),
             "device_type": self.device_.type,
             "image_size": self.image_size_,
             **{name: getattr(self, name) for name in _MAP_PARAMETERS},

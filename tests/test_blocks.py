@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from sklearn_arb.backbone._blocks import _is_plain_block, run_blocks
+from sklearn_arb.backbone._blocks import is_plain_block, run_blocks
 
 # Block variants of the timm ViT family: the plain one, no qkv bias, LayerScale
 # (DINOv2), and blocks the runner must leave to timm (q/k norm, activations other
@@ -26,7 +26,7 @@ def test_blocks_are_bit_identical_to_timm(make_tiny_vit, variant):
     with torch.no_grad():
         for parameter in vit.blocks.parameters():
             parameter.add_(0.1 * torch.randn_like(parameter))
-    assert all(_is_plain_block(block) == plain for block in vit.blocks)
+    assert all(is_plain_block(block) == plain for block in vit.blocks)
     tokens = torch.randn(2, 17, 32, generator=torch.Generator().manual_seed(0))
     original = tokens.clone()
     with torch.inference_mode():
@@ -39,12 +39,12 @@ def test_blocks_are_bit_identical_to_timm(make_tiny_vit, variant):
 def test_training_mode_and_unfused_attention_run_as_timm(make_tiny_vit):
     vit = make_tiny_vit()
     block = vit.blocks[0]
-    assert _is_plain_block(block)
+    assert is_plain_block(block)
     block.train()
-    assert not _is_plain_block(block)
+    assert not is_plain_block(block)
     block.eval()
     block.attn.fused_attn = False
-    assert not _is_plain_block(block)
+    assert not is_plain_block(block)
 
 
 def test_mixed_blocks_keep_the_input_intact(make_tiny_vit):

@@ -23,7 +23,7 @@ from timm.models.vision_transformer import Block
 
 from sklearn_arb import AttentionExtractor
 from sklearn_arb.backbone import SOURCES, _rollout, cls_attention, validate_vit
-from sklearn_arb.backbone._blocks import _is_plain_block
+from sklearn_arb.backbone._blocks import is_plain_block
 from sklearn_arb.backbone._families import all_families, read_family
 
 transformers = pytest.importorskip("transformers")
@@ -178,8 +178,8 @@ def test_changed_blocks_run_their_own_forward(make_tiny_vit):
     changed.forward = types.MethodType(
         lambda self, x, **kwargs: Block.forward(self, x, **kwargs) + 1.0, changed
     )
-    assert not _is_plain_block(vit.blocks[0]) and not _is_plain_block(changed)
-    assert _is_plain_block(vit.blocks[2])
+    assert not is_plain_block(vit.blocks[0]) and not is_plain_block(changed)
+    assert is_plain_block(vit.blocks[2])
     images = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     with torch.inference_mode():
         maps = cls_attention(vit, images)

@@ -10,7 +10,12 @@ bootstrap images; :func:`weights_file_digest` identifies weights by content.
 functions; the rest of the package reaches models through it.
 """
 
-from ._attention import cls_attention, embed_tokens, reference_cls_attention
+from ._attention import (
+    block_index,
+    cls_attention,
+    embed_tokens,
+    reference_cls_attention,
+)
 from ._blocks import run_blocks
 from ._bootstrap import BOOTSTRAP_KINDS, draw_bootstrap
 from ._loading import load_checkpoint, load_vit, resolve_device, validate_vit
@@ -21,6 +26,7 @@ __all__ = [
     "BOOTSTRAP_KINDS",
     "SOURCES",
     "MapSource",
+    "block_index",
     "cls_attention",
     "draw_bootstrap",
     "embed_tokens",

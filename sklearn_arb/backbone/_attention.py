@@ -31,6 +31,7 @@ from ._families import read_family
 from ._hooks import this_thread_only
 
 __all__ = [
+    "block_index",
     "block_inputs",
     "cls_attention",
     "embed_tokens",
@@ -178,7 +179,17 @@ def read_block_family(model: nn.Module, index: int):
     return family
 
 
-def _block_index(model: nn.Module, layer: int) -> int:
+def block_index(model: nn.Module, layer: int) -> int:
+    """The index (0 .. depth - 1) of block ``layer`` (negative counts from the
+    end); ValueError naming the range when there is no such block.
+
+    Examples
+    --------
+    >>> from timm.models.vision_transformer import VisionTransformer
+    >>> from sklearn_arb.backbone import block_index
+    >>> block_index(VisionTransformer(depth=3, embed_dim=32, num_heads=2), -1)
+    2
+    """
     depth = len(model.blocks)
     if not -depth <= layer < depth:
         raise ValueError(
@@ -226,7 +237,7 @@ def cls_attention(
     >>> maps.shape, bool((maps.sum(dim=1) < 1).all())
     (torch.Size([3, 16]), True)
     """
-    index = _block_index(model, layer)
+    index = block_index(model, layer)
     family = read_block_family(model, index)
     tokens, inputs = _read_block_inputs(model, images, index)
     rows = family.attention_rows(model.blocks[index], tokens, inputs)
@@ -270,7 +281,7 @@ def reference_cls_attention(
     >>> bool(gap.abs().max() < 1e-6)
     True
     """
-    index = _block_index(model, layer)
+    index = block_index(model, layer)
     tokens = embed_tokens(model, images)
     n_images, n_tokens, _ = tokens.shape
     for block in model.blocks[: index + 1]:

@@ -27,7 +27,7 @@ from timm.layers import LayerScale, Mlp
 from timm.models.vision_transformer import Attention, Block
 from torch import nn
 
-__all__ = ["run_blocks"]
+__all__ = ["is_plain_block", "run_blocks"]
 
 
 # The forwards _plain_block reproduces, as timm defined them when imported.
@@ -49,8 +49,17 @@ def _runs_timm_forward(module: nn.Module, cls: type) -> bool:
     )
 
 
-def _is_plain_block(block: nn.Module) -> bool:
-    """Whether ``block`` computes exactly what :func:`_plain_block` does."""
+def is_plain_block(block: nn.Module) -> bool:
+    """Whether ``block`` computes exactly what :func:`_plain_block` does.
+
+    Examples
+    --------
+    >>> from timm.models.vision_transformer import VisionTransformer
+    >>> from sklearn_arb.backbone._blocks import is_plain_block
+    >>> vit = VisionTransformer(depth=1, embed_dim=32, num_heads=2).eval()
+    >>> is_plain_block(vit.blocks[0])
+    True
+    """
     if (
         not _runs_timm_forward(block, Block)
         or not _runs_timm_forward(block.attn, Attention)
@@ -105,7 +114,7 @@ class _Buffers:
 
 
 def _plain_block(block: Block, tokens: torch.Tensor, buffers: _Buffers) -> None:
-    """``tokens = block(tokens)``, in place, for a block :func:`_is_plain_block`."""
+    """``tokens = block(tokens)``, in place, for a block :func:`is_plain_block`."""
     attn, mlp = block.attn, block.mlp
     n_images, n_tokens, dim = tokens.shape
     rows = n_images * n_tokens
@@ -164,7 +173,7 @@ def run_blocks(blocks: nn.Sequential | list, tokens: torch.Tensor) -> torch.Tens
     buffers = _Buffers()
     tokens = tokens.clone() if buffered else tokens
     for block in blocks:
-        if buffered and _is_plain_block(block):
+        if buffered and is_plain_block(block):
             _plain_block(block, tokens, buffers)
         else:
             tokens = block(tokens)

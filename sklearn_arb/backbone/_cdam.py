@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._attention import _block_index, block_inputs, read_block_family
+from ._attention import block_index, block_inputs, read_block_family
 from ._hooks import this_thread_only
 
 __all__ = ["cdam", "check_cdam_target", "reference_cdam", "target_classes"]
@@ -137,7 +137,7 @@ def cdam(
     >>> fast.shape, bool((fast - full).abs().max() < 1e-5)
     (torch.Size([2, 16]), True)
     """
-    index = _block_index(model, layer)
+    index = block_index(model, layer)
     norm = read_block_family(model, index).norm(model.blocks[index])
     with torch.inference_mode(False), torch.no_grad():
         images = images.clone()  # an inference tensor cannot enter autograd
@@ -199,7 +199,7 @@ def reference_cdam(
     >>> reference_cdam(vit, torch.randn(1, 3, 32, 32)).shape
     torch.Size([1, 16])
     """
-    index = _block_index(model, layer)
+    index = block_index(model, layer)
     norm = read_block_family(model, index).norm(model.blocks[index])
     normed: list[torch.Tensor] = []
     handle = norm.register_forward_hook(

@@ -14,7 +14,7 @@ from timm.layers import resample_abs_pos_embed
 from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
-from ._attention import _block_index, read_block_family
+from ._attention import block_index, read_block_family
 from ._families import TIMM_FAMILIES, read_family
 from ._hf import is_hf_folder, is_hf_model, load_hf_vit
 from ._hub import local_hub_only
@@ -461,7 +461,7 @@ def check_geometry(
             f"image_size={image_size} is not divisible by the model's patch size "
             f"{patch_h}; use a multiple of {patch_h}, e.g. image_size={fits}."
         )
-    index = _block_index(vit, layer)
+    index = block_index(vit, layer)
     n_heads = read_block_family(vit, index).n_heads(vit.blocks[index])
     if head != "mean" and head >= n_heads:
         raise ValueError(

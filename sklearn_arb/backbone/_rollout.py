@@ -27,7 +27,7 @@ from functools import partial
 import torch
 from torch import nn
 
-from ._attention import _block_index, block_inputs, read_block_family
+from ._attention import block_index, block_inputs, read_block_family
 
 __all__ = ["HEAD_FUSIONS", "reference_rollout", "rollout"]
 
@@ -133,7 +133,7 @@ def rollout(
     >>> fast.shape, bool((fast - plain).abs().max() < 1e-6)
     (torch.Size([2, 16]), True)
     """
-    index = _block_index(model, layer)
+    index = block_index(model, layer)
     blocks = _block_attention(model, images, index)
     n_images, n_tokens = len(images), blocks[0][2]
     cls_row = torch.zeros(n_images, n_tokens, device=images.device)
@@ -187,7 +187,7 @@ def reference_rollout(
     >>> maps.shape
     torch.Size([1, 16])
     """
-    index = _block_index(model, layer)
+    index = block_index(model, layer)
     product = None
     for block_attention, _, _ in _block_attention(model, images, index):
         mixed = _rollout_rows(
