@@ -489,3 +489,18 @@ def test_a_module_in_training_mode_is_copied_not_switched():
     assert not classifier.module.training and classifier.module is not module
     with pytest.raises(ValueError, match="image_size is not known"):
         as_classifier(PatchLinear(WEIGHTS))
+
+
+def test_a_sparse_map_removes_the_stated_number_of_tokens_not_a_percentile():
+    """A map with most tokens tied at zero (ARB's output): at each fraction the
+    curve removes floor(f * P + 0.5) tokens, never every token tied at the
+    percentile (which would remove all 14 zeros at once)."""
+    ones = np.ones(N_TOKENS)  # logit = number of kept (all-ones) patches
+    maps = np.zeros((1, N_TOKENS))
+    maps[0, :2] = [0.9, 0.4]  # two selected tokens, fourteen zeros
+    curves = deletion_curve(
+        _classifier(ones), np.ones((1, SIZE, SIZE, 3)), maps, removal="black",
+        target=1, random_state=0,
+    )  # fmt: skip
+    expected = _sigmoid(N_TOKENS - curves.n_tokens)
+    np.testing.assert_allclose(curves.probabilities[0], expected, rtol=1e-6)
