@@ -25,7 +25,6 @@ Ray is imported when a function needs it; ``import sklearn_arb`` never does.
 from __future__ import annotations
 
 import copy
-import io
 import json
 import numbers
 import os
@@ -264,50 +263,6 @@ def _is_fitted(estimator: Any) -> bool:
     return True
 
 
-def _decode(
-    batch: dict[str, np.ndarray],
-    column: str,
-    key_column: str,
-    image_size: tuple[int, int],
-    done: frozenset[str],
-    cwd: str,
-) -> dict[str, np.ndarray]:
-    """Read and resize the images of a batch not yet ``done`` (a CPU task): the
-    model's inputs, or per image the error that kept it from being read."""
-    from PIL import Image
-
-    from ._images import load_images
-    from ._runs import IMAGE_ERRORS, first_line
-
-    if os.path.isdir(cwd) and os.getcwd() != cwd:
-        os.chdir(cwd)  # relative paths, and their messages, as the caller has them
-    keys, images, errors = [], [], []
-    for key, image in zip(batch[key_column], batch[column], strict=True):
-        key = str(key)
-        if key in done:
-            continue
-        try:
-            if isinstance(image, (str, os.PathLike)):
-                source: Any = Path(image)
-            elif isinstance(image, bytes):  # a file's content (read_binary_files)
-                source = [Image.open(io.BytesIO(image))]
-            else:
-                source = np.asarray(image)[np.newaxis]
-            images.append(load_images(source, image_size=image_size)[0])
-            errors.append("")
-        except IMAGE_ERRORS as exc:
-            images.append(np.zeros((*image_size, 3), dtype=np.float32))
-            errors.append(first_line(exc))
-        keys.append(key)
-    return {
-        _KEY: np.array(keys, dtype=object),
-        "image": np.stack(images)
-        if images
-        else np.zeros((0, *image_size, 3), dtype=np.float32),
-        "error": np.array(errors, dtype=object),
-    }
-
-
 def _readable(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The rows of a decoded batch whose image was read."""
     read = np.array([not error for error in batch["error"]], dtype=bool)
@@ -361,22 +316,30 @@ class _WriteResults(ExtractMaps):
         }
         batch = _readable(batch)
         if len(batch[_KEY]):
-            maps = self.extractor.transform(np.asarray(batch["image"]))
+            images = np.asarray(batch["image"])
             regularizer = self.regularizer
-            if regularizer.null == "per_image":
+            # A fitted pooled null judges the observed maps alone: the model
+            # runs on the images only, and no bootstrap column is written.
+            per_image = regularizer.null == "per_image"
+            if per_image:
+                maps = self.extractor.transform(images)
                 regularizer = clone(regularizer).fit(maps)
+            else:
+                maps = self.extractor.transform_observed(images)
             statistics = regularizer.compute_statistics(maps)
             n_images = len(maps)
             columns = {
                 "grid_shape": np.tile(self.extractor.grid_shape_, (n_images, 1)),
                 "scores": statistics.scores,
-                "bootstrap_scores": regularizer.layout_.bootstrap(maps),
-                "z": statistics.z,
-                "null_z": statistics.null_z,
-                "pvalues": statistics.pvalues,
-                "lfdr": statistics.lfdr,
-                "pi0": statistics.pi0,
             }
+            if per_image:
+                columns["bootstrap_scores"] = regularizer.layout_.bootstrap(maps)
+            columns["z"] = statistics.z
+            if per_image:
+                columns["null_z"] = statistics.null_z
+            columns["pvalues"] = statistics.pvalues
+            columns["lfdr"] = statistics.lfdr
+            columns["pi0"] = statistics.pi0
             for method in self.methods:
                 columns[f"regularized_{method}"] = (
                     statistics.regularized
@@ -490,6 +453,9 @@ def regularize_dataset(
         map, P tokens), ``bootstrap_scores`` (B * P), ``z``, ``null_z``,
         ``pvalues``, ``lfdr``, ``regularized_<method>`` per method, and the
         number ``pi0``: the arrays of the ``regularize`` command's ``.npz``.
+        Against a pooled null the model runs on the observed images alone (no
+        bootstrap sample): those files have no ``bootstrap_scores`` and
+        ``null_z``.
     methods : sequence of {"z", "p", "lfdr", "pi0"}, default=None
         Regularized maps to write; default: the regularizer's ``method``.
     column, key_column : str, default="image", "path"
@@ -542,6 +508,7 @@ def regularize_dataset(
     from sklearn.pipeline import Pipeline
 
     from ._parquet import read_keys, remove_temporary_files
+    from ._runs import decode_batch
 
     ray = _ray()
     extractor, regularizer = _check_pipeline(pipeline)
@@ -612,7 +579,7 @@ def regularize_dataset(
     }
     if regularizer.null == "pooled" and not _is_fitted(regularizer):
         # The first pass, over all the images (also those done: the same null).
-        states = dataset.map_batches(_decode, **decode).map_batches(
+        states = dataset.map_batches(decode_batch, **decode).map_batches(
             _PooledNullOfImages,
             fn_constructor_args=(clone(extractor), regularizer),
             **actors,
@@ -623,7 +590,7 @@ def regularize_dataset(
     written, failed = 0, {}
     if todo_dataset is not None:
         decode["fn_kwargs"]["done"] = skip
-        results = todo_dataset.map_batches(_decode, **decode).map_batches(
+        results = todo_dataset.map_batches(decode_batch, **decode).map_batches(
             _WriteResults,
             fn_constructor_args=(
                 clone(extractor),

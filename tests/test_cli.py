@@ -468,8 +468,9 @@ def test_an_image_claimed_by_another_process_is_left_to_it(
 
 
 def test_a_claim_dies_with_its_process(image_folder, random_weights, tmp_path):
-    """Another process claims an image: it is left alone while that process
-    lives, and computed once the process is killed (SIGKILL: no cleanup)."""
+    """Another process claims an image (an flock on its claim file, as a run
+    holds it): it is left alone while that process lives, and computed once
+    the process is killed (SIGKILL: no cleanup)."""
     import signal
 
     from sklearn_arb._runs import output_key
@@ -477,14 +478,14 @@ def test_a_claim_dies_with_its_process(image_folder, random_weights, tmp_path):
     key = output_key(image_folder / "a.png")
     folder = tmp_path / key.parent
     folder.mkdir(parents=True)
-    holder = subprocess.Popen(
+    holder = subprocess.Popen(  # plain Python: it starts in a blink
         [
             sys.executable,
             "-c",
-            "import sys, time; from pathlib import Path; "
-            "from sklearn_arb._runs import Claim; "
-            f"assert Claim(Path({str(folder)!r}), 'a.png').acquire(); "
-            "print('held', flush=True); time.sleep(600)",
+            "import fcntl, os, time; "
+            f"fd = os.open({str(folder / '.a.png.lock')!r}, os.O_CREAT | os.O_RDWR); "
+            "fcntl.flock(fd, fcntl.LOCK_EX); print('held', flush=True); "
+            "time.sleep(600)",
         ],
         stdout=subprocess.PIPE,
         text=True,

@@ -80,12 +80,16 @@ def test_shards_merged_state_equals_the_single_run_state(
 
 @pytest.mark.parametrize("max_exact_null", [None, "0"])
 def test_regularize_with_the_null_state_is_the_pooled_regularizer(
-    max_exact_null, in_root, random_weights, one_run, tmp_path
+    max_exact_null, in_root, random_weights, one_run, tmp_path, monkeypatch
 ):
-    """regularize --null-state gives, per image, the maps and statistics of
-    null="pooled" fitted on all the images' maps: exactly, with the
-    exact null and with the histogram alone (max_exact_null=0); and the
-    histogram's p-values are within its stated bound of the exact ones."""
+    """regularize --null-state runs the model on the observed images alone (n
+    forward images, not n * (1 + B); no bootstrap map written) and gives, per
+    image, the maps and statistics of null="pooled" fitted on all the images'
+    maps: exactly, with the exact null and with the histogram alone
+    (max_exact_null=0); and the histogram's p-values are within its stated
+    bound of the exact ones."""
+    import timm
+
     null = one_run
     if max_exact_null is not None:
         null = tmp_path / "bounded.npz"
@@ -94,7 +98,15 @@ def test_regularize_with_the_null_state_is_the_pooled_regularizer(
     output = tmp_path / "out"
     args = ["regularize", "images", "--weights", str(random_weights), "--no-plots"]
     args += ["--output", str(output), "--null-state", str(null), *MODEL]
+    forward, embed = [], timm.layers.PatchEmbed.forward
+
+    def counted(self, x):
+        forward.append(len(x))
+        return embed(self, x)
+
+    monkeypatch.setattr(timm.layers.PatchEmbed, "forward", counted)
     assert main(args) == 0
+    assert sum(forward) == N_IMAGES
 
     # The arrays the command feeds the model, each image alone (--batch-size 1):
     # the extractor's own reading of paths, or other batches, round otherwise.
@@ -114,6 +126,7 @@ def test_regularize_with_the_null_state_is_the_pooled_regularizer(
     statistics = regularizer.compute_statistics(maps)
     for i, path in enumerate(_paths()):
         with np.load(output / f"{path}.npz") as stored:
+            assert "null_attention" not in stored and "null_z" not in stored
             for name in EXACT:
                 expected = statistics["scores" if name == "attention" else name][i]
                 assert_array_equal(stored[name], expected, err_msg=name)

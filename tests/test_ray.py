@@ -297,10 +297,19 @@ def dataset_run(local_ray, image_root, random_weights, tmp_path_factory):
     return result, output, left, done
 
 
-def _assert_maps_equal(results, local):
+def _assert_maps_equal(results, local, observed_only=False):
+    """The same maps as the local pipeline's; against a pooled null the
+    observed maps alone (the actors ran no bootstrap sample)."""
     assert sorted(results) == sorted(local)
     for key, (maps, regularized) in local.items():
-        got = np.concatenate([results[key]["scores"], results[key]["bootstrap_scores"]])
+        if observed_only:
+            assert "bootstrap_scores" not in results[key]
+            assert "null_z" not in results[key]
+            got, maps = results[key]["scores"], maps[: len(results[key]["scores"])]
+        else:
+            got = np.concatenate(
+                [results[key]["scores"], results[key]["bootstrap_scores"]]
+            )
         np.testing.assert_allclose(got, maps, rtol=1e-6, err_msg=key)
         np.testing.assert_allclose(
             results[key]["regularized_p"], regularized, rtol=1e-6, err_msg=key
@@ -339,7 +348,7 @@ def test_regularize_dataset_with_two_actors_a_dataset_and_a_pooled_null(
     )
     assert result.written == 16 and result.failed == {}
     local = _local(image_root, random_weights, "pooled")
-    _assert_maps_equal(read_results(tmp_path), local)
+    _assert_maps_equal(read_results(tmp_path), local, observed_only=True)
     whole = _pipeline(random_weights, null="pooled")
     with chdir(image_root):
         whole.fit(sorted(local))
@@ -422,7 +431,7 @@ def test_decode_reads_paths_arrays_and_file_contents_alike(image_root, tmp_path)
     array or the file's bytes; keys done are dropped; a corrupt file is its
     error, not an exception."""
     from sklearn_arb import load_images
-    from sklearn_arb.ray import _decode
+    from sklearn_arb._runs import decode_batch
 
     files = _image_files(image_root)[:3]
     expected = load_images(files, image_size=32)
@@ -435,13 +444,13 @@ def test_decode_reads_paths_arrays_and_file_contents_alike(image_root, tmp_path)
     for column in columns:
         batch = {"key": columns["path"], "image": columns[column]}
         done = frozenset([str(files[1])])
-        out = _decode(batch, "image", "key", (32, 32), done, os.getcwd())
+        out = decode_batch(batch, "image", "key", (32, 32), done, os.getcwd())
         assert out["key"].tolist() == [str(files[0]), str(files[2])]
         np.testing.assert_array_equal(out["image"], expected[[0, 2]], err_msg=column)
         assert out["error"].tolist() == ["", ""]
     for image in (str(corrupt), corrupt.read_bytes()):
         batch = {"key": np.array(["bad"], dtype=object), "image": np.array([image])}
-        out = _decode(batch, "image", "key", (32, 32), frozenset(), os.getcwd())
+        out = decode_batch(batch, "image", "key", (32, 32), frozenset(), os.getcwd())
         assert out["key"].tolist() == ["bad"] and out["image"].shape == (1, 32, 32, 3)
         assert out["error"][0]  # the message; its wording is tested on Ray above
 

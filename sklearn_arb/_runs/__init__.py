@@ -13,6 +13,7 @@ missing or changed.
 """
 
 from ._compute import display_copy, read_model_input, regularize_batch
+from ._decode import decode_batch
 from ._errors import RunError, first_line
 from ._inputs import Input, file_inputs, in_shard, shard_of
 from ._loader import IMAGE_ERRORS, default_loader_threads, read_ahead
@@ -54,6 +55,7 @@ __all__ = [
     "RunSettings",
     "build_extractor",
     "check_output",
+    "decode_batch",
     "default_loader_threads",
     "display_copy",
     "file_digest",

@@ -71,10 +71,15 @@ def load(
     return Loaded(item, result, digest, model_input, display)
 
 
-def compute_maps(extractor: Any, images: np.ndarray) -> np.ndarray:
-    """The extractor's maps of a batch; the model failing (e.g. an overflow)
-    fails every image alike: one RunError."""
+def compute_maps(
+    extractor: Any, images: np.ndarray, observed_only: bool = False
+) -> np.ndarray:
+    """The extractor's maps of a batch: with their bootstrap maps, or the
+    observed maps alone (the model run on the images only); the model failing
+    (e.g. an overflow) fails every image alike: one RunError."""
     try:
+        if observed_only:
+            return extractor.transform_observed(images)
         return extractor.transform(images)
     except ValueError as exc:
         raise RunError(first_line(exc)) from None
@@ -89,9 +94,14 @@ def regularize_batch(
 ) -> list[tuple[dict[str, Any], dict[str, Any]]]:
     """Maps, statistics and regularized maps of a batch: per image, its summary
     row and the arrays of its ``.npz``; each image judged against its own
-    bootstrap maps, or against the ``pooled`` null (a fitted regularizer)."""
+    bootstrap maps, or against the ``pooled`` null (a fitted regularizer),
+    which needs the observed maps alone: then the model runs on the images
+    only, and no bootstrap map (``null_attention``, ``null_z``) is written."""
     start = time.perf_counter()
-    maps = compute_maps(extractor, np.stack([loaded.model_input for loaded in batch]))
+    observed_only = pooled is not None and not pooled.needs_bootstrap_maps()
+    maps = compute_maps(
+        extractor, np.stack([loaded.model_input for loaded in batch]), observed_only
+    )
     layout = MapLayout(extractor.n_tokens_, settings.n_bootstrap)
     params = dict(
         n_bootstrap=settings.n_bootstrap,
@@ -130,12 +140,14 @@ def regularize_batch(
                 float(values[i].sum() / attention.sum()), 6
             )
         row["seconds"] = round(seconds, 4)
+        null = {} if observed_only else {"null_attention": layout.bootstrap(maps)[i]}
+        null_z = {} if observed_only else {"null_z": statistics.null_z[i]}
         arrays = {
             "attention": attention,
-            "null_attention": layout.bootstrap(maps)[i],
+            **null,
             "grid_shape": np.asarray(extractor.grid_shape_),
             "z": statistics.z[i],
-            "null_z": statistics.null_z[i],
+            **null_z,
             "pvalues": statistics.pvalues[i],
             "lfdr": statistics.lfdr[i],
             "pi0": statistics.pi0[i],
