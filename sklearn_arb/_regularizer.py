@@ -26,8 +26,12 @@ from ._layout import MapLayout, layout_of, resolve_layout
 from ._thresholds import THRESHOLD_RULES, regularize_scores, significance_mask
 from .stats import PooledNull
 from .stats._lfdr import local_fdr_unchecked
-from .stats._null_models import FittedPooledNull, PerImageNull
-from .stats._pi0 import estimate_pi0_unchecked
+from .stats._null_models import FittedPooledNull, NullReference, PerImageNull
+from .stats._pi0 import (
+    STOREY_LAMBDAS,
+    estimate_pi0_from_counts,
+    estimate_pi0_unchecked,
+)
 from .stats._pvalues import PVALUE_KINDS, SortedNull
 from .stats._threads import one_blas_thread
 from .stats._zscores import log_scores_unchecked
@@ -595,7 +599,7 @@ class BootstrapAttentionRegularizer(TransformerMixin, BaseEstimator):
         if "pvalues" in needs:
             stats.pvalues = pvalues_of(self.pvalue)
         if "pi0" in needs:
-            stats.pi0 = self._pi0(stats, pvalues_of)
+            stats.pi0 = self._pi0(stats, reference, pvalues_of)
         if "lfdr" in needs:
             sorted_null = reference.sorted_null
             stats.lfdr = local_fdr_unchecked(
@@ -645,16 +649,23 @@ class BootstrapAttentionRegularizer(TransformerMixin, BaseEstimator):
             needs.add("pvalues")
         return needs
 
-    def _pi0(self, stats: Bunch, pvalues_of: Callable[[str], np.ndarray]) -> np.ndarray:
+    def _pi0(
+        self,
+        stats: Bunch,
+        reference: NullReference,
+        pvalues_of: Callable[[str], np.ndarray],
+    ) -> np.ndarray:
         """pi0 per image, from the p-values ``pi0_pvalues`` names (or fixed)."""
         kind = self._pi0_pvalue_kind()
         if kind is None:
             return np.full(len(stats.z), float(self.pi0))
         if kind == self.pvalue:
-            pvalues = stats.pvalues
-        else:
-            pvalues = pvalues_of(kind)
-        return estimate_pi0_unchecked(pvalues, self.pi0)
+            return estimate_pi0_unchecked(stats.pvalues, self.pi0)
+        # Storey's estimator reads how many p-values reach each lambda.
+        counts = reference.pvalue_counts_at_least(stats.z, kind, STOREY_LAMBDAS)
+        if counts is None:
+            return estimate_pi0_unchecked(pvalues_of(kind), self.pi0)
+        return estimate_pi0_from_counts(counts, stats.z.shape[1], self.pi0)
 
     def _pi0_pvalue_kind(self) -> str | None:
         """The kind of p-values pi0 is estimated from; None for a fixed pi0."""

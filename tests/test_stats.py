@@ -324,3 +324,25 @@ def test_one_blas_thread_restores_the_thread_counts():
     with pytest.raises(KeyError), one_blas_thread():
         raise KeyError  # restored on an error too
     assert blas_threads() == before
+
+
+@pytest.mark.parametrize("kind", ["one-sided", "two-sided"])
+@pytest.mark.parametrize("n_null_rows", [3, 1])
+def test_critical_values_decide_as_the_pvalues_do(kind, n_null_rows):
+    from sklearn_arb.stats._pvalues import (
+        pvalue_counts_at_least,
+        pvalues_at_most,
+        pvalues_from_sorted,
+        sort_null,
+    )
+
+    rng = np.random.default_rng(5)
+    null = sort_null(rng.integers(-4, 5, size=(n_null_rows, 40)).astype(float))
+    z = rng.integers(-6, 7, size=(3, 30)).astype(float)  # ties with the null
+    p = pvalues_from_sorted(z, null, kind)
+    grid = [k / 41 for k in (0, 1, 2, 20, 40, 41)]
+    thresholds = np.array(sorted({*grid, np.nextafter(2 / 41, 1), 0.05, 0.95}))
+    counts = pvalue_counts_at_least(z, null, kind, thresholds)
+    assert_array_equal(counts, (p[:, :, None] >= thresholds).sum(axis=1))
+    for alpha in thresholds:
+        assert_array_equal(pvalues_at_most(z, null, kind, alpha), p <= alpha)

@@ -20,6 +20,7 @@ from ._pooled_null import PooledNull
 from ._pvalues import (
     PValueKind,
     SortedNull,
+    pvalue_counts_at_least,
     pvalues_at_most,
     pvalues_from_sorted,
     sort_null,
@@ -62,6 +63,16 @@ class NullReference:
         if self.sorted_null is None:
             return self.histogram.histogram_pvalues(observed_logs, kind)
         return pvalues_from_sorted(z, self.sorted_null, kind)
+
+    def pvalue_counts_at_least(
+        self, z: np.ndarray, kind: PValueKind, lambdas: np.ndarray
+    ) -> np.ndarray | None:
+        """``#{t : p_t >= lambda_j}`` per image for :meth:`pvalues` of ``kind``
+        (Storey's pi0 reads no more); None where only the p-values tell (the
+        histogram, the reference p-values)."""
+        if self.sorted_null is None or kind == "reference":
+            return None
+        return pvalue_counts_at_least(z, self.sorted_null, kind, lambdas)
 
     def pvalues_at_most(
         self, z: np.ndarray, observed_logs: np.ndarray, kind: PValueKind, alpha: float

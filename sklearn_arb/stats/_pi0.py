@@ -53,6 +53,25 @@ def _pi0_lambda(pvalues: np.ndarray, lambdas: np.ndarray) -> np.ndarray:
     return n_at_least / (n_pvalues * (1.0 - lambdas))
 
 
+def estimate_pi0_from_counts(
+    n_at_least: np.ndarray,
+    n_pvalues: int,
+    method: Pi0Method,
+    lambdas: np.ndarray = STOREY_LAMBDAS,
+    smooth_df: float = 3.0,
+) -> np.ndarray:
+    """:func:`estimate_pi0` from the counts ``#{p >= lambda_j}`` of each image's
+    ``n_pvalues`` p-values, ``n_at_least`` of shape (n_images, n_lambdas): all
+    the estimator reads of the p-values (no checks)."""
+    return _pi0_of(
+        n_at_least / (n_pvalues * (1.0 - lambdas)),
+        n_pvalues,
+        method,
+        lambdas,
+        smooth_df,
+    )
+
+
 def spline_smoother_matrix(x: ArrayLike, df: float = 3.0) -> np.ndarray:
     """Smoother matrix of the cubic smoothing spline with ``df`` effective df.
 
@@ -194,11 +213,21 @@ def estimate_pi0_unchecked(
 ) -> np.ndarray:
     """:func:`estimate_pi0` of a checked 2-D float64 array (no checks)."""
     pi0_at = _pi0_lambda(pvalues, lambdas)
+    return _pi0_of(pi0_at, pvalues.shape[1], method, lambdas, smooth_df)
+
+
+def _pi0_of(
+    pi0_at: np.ndarray,
+    n_pvalues: int,
+    method: Pi0Method,
+    lambdas: np.ndarray,
+    smooth_df: float,
+) -> np.ndarray:
+    """pi0 per image from its ``pi0(lambda)`` of ``n_pvalues`` p-values."""
     if method == "smoother":
         weights = _smoother_row_at_last(tuple(lambdas.tolist()), float(smooth_df))
         pi0 = pi0_at @ weights
     else:
-        n_pvalues = pvalues.shape[1]
         floor = np.quantile(pi0_at, 0.1, axis=1, keepdims=True)
         n_at_least = pi0_at * (n_pvalues * (1.0 - lambdas))
         mse = (n_at_least / (n_pvalues**2 * (1.0 - lambdas) ** 2)) * (

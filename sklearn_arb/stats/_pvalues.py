@@ -9,6 +9,9 @@ from ._validation import as_finite_2d, as_sorted_reference
 
 PValueKind = Literal["one-sided", "two-sided", "reference"]
 PVALUE_KINDS = ("one-sided", "two-sided", "reference")
+# Rows of at most this many values are searched as given (histogram edges,
+# Storey's lambdas): sorting them first costs more than it saves.
+_FEW_KEYS = 32
 
 
 def search_rows(sorted_rows: np.ndarray, values: np.ndarray, side: str) -> np.ndarray:
@@ -21,6 +24,8 @@ def search_rows(sorted_rows: np.ndarray, values: np.ndarray, side: str) -> np.nd
     whose keys come in order takes the branches the previous one took and stays
     in cache, several times faster than for keys in random order.
     """
+    if values.shape[-1] <= _FEW_KEYS:  # too few to gain from their order
+        return _search_rows_as_given(sorted_rows, values, side)
     if sorted_rows.ndim == 1 or sorted_rows.shape[0] == 1:
         flat = values.ravel()
         order = np.argsort(flat)
@@ -36,6 +41,19 @@ def search_rows(sorted_rows: np.ndarray, values: np.ndarray, side: str) -> np.nd
         counts_in_order[row] = np.searchsorted(sorted_row, row_values, side=side)
     counts = np.empty(values.shape, dtype=np.intp)
     np.put_along_axis(counts, order, counts_in_order, axis=1)
+    return counts
+
+
+def _search_rows_as_given(
+    sorted_rows: np.ndarray, values: np.ndarray, side: str
+) -> np.ndarray:
+    if sorted_rows.ndim == 1 or sorted_rows.shape[0] == 1:
+        return np.searchsorted(sorted_rows.ravel(), values, side=side)
+    counts = np.empty(values.shape, dtype=np.intp)
+    for row, (sorted_row, row_values) in enumerate(
+        zip(sorted_rows, values, strict=True)
+    ):
+        counts[row] = np.searchsorted(sorted_row, row_values, side=side)
     return counts
 
 
@@ -132,6 +150,55 @@ def pvalues_at_most(
         return np.ones(values.shape, dtype=bool)
     critical = sorted_null[:, n_null - 1 - count]
     return values > critical[:, np.newaxis]
+
+
+def pvalue_counts_at_least(
+    z: np.ndarray, null: SortedNull, kind: PValueKind, lambdas: np.ndarray
+) -> np.ndarray:
+    """``#{t : p_t >= lambda_j}`` per row: the counts Storey's pi0 reads, exactly
+    as counted from ``pvalues_from_sorted(z, null, kind)``, without the p-values.
+
+    ``p >= lambda`` holds while the count of null values at least as extreme is
+    at least the smallest count that reaches ``lambda``, that is where ``z`` (or
+    ``|z|``) is at most a critical null value: one search per lambda in each
+    row's sorted values.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_arb.stats._pvalues import (
+    ...     pvalue_counts_at_least, pvalues_from_sorted, sort_null)
+    >>> null = sort_null(np.random.default_rng(0).standard_normal((2, 99)))
+    >>> z = np.random.default_rng(1).normal(0.5, 1.5, size=(2, 50))
+    >>> lambdas = np.array([0.05, 0.5, 0.95])
+    >>> p = pvalues_from_sorted(z, null, "two-sided")
+    >>> counts = pvalue_counts_at_least(z, null, "two-sided", lambdas)
+    >>> bool(np.array_equal(counts, (p[:, :, None] >= lambdas).sum(axis=1)))
+    True
+    """
+    if kind not in ("one-sided", "two-sided"):
+        raise ValueError(f"kind must be 'one-sided' or 'two-sided'; got {kind!r}.")
+    sorted_null = null.signed if kind == "one-sided" else null.absolute
+    values = np.sort(z if kind == "one-sided" else np.abs(z), axis=1)
+    n_null = sorted_null.shape[-1]
+    # Per lambda, the smallest count of null values at least as extreme with
+    # p >= lambda, found with the p-values' own arithmetic; the critical value
+    # is the null value of that rank (+inf: every p reaches lambda; -inf: none).
+    columns = []
+    for lam in np.asarray(lambdas, dtype=np.float64).tolist():
+        least = max(int(np.ceil(lam * (1.0 + n_null))) - 1, 0)
+        while least > 0 and (1.0 + (least - 1)) / (1.0 + n_null) >= lam:
+            least -= 1
+        while least <= n_null and (1.0 + least) / (1.0 + n_null) < lam:
+            least += 1
+        if least == 0:
+            columns.append(np.full(len(sorted_null), np.inf))
+        elif least > n_null:
+            columns.append(np.full(len(sorted_null), -np.inf))
+        else:
+            columns.append(sorted_null[:, n_null - least])
+    critical = np.broadcast_to(np.stack(columns, axis=1), (len(values), len(columns)))
+    return search_rows(values, np.ascontiguousarray(critical), "right")
 
 
 def empirical_pvalues(
