@@ -38,6 +38,7 @@ import xxhash
 from sklearn.utils import Bunch
 
 from ._regularizer import BootstrapAttentionRegularizer
+from ._thresholds import THRESHOLD_RULES
 
 __all__ = [
     "ExtractMaps",
@@ -520,8 +521,11 @@ def regularize_dataset(
             "extractor_params={'random_state': 0} to make_arb_pipeline."
         )
     methods = list(methods or [regularizer.method])
-    for method in methods:
-        BootstrapAttentionRegularizer(method=method)._validate_params()
+    unknown = [method for method in methods if method not in THRESHOLD_RULES]
+    if unknown:
+        raise ValueError(
+            f"methods must be among {sorted(THRESHOLD_RULES)}; got {unknown[0]!r}."
+        )
     if workers < 1 or batch_size < 1:
         raise ValueError(
             f"workers and batch_size must be at least 1; got {workers} and "

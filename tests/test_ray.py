@@ -422,6 +422,9 @@ def test_regularize_dataset_refuses_a_pipeline_it_cannot_run_alike(tmp_path):
         regularize_dataset(["x.png"], make_pipeline(StandardScaler()), tmp_path)
     with pytest.raises(ValueError, match="int random_state"):
         regularize_dataset(["x.png"], make_arb_pipeline(), tmp_path)
+    seeded = make_arb_pipeline(extractor_params={"random_state": 0})
+    with pytest.raises(ValueError, match=r"methods must be among .* got 'q'"):
+        regularize_dataset(["x.png"], seeded, tmp_path, methods=["p", "q"])
     assert not list(tmp_path.iterdir())
 
 
