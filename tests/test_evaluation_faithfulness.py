@@ -504,3 +504,24 @@ def test_a_sparse_map_removes_the_stated_number_of_tokens_not_a_percentile():
     )  # fmt: skip
     expected = _sigmoid(N_TOKENS - curves.n_tokens)
     np.testing.assert_allclose(curves.probabilities[0], expected, rtol=1e-6)
+
+
+def test_real_attention_deletes_faster_most_relevant_first(
+    deit_weights, imagenette_paths
+):
+    """DeiT-Tiny on Imagenette with ROAD: removing the tokens its CLS attention
+    ranks first lowers the predicted class's probability faster than removing
+    the last-ranked ones (the sanity a faithfulness metric must pass)."""
+    extractor = AttentionExtractor(
+        "deit_tiny_patch16_224", checkpoint_path=deit_weights, n_bootstrap=0
+    ).fit()
+    files = imagenette_paths[::50][:4]
+    maps = extractor.transform(files)
+    fractions = [0.0, 0.25, 0.5, 0.75, 1.0]
+    morf, lerf = (
+        deletion_curve(extractor, files, maps, order=order, fractions=fractions,
+                       random_state=0)
+        for order in ("morf", "lerf")
+    )  # fmt: skip
+    assert morf.auc.mean() < lerf.auc.mean()  # 0.10 against 0.14 here
+    np.testing.assert_array_equal(morf.targets, lerf.targets)
