@@ -218,11 +218,11 @@ def _check_fractions(fractions: ArrayLike | None) -> np.ndarray:
     return fractions
 
 
-def _resolve_targets(intact: np.ndarray, target: Any) -> np.ndarray:
-    """The class of each image, given its probabilities on the intact image."""
-    n_images, n_classes = intact.shape
+def _check_target(target: Any, n_images: int, n_classes: int | None = None):
+    """``target`` as ``"predicted"`` or ``(n_images,)`` classes, checked against
+    the model's ``n_classes`` once known."""
     if isinstance(target, str) and target == "predicted":
-        return intact.argmax(axis=1)
+        return target
     if isinstance(target, Integral):
         targets = np.full(n_images, int(target))
     else:
@@ -232,7 +232,7 @@ def _resolve_targets(intact: np.ndarray, target: Any) -> np.ndarray:
                 f"target must be 'predicted', a class index or {n_images} class "
                 f"indices (one per image); got {target!r}."
             )
-    if targets.min() < 0 or targets.max() >= n_classes:
+    if targets.min() < 0 or (n_classes is not None and targets.max() >= n_classes):
         raise ValueError(
             f"target classes must lie in [0, {n_classes}) for this model; got "
             f"classes from {targets.min()} to {targets.max()}."
@@ -283,7 +283,8 @@ class _Removal:
                 random_state=rng,
             )
             batch = self.classifier.batch_probabilities(perturbed)
-            if probabilities is None:
+            if probabilities is None:  # the number of classes is known now
+                target = _check_target(target, n_images, batch.shape[1])
                 shape = (n_images, n_settings + 1, batch.shape[1])
                 probabilities = np.full(shape, np.nan)
             probabilities[image, setting] = batch
@@ -292,14 +293,12 @@ class _Removal:
         probabilities[nothing_removed] = np.repeat(
             intact, nothing_removed.sum(axis=1), axis=0
         )
-        targets = _resolve_targets(intact, target)
-        at_target = np.take_along_axis(probabilities, targets[:, None, None], axis=2)[
-            :, :, 0
-        ]
+        targets = intact.argmax(axis=1) if isinstance(target, str) else target
+        at_target = probabilities[np.arange(n_images), :, targets]
         return targets, at_target[:, 0], at_target[:, 1:]
 
 
-def _setup(model, images, maps, removal, batch_size, noise, blur_sigma):
+def _setup(model, images, maps, removal, target, batch_size, noise, blur_sigma):
     if removal not in REMOVALS:
         raise ValueError(f"removal must be one of {REMOVALS}; got {removal!r}.")
     classifier = as_classifier(model)
@@ -308,6 +307,7 @@ def _setup(model, images, maps, removal, batch_size, noise, blur_sigma):
     pixels = classifier.load(images)
     n_tokens = classifier.grid_shape[0] * classifier.grid_shape[1]
     maps = _check_maps(maps, len(pixels), n_tokens)
+    _check_target(target, len(pixels))
     return _Removal(classifier, removal, noise, blur_sigma), pixels, maps
 
 
@@ -393,7 +393,7 @@ def perturbation_curve(
         raise ValueError(f"kind must be one of {_KINDS}; got {kind!r}.")
     fractions = _check_fractions(fractions)
     removal_, pixels, maps = _setup(
-        model, images, maps, removal, batch_size, noise, blur_sigma
+        model, images, maps, removal, target, batch_size, noise, blur_sigma
     )
     rng = check_random_state(random_state)
     ranked = token_order(maps, order=order, random_state=rng)
@@ -539,7 +539,7 @@ def selection_faithfulness(
     ([4, 0], 0.0)
     """
     removal_, pixels, maps = _setup(
-        model, images, maps, removal, batch_size, noise, blur_sigma
+        model, images, maps, removal, target, batch_size, noise, blur_sigma
     )
     rng = check_random_state(random_state)
     selected = maps != 0
