@@ -47,8 +47,7 @@ def _resumed(path: Path, fresh: NullState, keys: list[str]) -> NullState | None:
     if not path.exists():
         return None
     state = read_state(path)
-    if _forget_removed(state, fresh, keys):
-        write_state(path, state)
+    forgotten = _forget_removed(state, fresh, keys)
     if (
         state.settings != fresh.settings
         or (state.regularizer.max_exact_null != fresh.regularizer.max_exact_null)
@@ -59,6 +58,8 @@ def _resumed(path: Path, fresh: NullState, keys: list[str]) -> NullState | None:
             f"--output {path} holds another null (other settings or images); pass "
             "another file name or remove it"
         )
+    if forgotten:
+        write_state(path, state)
     return state
 
 
@@ -87,6 +88,13 @@ def _forget_removed(state: NullState, fresh: NullState, keys: list[str]) -> bool
 
 
 def fit_null(sources: Sequence[Path], settings: RunSettings) -> int:
+    """Fit the pooled null of the images in ``sources`` (files and folders; the
+    ``settings.shard`` of them) into the state file ``settings.output``.
+
+    Resumes an unfinished state of the same run; a complete one with images
+    left out as unreadable reads them again. Returns the exit status: 0, or 1
+    while any image is left out (each named on stderr).
+    """
     from tqdm import tqdm
 
     if settings.output.is_dir():
@@ -249,6 +257,9 @@ def _check_disjoint(paths: list[Path], states: list[NullState]) -> list[str]:
 
 
 def merge_null(paths: Sequence[Path], output: Path, quiet: bool = False) -> int:
+    """Merge the complete null states in ``paths`` (of disjoint images, fitted
+    with the same settings) into ``output``. Returns the exit status: 0, or 1
+    when the merged states left images out (said even when ``quiet``)."""
     paths = list(paths)
     for path in paths:
         if path.is_dir():
