@@ -334,9 +334,11 @@ def test_grid_search_over_the_source_runs_the_vit_once_per_source(
         scoring=kept_share,
         cv=2,
     ).fit(images)
-    # 6 candidates x 2 folds and the refit: each source's maps of each half of
-    # the images computed once, every other call served by the cache.
-    assert sorted(forward_passes) == [3] * 6
+    # 6 candidates x 2 folds and the refit: per source, each half's maps
+    # computed once (its fold's fit), and the observed maps alone of the half
+    # scored first, before its whole rows exist (the pooled null transforms
+    # observed maps: 3 forward images); every other call served by the cache.
+    assert sorted(forward_passes) == [3] * 9
     assert sorted(set(scales)) == ["linear", "log"]  # CDAM's maps are signed
     assert search.best_params_["extractor__source"] in ("attention", "rollout", "cdam")
 
