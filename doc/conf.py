@@ -56,6 +56,15 @@ def _escape_terminal_habits(app, what, name, obj, options, lines):
         lines[i] = _ABSOLUTE_VALUE.sub(r"\\|\1\\|", line)
 
 
+def _skip_metadata_request_methods(app, what, name, obj, skip, options):
+    # scikit-learn generates set_<method>_request on each subclass of a Pipeline;
+    # their docstrings cite its glossary, which an offline build cannot resolve.
+    if name.startswith("set_") and name.endswith("_request"):
+        return True
+    return None
+
+
 def setup(app):
     # After numpydoc (priority 500) has turned sections into reST.
     app.connect("autodoc-process-docstring", _escape_terminal_habits, priority=900)
+    app.connect("autodoc-skip-member", _skip_metadata_request_methods)
