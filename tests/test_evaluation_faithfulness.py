@@ -354,15 +354,26 @@ def test_classifier_of_an_extractor_is_its_vit_with_its_preprocessing(
     assert classifier.patch_size == PATCH
 
 
-def test_named_weights_are_loaded_again_with_their_classifier(random_weights):
+def test_named_weights_are_loaded_again_with_their_classifier(tmp_path):
+    import timm
+
+    torch.manual_seed(0)
+    checkpoint = tmp_path / "test_vit.pth"
+    torch.save(timm.create_model("test_vit").state_dict(), checkpoint)
     extractor = AttentionExtractor(
-        "deit_tiny_patch16_224", checkpoint_path=random_weights, image_size=SIZE
+        "test_vit", checkpoint_path=checkpoint, image_size=SIZE
     ).fit()
     assert extractor.model_.num_classes == 0  # the attention source drops it
     module = as_classifier(extractor).module
     assert module.num_classes == 1000
-    for name, value in extractor.model_.state_dict().items():
-        torch.testing.assert_close(module.state_dict()[name], value)
+    weights = module.state_dict()
+    assert all(
+        torch.equal(weights[name], value)
+        for name, value in extractor.model_.state_dict().items()
+    )
+    # The head is the checkpoint's, not a fresh draw.
+    head = torch.load(checkpoint, weights_only=True)["head.weight"]
+    assert torch.equal(weights["head.weight"], head)
 
 
 def test_a_classifier_without_head_is_refused(make_tiny_vit):
