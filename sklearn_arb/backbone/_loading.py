@@ -16,7 +16,7 @@ from torch import nn
 
 from ._attention import block_index, read_block_family
 from ._families import TIMM_FAMILIES, read_family
-from ._hf import is_hf_folder, is_hf_model, load_hf_vit
+from ._hf import HF_MODEL_TYPES, is_hf_folder, is_hf_model, load_hf_vit
 from ._hub import local_hub_only
 from ._unreadable import unreadable_reason
 
@@ -225,10 +225,19 @@ def _why_not_readable(model: nn.Module) -> str | None:
         if read_family(block) is None and not isinstance(block, families):
             return (
                 f"block {index} is a {type(block).__name__}, whose attention is not "
-                f"one the extractor reads (timm ViT, DeiT, DINO(v2/v3), CLIP, MAE, "
-                f"EVA and BEiT blocks; transformers ViT, DeiT and DINOv2 layers)"
+                f"one the extractor reads ({_readable_blocks()})"
             )
     return None
+
+
+def _readable_blocks() -> str:
+    """The blocks of the registered families, as an error names them."""
+    timm_blocks = dict.fromkeys(
+        f"{f.block.__module__.rsplit('.', 1)[-1]}.{f.block.__name__}"
+        for f in TIMM_FAMILIES
+    )
+    layers = [known.layer for known in HF_MODEL_TYPES.values()]
+    return f"timm {', '.join(timm_blocks)}; transformers {', '.join(layers)}"
 
 
 def validate_vit(model: nn.Module) -> None:
