@@ -39,7 +39,41 @@ from .stats._zscores import log_scores_unchecked
 _THRESHOLD = [Interval(Real, 0, 1, closed="both"), StrOptions({"median"})]
 
 
-class BootstrapAttentionRegularizer(TransformerMixin, BaseEstimator):
+class ObservedMapsMixin:
+    """Output side shared by the transformers that return one map per image:
+    the regularizer and the selection rules, fitted with a ``layout_``.
+
+    The output is the input's observed block (zeroed where not kept), so its
+    columns are the observed block's and its float dtype is the input's.
+    """
+
+    def get_feature_names_out(
+        self, input_features: ArrayLike | None = None
+    ) -> np.ndarray:
+        """Names of the output columns: those of the observed block of the input.
+
+        Parameters
+        ----------
+        input_features : array-like of str, default=None
+            Input column names; default ``feature_names_in_`` or ``x0, x1, ...``.
+
+        Returns
+        -------
+        feature_names_out : ndarray of str objects, shape (n_tokens_,)
+        """
+        check_is_fitted(self)
+        return self.layout_.observed(
+            _check_feature_names_in(self, input_features)[None]
+        )[0]
+
+    def __sklearn_tags__(self) -> Tags:
+        tags = super().__sklearn_tags__()
+        # Statistics may run in float64; the returned maps keep the input's dtype.
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags
+
+
+class BootstrapAttentionRegularizer(ObservedMapsMixin, TransformerMixin, BaseEstimator):
     """Attention Regularization by the Bootstrap (ARB) of ViT attention maps.
 
     Each attention score is compared with the scores a structureless bootstrap input
@@ -815,31 +849,6 @@ class BootstrapAttentionRegularizer(TransformerMixin, BaseEstimator):
         X, layout = self._validate_for_transform(X)
         with one_blas_thread(len(X)):
             return self._statistics(X, layout, everything=True)
-
-    def get_feature_names_out(
-        self, input_features: ArrayLike | None = None
-    ) -> np.ndarray:
-        """Names of the output columns: those of the observed block of the input.
-
-        Parameters
-        ----------
-        input_features : array-like of str, default=None
-            Input column names; default ``feature_names_in_`` or ``x0, x1, ...``.
-
-        Returns
-        -------
-        feature_names_out : ndarray of str objects, shape (n_tokens_,)
-        """
-        check_is_fitted(self)
-        return self.layout_.observed(
-            _check_feature_names_in(self, input_features)[None]
-        )[0]
-
-    def __sklearn_tags__(self) -> Tags:
-        tags = super().__sklearn_tags__()
-        # Statistics run in float64; the returned maps keep the input's float dtype.
-        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
-        return tags
 
 
 def _n_columns(X: ArrayLike) -> int | None:

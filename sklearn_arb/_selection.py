@@ -17,19 +17,16 @@ from typing import ClassVar
 import numpy as np
 from numpy.typing import ArrayLike
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
-from sklearn.utils import Tags, check_random_state
+from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import (
     Interval,
     StrOptions,
     validate_parameter_constraints,
 )
-from sklearn.utils.validation import (
-    _check_feature_names_in,
-    check_is_fitted,
-    validate_data,
-)
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._layout import layout_of, resolve_layout
+from ._regularizer import ObservedMapsMixin
 from ._thresholds import regularize_scores
 
 __all__ = [
@@ -149,7 +146,7 @@ def mean_threshold_mask(scores: np.ndarray) -> np.ndarray:
     return evidence > evidence.mean(axis=1, keepdims=True)
 
 
-class _SelectionRule(TransformerMixin, BaseEstimator):
+class _SelectionRule(ObservedMapsMixin, TransformerMixin, BaseEstimator):
     """Validation, layout and output shared by the selection rules.
 
     A subclass implements ``_keep(observed)``: the boolean mask of the tokens
@@ -217,30 +214,6 @@ class _SelectionRule(TransformerMixin, BaseEstimator):
         X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
         observed = self.layout_.observed(X)
         return regularize_scores(observed, self._keep(observed))
-
-    def get_feature_names_out(
-        self, input_features: ArrayLike | None = None
-    ) -> np.ndarray:
-        """Names of the output columns: those of the observed block of the input.
-
-        Parameters
-        ----------
-        input_features : array-like of str, default=None
-            Input column names; default ``feature_names_in_`` or ``x0, x1, ...``.
-
-        Returns
-        -------
-        feature_names_out : ndarray of str objects, shape (n_tokens_,)
-        """
-        check_is_fitted(self)
-        return self.layout_.observed(
-            _check_feature_names_in(self, input_features)[None]
-        )[0]
-
-    def __sklearn_tags__(self) -> Tags:
-        tags = super().__sklearn_tags__()
-        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
-        return tags
 
 
 _FITTED_ATTRIBUTES = """
