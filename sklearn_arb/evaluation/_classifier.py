@@ -55,6 +55,8 @@ class ImageClassifier:
     >>> classifier = as_classifier(vit)
     >>> classifier.image_size, classifier.patch_size, classifier.grid_shape
     ((32, 32), 8, (4, 4))
+    >>> classifier.n_tokens
+    16
     >>> probabilities = classifier.probabilities(np.zeros((2, 32, 32, 3)))
     >>> probabilities.shape, bool(np.allclose(probabilities.sum(axis=1), 1))
     ((2, 5), True)
@@ -74,6 +76,12 @@ class ImageClassifier:
             self.image_size[0] // self.patch_size,
             self.image_size[1] // self.patch_size,
         )
+
+    @property
+    def n_tokens(self) -> int:
+        """Tokens per image, the size of the grid (one map value each)."""
+        rows, cols = self.grid_shape
+        return rows * cols
 
     @property
     def device(self) -> torch.device:

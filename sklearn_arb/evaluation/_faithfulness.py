@@ -305,8 +305,7 @@ def _setup(model, images, maps, removal, target, batch_size, noise, blur_sigma):
     if batch_size is not None:
         classifier = replace(classifier, batch_size=int(batch_size))
     pixels = classifier.load(images)
-    n_tokens = classifier.grid_shape[0] * classifier.grid_shape[1]
-    maps = _check_maps(maps, len(pixels), n_tokens)
+    maps = _check_maps(maps, len(pixels), classifier.n_tokens)
     _check_target(target, len(pixels))
     return _Removal(classifier, removal, noise, blur_sigma), pixels, maps
 

@@ -72,8 +72,7 @@ class FaithfulnessScorer:
 
     def __call__(self, estimator: Pipeline, X: Any, y: ArrayLike | None = None):
         classifier = as_classifier(estimator)
-        n_tokens = classifier.grid_shape[0] * classifier.grid_shape[1]
-        maps = _token_maps(estimator, X, n_tokens)
+        maps = _token_maps(estimator, X, classifier.n_tokens)
         target = self._target(y, len(maps))
         wanted = FAITHFULNESS_METRICS if self.metric == "all" else (self.metric,)
         scores = {}
