@@ -43,7 +43,7 @@ from tqdm import tqdm
 
 from .. import BootstrapAttentionRegularizer
 from .._extractor import AttentionExtractor
-from .._images import IMAGE_SUFFIXES, load_images
+from .._images import image_files, load_images
 from .._layout import MapLayout, TokenMaps, with_layout
 from .._runs import file_digest, write_atomic
 from .._selection import cumulative_mass_mask, mean_threshold_mask, top_fraction_mask
@@ -185,9 +185,7 @@ def box_images(folder: Path, boxes: Bunch) -> list[tuple[Path, str]]:
     sorted by key."""
     rows_of = {file: [] for file in boxes.file}
     found = []
-    for path in sorted(Path(folder).rglob("*")):
-        if path.suffix.lower() not in IMAGE_SUFFIXES or not path.is_file():
-            continue
+    for path in image_files(folder):
         key = _file_key(PurePath(path.relative_to(folder)).as_posix(), rows_of)
         if key is not None:
             found.append((path, key))
