@@ -40,12 +40,18 @@ _THRESHOLD = [Interval(Real, 0, 1, closed="both"), StrOptions({"median"})]
 
 
 class ObservedMapsMixin:
-    """Output side shared by the transformers that return one map per image:
-    the regularizer and the selection rules, fitted with a ``layout_``.
+    """Layout and output side shared by the transformers that return one map per
+    image: the regularizer and the selection rules.
 
     The output is the input's observed block (zeroed where not kept), so its
     columns are the observed block's and its float dtype is the input's.
     """
+
+    def _set_layout(self, layout: MapLayout) -> None:
+        """Record the fitted layout and its B and P."""
+        self.layout_ = layout
+        self.n_bootstrap_ = layout.n_bootstrap
+        self.n_tokens_ = layout.n_tokens
 
     def get_feature_names_out(
         self, input_features: ArrayLike | None = None
@@ -531,11 +537,6 @@ class BootstrapAttentionRegularizer(ObservedMapsMixin, TransformerMixin, BaseEst
         regularizer.scale_ = null_scale
         regularizer._set_pooled_null(pooled_null)
         return regularizer
-
-    def _set_layout(self, layout: MapLayout) -> None:
-        self.layout_ = layout
-        self.n_bootstrap_ = layout.n_bootstrap
-        self.n_tokens_ = layout.n_tokens
 
     def _resolved_scale(self, X: np.ndarray) -> str:
         """``scale``, with ``"auto"`` resolved on the maps ``X``."""

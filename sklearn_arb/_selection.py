@@ -180,9 +180,7 @@ class _SelectionRule(ObservedMapsMixin, TransformerMixin, BaseEstimator):
         """
         attached = layout_of(X)
         X = validate_data(self, X, dtype=[np.float64, np.float32])
-        self.layout_ = resolve_layout(self.n_bootstrap, attached, X.shape[1])
-        self.n_bootstrap_ = self.layout_.n_bootstrap
-        self.n_tokens_ = self.layout_.n_tokens
+        self._set_layout(resolve_layout(self.n_bootstrap, attached, X.shape[1]))
         return self
 
     def transform(self, X: ArrayLike) -> np.ndarray:
