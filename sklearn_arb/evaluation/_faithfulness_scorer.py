@@ -76,16 +76,17 @@ class FaithfulnessScorer:
         target = self._target(y, len(maps))
         wanted = FAITHFULNESS_METRICS if self.metric == "all" else (self.metric,)
         scores = {}
-        if "neg_deletion_auc" in wanted:
-            curves = perturbation_curve(
-                classifier, X, maps, kind="deletion", target=target, **self.options
-            )
-            scores["neg_deletion_auc"] = -float(curves.auc.mean())
-        if "insertion_auc" in wanted:
-            curves = perturbation_curve(
-                classifier, X, maps, kind="insertion", target=target, **self.options
-            )
-            scores["insertion_auc"] = float(curves.auc.mean())
+        # Deletion's AUC is smaller the more faithful the map: negated, as sklearn's
+        # neg_* scorers, so that greater is better for every metric.
+        for name, kind, sign in (
+            ("neg_deletion_auc", "deletion", -1.0),
+            ("insertion_auc", "insertion", 1.0),
+        ):
+            if name in wanted:
+                curves = perturbation_curve(
+                    classifier, X, maps, kind=kind, target=target, **self.options
+                )
+                scores[name] = sign * float(curves.auc.mean())
         if {"comprehensiveness", "neg_sufficiency"} & set(wanted):
             options = {k: v for k, v in self.options.items() if k != "fractions"}
             options.pop("order", None)
