@@ -20,7 +20,7 @@ from sklearn_arb.evaluation import (
     selection_scores,
 )
 from sklearn_arb.evaluation._classifier import as_classifier
-from sklearn_arb.evaluation._study import _is_upper_set, image_faithfulness, select
+from sklearn_arb.evaluation._study import image_faithfulness, is_upper_set, select
 
 BOX_HEADER = "file,class_index,original_width,original_height,x0,y0,x1,y1\n"
 
@@ -52,7 +52,7 @@ def test_selections_are_the_rules_and_arb_as_the_library_gives_them():
     # Every rule keeps an upper set of the raw scores (what faithfulness reads).
     for method, mask in masks.items():
         if method != "random":
-            assert _is_upper_set(selections.observed, mask).all(), method
+            assert is_upper_set(selections.observed, mask).all(), method
 
 
 def test_settings_refuse_unknown_names_and_add_arb_p_where_needed():

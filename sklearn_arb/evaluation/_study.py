@@ -47,6 +47,7 @@ from .._images import image_files, load_images
 from .._layout import MapLayout, TokenMaps, with_layout
 from .._runs import file_digest, write_atomic
 from .._selection import cumulative_mass_mask, mean_threshold_mask, top_fraction_mask
+from ..backbone import make_source
 from ._calibration import noise_calibration
 from ._classifier import ImageClassifier, as_classifier
 from ._faithfulness import curve_auc, perturbation_curve, selection_faithfulness
@@ -217,9 +218,10 @@ def _source_extractor(
 
 
 def _regularizer(source: str, method: str) -> BootstrapAttentionRegularizer:
-    # CDAM's maps are signed: z on the raw scores, as sklearn-arb regularize does.
-    scale = "linear" if source == "cdam" else "log"
-    return BootstrapAttentionRegularizer(method=method, scale=scale)
+    # Signed maps (CDAM) get z on the raw scores, as sklearn-arb regularize does.
+    return BootstrapAttentionRegularizer(
+        method=method, scale=make_source(source).z_scale
+    )
 
 
 def _matched_mass(observed: np.ndarray, mean_size: float) -> float:
@@ -296,7 +298,7 @@ def select(maps: Any, source: str, settings: EvaluationSettings) -> Bunch:
     )
 
 
-def _is_upper_set(observed: np.ndarray, mask: np.ndarray) -> np.ndarray:
+def is_upper_set(observed: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Per image: every kept score exceeds every other score (so the selection
     is the first ``mask.sum()`` tokens of the raw map's order)."""
     kept_min = np.where(mask, observed, np.inf).min(axis=1)
@@ -565,7 +567,7 @@ def _source_faithfulness(
     methods = [m for m in settings.methods if m != "random"]
     sizes = np.stack([selections.masks[m].sum(axis=1) for m in methods], axis=1)
     upper = np.stack(
-        [_is_upper_set(observed, selections.masks[m]) for m in methods], axis=1
+        [is_upper_set(observed, selections.masks[m]) for m in methods], axis=1
     )
     random_masks = selections.masks.get("random")
     model_digest = _digest(
