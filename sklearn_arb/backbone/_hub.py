@@ -52,7 +52,8 @@ def hub_reachable(timeout: float = 3.0) -> bool:
 @contextmanager
 def local_hub_only() -> Iterator[None]:
     """Downloads in the block read the local hub cache only, unless the hub can
-    be reached (or is declared offline, which the client already honours).
+    be reached and is not declared offline (``HF_HUB_OFFLINE``, which the hub
+    client reads once, at its import: set after that, it is applied here).
 
     Examples
     --------
@@ -60,7 +61,7 @@ def local_hub_only() -> Iterator[None]:
     >>> with local_hub_only():
     ...     pass
     """
-    if hub_declared_offline() or hub_reachable():
+    if not hub_declared_offline() and hub_reachable():
         yield
         return
     from huggingface_hub import constants
