@@ -520,7 +520,7 @@ def _stored_maps(
     (per image resumable through the extractor's ``memory``) and written."""
     file = output / f"maps_{source}.npz"
     request = _digest(
-        _module_digest(extractor.model_),
+        extractor.weights_id_,
         {name: repr(getattr(extractor, name)) for name in _MAP_PARAMETERS},
         [file_digest(path) for path in paths],
     )
@@ -536,17 +536,6 @@ def _stored_maps(
         file, lambda handle: np.savez(handle, request=np.asarray(request), maps=maps)
     )
     return with_layout(maps, layout)
-
-
-def _module_digest(module: Any) -> str:
-    """xxh3-128 of a module's parameter and buffer names, shapes and values: the
-    key of what was computed with it, whatever process computed it."""
-    digest = xxhash.xxh3_128()
-    for name, tensor in module.state_dict().items():
-        array = tensor.detach().cpu().contiguous().numpy()
-        digest.update(f"{name}|{array.shape}|{array.dtype.str}|".encode())
-        digest.update(array.tobytes())
-    return digest.hexdigest()
 
 
 def _source_faithfulness(
@@ -570,8 +559,9 @@ def _source_faithfulness(
         [is_upper_set(observed, selections.masks[m]) for m in methods], axis=1
     )
     random_masks = selections.masks.get("random")
+    # The classifier runs the extractor's weights (its checkpoint, head included).
     model_digest = _digest(
-        _module_digest(classifier.module),
+        extractor.weights_id_,
         classifier.image_size,
         classifier.mean,
         classifier.std,
@@ -710,7 +700,7 @@ def _calibration(
     """:func:`noise_calibration` of one source, stored in the output folder."""
     file = output / f".calibration_{source}.json"
     request = _digest(
-        _module_digest(extractor.model_),
+        extractor.weights_id_,
         {k: repr(v) for k, v in extractor.get_params().items() if k not in _RUNTIME},
         [str(path) for path in paths],
         settings.seed,

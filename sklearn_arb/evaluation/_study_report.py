@@ -13,7 +13,7 @@ from sklearn.utils import Bunch
 
 from .._runs import write_atomic
 from ._intervals import finite_mean, mean_interval, paired_test
-from ._study import METHODS
+from ._study import METHODS, EvaluationSettings, compute_evaluation
 
 __all__ = ["LOCALISATION_METRICS", "run_evaluation", "summarize", "write_report"]
 
@@ -369,8 +369,6 @@ def run_evaluation(
     >>> sorted(p.name for p in (folder / "out").glob("*.csv"))
     ['curves.csv', 'per_image.csv', 'summary.csv', 'tests.csv']
     """
-    from ._study import EvaluationSettings, compute_evaluation
-
     settings = EvaluationSettings() if settings is None else settings
     results = compute_evaluation(
         Path(folder),
