@@ -12,6 +12,7 @@ a rename), so an interrupted run loses nothing; a rerun computes only what is
 missing or changed.
 """
 
+from ..backbone import file_digest
 from ._compute import display_copy, read_model_input, regularize_batch
 from ._decode import decode_batch
 from ._errors import RunError, first_line
@@ -33,7 +34,6 @@ from ._settings import DEFAULT_BATCH_SIZE, DEFAULT_MODEL, MAP_SETTINGS, RunSetti
 from ._store import (
     Claim,
     Result,
-    file_digest,
     output_key,
     read_summary_rows,
     remove_stale_partials,

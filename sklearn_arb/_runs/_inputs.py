@@ -18,8 +18,9 @@ import numpy as np
 import xxhash
 
 from .._images import IMAGE_SUFFIXES, image_files
+from ..backbone import file_digest
 from ._errors import RunError
-from ._store import array_digest, file_digest, output_key
+from ._store import array_digest, output_key
 
 
 @dataclass

@@ -7,8 +7,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..backbone import MapSource, make_source, weights_file_digest
-from ._store import file_digest
+from ..backbone import MapSource, file_digest, make_source, weights_file_digest
 
 DEFAULT_MODEL = "deit_tiny_patch16_224"
 # Images per batch: each call of the model pays a fixed cost (its streams fill and

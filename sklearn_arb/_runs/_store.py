@@ -36,15 +36,6 @@ SUMMARY = "summary.csv"
 _PARTIAL = ".partial"
 
 
-def file_digest(path: Path) -> str:
-    """xxh3-128 of a file's bytes, read in blocks (memory stays flat)."""
-    digest = xxhash.xxh3_128()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def array_digest(array: np.ndarray) -> str:
     """xxh3-128 of an array's shape, dtype and values."""
     array = np.ascontiguousarray(array)

@@ -20,7 +20,7 @@ from ._blocks import run_blocks
 from ._bootstrap import BOOTSTRAP_KINDS, draw_bootstrap
 from ._loading import load_checkpoint, load_vit, resolve_device, validate_vit
 from ._sources import SOURCES, MapSource, make_source
-from ._weights import weights_file_digest
+from ._weights import file_digest, weights_file_digest
 
 __all__ = [
     "BOOTSTRAP_KINDS",
@@ -30,6 +30,7 @@ __all__ = [
     "cls_attention",
     "draw_bootstrap",
     "embed_tokens",
+    "file_digest",
     "load_checkpoint",
     "load_vit",
     "make_source",

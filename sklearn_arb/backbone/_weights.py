@@ -20,11 +20,47 @@ from torch import nn
 from ._cache import array_digests
 from ._families import read_family
 
-__all__ = ["module_weights_identity", "named_weights_identity", "weights_file_digest"]
+__all__ = [
+    "file_digest",
+    "module_weights_identity",
+    "named_weights_identity",
+    "weights_file_digest",
+]
 
 # (resolved path, size, mtime in ns) -> the file's content digest.
 _FILE_DIGESTS: dict[tuple[str, int, int], str] = {}
 _FILE_DIGESTS_LOCK = threading.Lock()
+
+
+def file_digest(path: str | os.PathLike) -> str:
+    """xxh3-128 of a file's bytes, read in 1 MiB blocks (memory stays flat).
+
+    Parameters
+    ----------
+    path : str or path-like
+        An existing file.
+
+    Returns
+    -------
+    digest : str
+        32 hexadecimal characters, read anew at every call (see
+        :func:`weights_file_digest` for the remembered one).
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from sklearn_arb.backbone import file_digest
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     path = os.path.join(tmp, "a.bin")
+    ...     _ = open(path, "wb").write(b"bytes")
+    ...     len(file_digest(path))
+    32
+    """
+    digest = xxhash.xxh3_128()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def weights_file_digest(path: str | os.PathLike) -> str:
@@ -60,13 +96,10 @@ def weights_file_digest(path: str | os.PathLike) -> str:
         known = _FILE_DIGESTS.get(key)
     if known is not None:
         return known
-    digest = xxhash.xxh3_128()
-    with open(resolved, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
+    digest = file_digest(resolved)
     with _FILE_DIGESTS_LOCK:
-        _FILE_DIGESTS[key] = digest.hexdigest()
-    return _FILE_DIGESTS[key]
+        _FILE_DIGESTS[key] = digest
+    return digest
 
 
 def named_weights_identity(
