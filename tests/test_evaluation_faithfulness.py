@@ -99,25 +99,43 @@ def test_road_noise_is_gaussian_with_the_stated_std_and_seeded():
     np.testing.assert_array_equal(filled[0][~inside], plane[0][~inside])
 
 
+def _random_removal(shape, fraction, seed):
+    """Row-major token indices of a random removal of ``fraction`` of a grid."""
+    n_tokens = shape[0] * shape[1]
+    rng = np.random.default_rng(seed)
+    return rng.permutation(n_tokens)[: round(fraction * n_tokens)].tolist()
+
+
 @pytest.mark.parametrize(
-    ("size", "tokens"),
+    ("shape", "patch", "tokens"),
     [
-        (SIZE, [0, 1, 4, 15]),  # corner, edge and the opposite corner
-        (SIZE, [0, 1, 4, 5, 10, 11, 14, 15]),  # two aligned 2 x 2 squares
+        ((SIZE, SIZE), PATCH, [0, 1, 4, 15]),  # corner, edge and opposite corner
+        ((SIZE, SIZE), PATCH, [0, 1, 4, 5, 10, 11, 14, 15]),  # two 2 x 2 squares
         # 8 x 8 tokens: a 4 x 4 square, a 2 x 2 square and single tokens.
-        (64, [r * 8 + c for r in range(4) for c in range(4)] + [36, 37, 44, 45, 7]),
+        ((64, 64), PATCH, [r * 8 + c for r in range(4) for c in range(4)]
+         + [36, 37, 44, 45, 7]),
+        # A 4 x 4 square off the 4-token grid, against the bottom and right
+        # border, with a 2 x 2 square against the bottom border beside it.
+        ((64, 64), PATCH, [r * 8 + c for r in range(4, 8) for c in range(3, 8)]
+         + [r * 8 + c for r in range(6, 8) for c in range(0, 2)]),
+        ((64, 64), PATCH, _random_removal((8, 8), 0.5, 0)),
+        ((64, 64), PATCH, _random_removal((8, 8), 0.95, 1)),  # all but 3 tokens
+        ((48, 80), PATCH, _random_removal((6, 10), 0.7, 2)),  # not square
+        ((24, 24), 2, _random_removal((12, 12), 0.8, 3)),  # 1-pixel interiors
+        ((12, 12), 1, _random_removal((12, 12), 0.6, 4)),  # no interiors
     ],
-)
-def test_road_solves_the_neighbour_mean_equations(size, tokens):
+)  # fmt: skip
+def test_road_solves_the_neighbour_mean_equations(shape, patch, tokens):
     """Each removed pixel is the weighted mean of its neighbours inside the
     image (1/6 direct, 1/12 diagonal, renormalised at the border), checked
     pixel by pixel against a plain loop, whatever squares cover the removal."""
-    image = np.random.default_rng(0).random((1, size, size, 3))
-    grid = size // PATCH
-    removed = np.zeros((1, grid * grid), dtype=bool)
+    height, width = shape
+    image = np.random.default_rng(0).random((1, height, width, 3))
+    grid = (height // patch, width // patch)
+    removed = np.zeros((1, grid[0] * grid[1]), dtype=bool)
     removed[0, tokens] = True
-    filled = remove_tokens(image, removed, PATCH, noise=0.0)[0]
-    mask = np.kron(removed[0].reshape(grid, grid), np.ones((PATCH, PATCH), bool))
+    filled = remove_tokens(image, removed, patch, noise=0.0)[0]
+    mask = np.kron(removed[0].reshape(grid), np.ones((patch, patch), bool))
     worst = 0.0
     for r, c in zip(*np.nonzero(mask), strict=True):
         total, weight = np.zeros(3), 0.0
@@ -125,13 +143,26 @@ def test_road_solves_the_neighbour_mean_equations(size, tokens):
             for dc in (-1, 0, 1):
                 if (dr, dc) == (0, 0):
                     continue
-                if 0 <= r + dr < size and 0 <= c + dc < size:
+                if 0 <= r + dr < height and 0 <= c + dc < width:
                     w = 1 / 12 if dr and dc else 1 / 6
                     total += w * filled[r + dr, c + dc]
                     weight += w
         worst = max(worst, np.abs(filled[r, c] - total / weight).max())
     assert worst < 1e-10
     np.testing.assert_array_equal(filled[~mask], image[0][~mask])
+
+
+def test_road_in_float32_is_the_float64_solution_to_float32_precision():
+    """The float32 path (what load_images gives) factorises in float32; its
+    fill stays within a few float32 roundings of the float64 solution even
+    where nearly every token is removed (the system is then at its largest)."""
+    image = np.random.default_rng(5).random((1, 64, 64, 3))
+    removed = np.zeros((1, 64), dtype=bool)
+    removed[0, _random_removal((8, 8), 0.9, 6)] = True
+    exact = remove_tokens(image, removed, PATCH, noise=0.0)
+    single = remove_tokens(image.astype(np.float32), removed, PATCH, noise=0.0)
+    assert single.dtype == np.float32
+    assert np.abs(single - exact).max() < 2e-5
 
 
 def test_road_of_every_token_is_the_background_and_input_is_untouched():

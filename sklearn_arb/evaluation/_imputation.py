@@ -15,12 +15,16 @@ surface they span: a linear ramp is reproduced exactly, and the region's shape
 leaks no information through its colour (what a constant fill does).
 
 The system is solved exactly, but not over every removed pixel: the removed
-tokens are covered by aligned squares of 4 x 4, 2 x 2 and single tokens, and a
-removed square's interior pixels see only their own square, so they are a fixed
-linear map of its one-pixel ring, the same for every square of that size;
-eliminating them (a Schur complement computed once per size) leaves a system
-over the rings alone (60 of the 256 pixels of a 16 px patch), which SuperLU
-factorises.
+tokens are covered by squares of 4 x 4, 2 x 2 and single tokens, and the
+interior of a removed square (all its pixels but its first row and first
+column) sees only the square and the first row or column of the tokens right
+of it and below it (its frame), so the interior is a fixed linear map of the
+frame, the same for every square of that size (and border position);
+eliminating the interiors (a Schur complement computed once per size) leaves a
+system over the first rows and columns of the removed squares alone (31 of the
+256 pixels of a lone 16 px patch). Neighbouring squares share these one-pixel
+lines, so the separators of the system are single lines of pixels, which keeps
+SuperLU's factorisation small.
 """
 
 from __future__ import annotations
@@ -70,33 +74,41 @@ def _neighbour_table(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
     return neighbours, total
 
 
-# Removed regions are covered by aligned squares of 4 x 4, 2 x 2 and single
-# tokens (largest first); each square's interior is eliminated exactly.
-_SQUARE_LEVELS = (2, 1, 0)
+# Removed regions are covered by squares of 4 x 4, 2 x 2 and single tokens
+# (largest first); each square's interior is eliminated exactly. Larger
+# squares barely shrink the system and cost large operators.
+_SQUARE_SIZES = (4, 2, 1)
 
 
-@lru_cache(maxsize=16)
-def _square_operators(side: int) -> tuple[np.ndarray, ...]:
-    """What every removed ``side x side`` square of pixels shares: its ring and
-    interior pixels, and the elimination of the interior.
+@lru_cache(maxsize=48)
+def _square_operators(
+    side: int, below: bool, right: bool, dtype: np.dtype
+) -> tuple[np.ndarray, ...]:
+    """What every removed ``side x side`` square of pixels shares: its frame
+    and interior pixels, and the elimination of the interior.
 
-    The interior pixels of a removed square (all but its one-pixel ring) see
-    only pixels of the same square, so their values are a fixed linear map of
-    the ring's: ``interior = E @ ring`` with ``E = A_ii^-1 W_ir`` (``A_ii``:
-    the interior rows of the system, ``W_ir``: interior-to-ring weights).
-    Eliminating them leaves the ring pixels alone (60 of 256 for a 16 px
-    patch, 252 of 4096 for 4 x 4 such patches), each ring coupled within
-    itself by ``-W_rr - W_ri E`` (its Schur complement, besides the diagonal).
+    The interior of a removed square (its pixels but its first row and first
+    column) sees only pixels of its frame: the rest of the ``(side + 1) x
+    (side + 1)`` block from the square's corner, that is the square's own first
+    row and column and the first row or column of the squares right of it,
+    below it and diagonally below right (``below`` / ``right``: whether that
+    row / column lies inside the image; where it does not, the interior's last
+    row / column has fewer neighbours). So the interior is a fixed linear map of
+    the frame, ``interior = E @ frame`` with ``E = A_ii^-1 W_if`` (``A_ii``: the
+    interior rows of the system, ``W_if``: interior-to-frame weights), and
+    eliminating it couples the frame by ``W_fi E`` (its Schur complement).
 
-    Returns ring (row, col) offsets, interior (row, col) offsets, ``E`` and the
-    ring block ``-W_rr - W_ri E``.
+    Returns the frame (row, col) offsets, whether each frame pixel is the
+    square's own (its first row or column), the interior (row, col) offsets,
+    ``E`` and ``W_fi E``, both of ``dtype``.
     """
-    rows, cols = np.divmod(np.arange(side**2), side)
+    n_rows, n_cols = side + below, side + right
+    rows, cols = np.divmod(np.arange(n_rows * n_cols), n_cols)
     entries = []
     for (dr, dc), w in _NEIGHBOURS:
         r, c = rows + dr, cols + dc
-        inside = (r >= 0) & (r < side) & (c >= 0) & (c < side)
-        entries.append((np.flatnonzero(inside), (r * side + c)[inside], w))
+        inside = (r >= 0) & (r < n_rows) & (c >= 0) & (c < n_cols)
+        entries.append((np.flatnonzero(inside), (r * n_cols + c)[inside], w))
     weights = sp.csr_matrix(
         (
             np.concatenate([np.full(len(i), w) for i, _, w in entries]),
@@ -105,45 +117,76 @@ def _square_operators(side: int) -> tuple[np.ndarray, ...]:
                 np.concatenate([j for _, j, _ in entries]),
             ),
         ),
-        shape=(side**2, side**2),
+        shape=(n_rows * n_cols,) * 2,
     )
-    interior = (rows > 0) & (rows < side - 1) & (cols > 0) & (cols < side - 1)
-    ring = ~interior
-    w_ir = weights[interior][:, ring].toarray()
+    interior = (rows > 0) & (rows < side) & (cols > 0) & (cols < side)
+    frame = ~interior
+    own = frame[frame] & (rows[frame] < side) & (cols[frame] < side)
+    w_if = weights[interior][:, frame].toarray()
     if interior.any():
-        # Interior pixels have all 8 neighbours: their diagonal is 1.
-        w_ii = weights[interior][:, interior]
-        system = (sp.identity(w_ii.shape[0]) - w_ii).tocsc()
-        extension = splu(system).solve(w_ir)
+        # The block holds every neighbour of an interior pixel inside the
+        # image: its row sum is the pixel's total neighbour weight.
+        interior_rows = weights[interior]
+        total = np.asarray(interior_rows.sum(axis=1)).ravel()
+        system = (sp.diags(total) - interior_rows[:, interior]).tocsc()
+        extension = splu(system).solve(w_if)
     else:
-        extension = w_ir
-    ring_block = (
-        -weights[ring][:, ring].toarray() - weights[ring][:, interior] @ extension
-    )
+        extension = w_if
+    block = weights[frame][:, interior] @ extension
+    block = (block + block.T) / 2  # symmetric but for rounding
     return (
-        np.stack([rows[ring], cols[ring]], axis=1),
+        np.stack([rows[frame], cols[frame]], axis=1),
+        own,
         np.stack([rows[interior], cols[interior]], axis=1),
-        extension,
-        ring_block,
+        extension.astype(dtype),
+        block.astype(dtype),
     )
 
 
 def _cover_with_squares(tokens: np.ndarray) -> list[tuple[int, np.ndarray]]:
-    """Removed tokens ``(rows, cols)`` covered by aligned squares of ``2**level``
-    tokens a side, largest first: ``[(level, (n, 2) token row/col of each
-    square's corner)]``."""
+    """Removed tokens ``(rows, cols)`` covered by squares of ``_SQUARE_SIZES``
+    tokens a side, largest first, each placed greedily in raster order where all
+    its tokens are removed and not yet covered: ``[(tokens a side, (n, 2) token
+    row/col of each square's corner)]``."""
     free = tokens.copy()
     squares = []
-    for level in _SQUARE_LEVELS:
-        k = 2**level
-        rows, cols = free.shape[0] // k * k, free.shape[1] // k * k
-        windows = free[:rows, :cols].reshape(rows // k, k, cols // k, k)
-        full = windows.all(axis=(1, 3))
-        corners = np.argwhere(full) * k
-        for r, c in corners:
-            free[r : r + k, c : c + k] = False
-        squares.append((level, corners))
+    for k in _SQUARE_SIZES:
+        windows = np.lib.stride_tricks.sliding_window_view(free, (k, k))
+        corners = []
+        for r, c in np.argwhere(windows.all(axis=(2, 3))):
+            if free[r : r + k, c : c + k].all():
+                free[r : r + k, c : c + k] = False
+                corners.append((r, c))
+        squares.append((k, np.array(corners, dtype=np.int64).reshape(-1, 2)))
     return squares
+
+
+def _square_groups(grid: np.ndarray, patch_size: int, dtype: np.dtype) -> list[tuple]:
+    """The removed squares covering the removed tokens of ``grid``, grouped by
+    the operators they share: ``[(frame pixels (n, m), own (m,), interior
+    pixels (n, i), E, W_fi E)]``, pixels as flat indices into the image."""
+    n_rows, n_cols = grid.shape
+    width = n_cols * patch_size
+    groups = []
+    for tokens, corners in _cover_with_squares(grid):
+        below = corners[:, 0] + tokens < n_rows
+        right = corners[:, 1] + tokens < n_cols
+        for is_below in (False, True):
+            for is_right in (False, True):
+                chosen = (below == is_below) & (right == is_right)
+                if not chosen.any():
+                    continue
+                origin = corners[chosen] * patch_size
+                frame, own, interior, extension, block = _square_operators(
+                    tokens * patch_size, is_below, is_right, dtype
+                )
+
+                def pixels(offsets: np.ndarray, origin=origin) -> np.ndarray:
+                    r = origin[:, :1] + offsets[None, :, 0]
+                    return r * width + origin[:, 1:] + offsets[None, :, 1]
+
+                groups.append((pixels(frame), own, pixels(interior), extension, block))
+    return groups
 
 
 def _road_fill(image: np.ndarray, removed: np.ndarray, patch_size: int) -> None:
@@ -158,64 +201,52 @@ def _road_fill(image: np.ndarray, removed: np.ndarray, patch_size: int) -> None:
     flat = image.reshape(-1, n_channels)
     removed_pixels = token_pixel_mask(removed[None], grid.shape, patch_size)
     removed_pixels = removed_pixels.ravel()
-    # Per size of square: its operators and the pixels of its rings and interiors.
-    groups = []
-    for level, corners in _cover_with_squares(grid):
-        if not len(corners):
-            continue
-        side = patch_size * 2**level
-        ring_offsets, interior_offsets, extension, ring_block = _square_operators(side)
-
-        def pixels(offsets: np.ndarray, corners=corners) -> np.ndarray:
-            r = corners[:, :1] * patch_size + offsets[None, :, 0]
-            c = corners[:, 1:] * patch_size + offsets[None, :, 1]
-            return r * width + c
-
-        groups.append(
-            (pixels(ring_offsets), pixels(interior_offsets), extension, ring_block)
-        )
-    ring = np.concatenate([g[0].ravel() for g in groups])
-    n_unknowns = len(ring)
-    square_of = np.concatenate(
-        [np.repeat(np.arange(len(g[0])) + 1_000_000 * i, g[0].shape[1])
-         for i, g in enumerate(groups)]
-    )  # fmt: skip
+    groups = _square_groups(grid, patch_size, dtype)
+    # The unknowns: the first row and column of every removed square.
+    unknowns = np.concatenate([frame[:, own].ravel() for frame, own, *_ in groups])
+    n_unknowns = len(unknowns)
     variable = np.full(height * width, -1, dtype=np.int64)
-    variable[ring] = np.arange(n_unknowns)
-    around = neighbours[:, ring]  # (8, n_unknowns)
+    variable[unknowns] = np.arange(n_unknowns)
+    # Their direct couplings: the diagonal (the neighbour weight inside the
+    # image), unknown neighbours, and known ones (kept pixels: the right-hand
+    # side). A neighbour inside a removed square's interior couples through
+    # that square's block instead.
+    around = neighbours[:, unknowns]  # (8, n_unknowns)
     inside = around >= 0
     safe = np.where(inside, around, 0)
     around_variable = np.where(inside, variable[safe], -1)
-    cross = (around_variable >= 0) & (
-        square_of[np.maximum(around_variable, 0)] != square_of[None, :]
-    )
+    coupled = around_variable >= 0
     known = inside & ~removed_pixels[safe]
     weights = np.broadcast_to(_WEIGHTS[:, None], around.shape)
-    # Each square's own block (dense, shared by its size), the diagonal (the
-    # neighbour weight inside the image), and the couplings to the rings of
-    # neighbouring removed squares.
-    rows, cols, values = [], [], []
-    first = 0
-    for ring_pixels, _, _, ring_block in groups:
-        n_squares, n_ring = ring_pixels.shape
-        starts = first + np.arange(n_squares)[:, None, None] * n_ring
-        shape = (n_squares, n_ring, n_ring)
-        rows.append(np.broadcast_to(starts + np.arange(n_ring)[:, None], shape).ravel())
-        cols.append(np.broadcast_to(starts + np.arange(n_ring)[None, :], shape).ravel())
-        values.append(np.broadcast_to(ring_block, shape).ravel())
-        first += n_squares * n_ring
     row_of = np.broadcast_to(np.arange(n_unknowns), around.shape)
-    rows += [np.arange(n_unknowns), row_of[cross]]
-    cols += [np.arange(n_unknowns), around_variable[cross]]
-    values += [total[ring], -weights[cross]]
+    rows = [np.arange(n_unknowns), row_of[coupled]]
+    cols = [np.arange(n_unknowns), around_variable[coupled]]
+    values = [total[unknowns].astype(dtype), -weights[coupled].astype(dtype)]
+    rhs = np.einsum("kn,knc->nc", np.where(known, weights, 0.0), flat[safe])
+    # Each removed square's eliminated interior couples its frame: the pairs
+    # of unknown frame pixels enter the matrix, the known ones the right side.
+    for frame, _, _, _, block in groups:
+        n_squares, n_frame = frame.shape
+        frame_variable = variable[frame]
+        unknown = frame_variable >= 0
+        pairs = unknown[:, :, None] & unknown[:, None, :]
+        shape = (n_squares, n_frame, n_frame)
+        rows.append(np.broadcast_to(frame_variable[:, :, None], shape)[pairs])
+        cols.append(np.broadcast_to(frame_variable[:, None, :], shape)[pairs])
+        values.append(-np.broadcast_to(block, shape)[pairs])
+        known_values = np.where(unknown[:, :, None], 0, flat[frame])
+        moved = block @ known_values.transpose(1, 0, 2).reshape(n_frame, -1)
+        moved = moved.reshape(n_frame, n_squares, n_channels).transpose(1, 0, 2)
+        for channel in range(n_channels):
+            rhs[:, channel] += np.bincount(
+                frame_variable[unknown],
+                moved[..., channel][unknown],
+                minlength=n_unknowns,
+            )
     matrix = sp.csc_matrix(
-        (
-            np.concatenate(values).astype(dtype),
-            (np.concatenate(rows), np.concatenate(cols)),
-        ),
+        (np.concatenate(values), (np.concatenate(rows), np.concatenate(cols))),
         shape=(n_unknowns,) * 2,
     )
-    rhs = np.einsum("kn,knc->nc", np.where(known, weights, 0.0), flat[safe])
     # Symmetric positive definite: a symmetric ordering and no pivoting.
     factor = splu(
         matrix,
@@ -223,16 +254,11 @@ def _road_fill(image: np.ndarray, removed: np.ndarray, patch_size: int) -> None:
         diag_pivot_thresh=0.0,
         options={"SymmetricMode": True},
     )
-    solution = factor.solve(rhs.astype(dtype))
-    flat[ring] = solution
-    first = 0
-    for ring_pixels, interior_pixels, extension, _ in groups:
-        n_squares, n_ring = ring_pixels.shape
-        ring_values = solution[first : first + n_squares * n_ring]
-        ring_values = ring_values.reshape(n_squares, n_ring, n_channels)
-        interior = np.einsum("ir,src->sic", extension.astype(dtype), ring_values)
-        flat[interior_pixels.ravel()] = interior.reshape(-1, n_channels)
-        first += n_squares * n_ring
+    flat[unknowns] = factor.solve(rhs.astype(dtype))
+    for frame, _, interior, extension, _ in groups:
+        n_squares, n_frame = frame.shape
+        frame_values = flat[frame].transpose(1, 0, 2).reshape(n_frame, -1)
+        flat[interior.T.ravel()] = (extension @ frame_values).reshape(-1, n_channels)
 
 
 def token_pixel_mask(tokens: ArrayLike, grid_shape: tuple[int, int], patch_size: int):
