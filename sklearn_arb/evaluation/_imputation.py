@@ -361,7 +361,7 @@ def remove_tokens(
     blur_sigma : float, default=5.0
         Std in pixels of ``"blur"``'s Gaussian.
     random_state : int, RandomState instance or None, default=None
-        Seeds ROAD's noise (drawn image after image).
+        Seeds ROAD's noise: a seed for each image is drawn from it in turn.
 
     Returns
     -------
@@ -410,10 +410,15 @@ def remove_tokens(
                 )
                 image[mask] = blurred[mask]
         return perturbed
+    # One seed per image drawn from random_state (so the noise does not depend
+    # on how images are batched): a Generator draws float32 normals several
+    # times faster than a RandomState.
     rng = check_random_state(random_state)
+    seeds = rng.randint(2**32, size=(len(images), 2), dtype=np.uint64)
+    noise_dtype = np.float64 if dtype == np.float64 else np.float32
     fill = np.broadcast_to(np.asarray(background, dtype=np.float64), (3,))
     n_channels = images.shape[3]
-    for image, tokens in zip(perturbed, removed, strict=True):
+    for image, tokens, seed in zip(perturbed, removed, seeds, strict=True):
         n_removed = int(tokens.sum())
         if n_removed == 0:
             continue
@@ -423,7 +428,8 @@ def remove_tokens(
         if n_removed == tokens.size:
             image[:] = fill[:n_channels]
         if noise:
-            image[mask] += (
-                noise * rng.standard_normal((mask.sum(), n_channels))
-            ).astype(image.dtype)
+            draws = np.random.default_rng(seed).standard_normal(
+                (mask.sum(), n_channels), dtype=noise_dtype
+            )
+            image[mask] += (draws * noise_dtype(noise)).astype(dtype, copy=False)
     return perturbed
