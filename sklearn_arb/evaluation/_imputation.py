@@ -77,7 +77,7 @@ def _neighbour_table(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
 # Removed regions are covered by squares of 4 x 4, 2 x 2 and single tokens
 # (largest first); each square's interior is eliminated exactly. Larger
 # squares barely shrink the system and cost large operators.
-_SQUARE_SIZES = (4, 2, 1)
+_SQUARE_SIZES = (4, 2, 1)  # ends with 1
 
 
 @lru_cache(maxsize=48)
@@ -151,6 +151,9 @@ def _cover_with_squares(tokens: np.ndarray) -> list[tuple[int, np.ndarray]]:
     free = tokens.copy()
     squares = []
     for k in _SQUARE_SIZES:
+        if k == 1:  # every token left is a square of its own
+            squares.append((k, np.argwhere(free)))
+            break
         windows = np.lib.stride_tricks.sliding_window_view(free, (k, k))
         corners = []
         for r, c in np.argwhere(windows.all(axis=(2, 3))):
@@ -189,11 +192,17 @@ def _square_groups(grid: np.ndarray, patch_size: int, dtype: np.dtype) -> list[t
     return groups
 
 
-def _road_fill(image: np.ndarray, removed: np.ndarray, patch_size: int) -> None:
+def _road_fill(
+    image: np.ndarray,
+    removed: np.ndarray,
+    patch_size: int,
+    noise: float,
+    rng: np.random.Generator,
+) -> None:
     """Fill the removed tokens of one ``(H, W, C)`` image in place with their
-    noise-free ROAD values. ``removed``: flat bool over the token grid, with
-    some token kept (so every removed region touches a kept pixel and the
-    system is non-singular)."""
+    ROAD values plus Gaussian noise of std ``noise`` drawn from ``rng``.
+    ``removed``: flat bool over the token grid, with some token kept (so every
+    removed region touches a kept pixel and the system is non-singular)."""
     height, width, n_channels = image.shape
     grid = removed.reshape(height // patch_size, width // patch_size)
     neighbours, total = _neighbour_table(height, width)
@@ -205,7 +214,8 @@ def _road_fill(image: np.ndarray, removed: np.ndarray, patch_size: int) -> None:
     # The unknowns: the first row and column of every removed square.
     unknowns = np.concatenate([frame[:, own].ravel() for frame, own, *_ in groups])
     n_unknowns = len(unknowns)
-    variable = np.full(height * width, -1, dtype=np.int64)
+    # int32 indices: the sparse matrix keeps them, and builds faster.
+    variable = np.full(height * width, -1, dtype=np.int32)
     variable[unknowns] = np.arange(n_unknowns)
     # Their direct couplings: the diagonal (the neighbour weight inside the
     # image), unknown neighbours, and known ones (kept pixels: the right-hand
@@ -218,9 +228,9 @@ def _road_fill(image: np.ndarray, removed: np.ndarray, patch_size: int) -> None:
     coupled = around_variable >= 0
     known = inside & ~removed_pixels[safe]
     weights = np.broadcast_to(_WEIGHTS[:, None], around.shape)
-    row_of = np.broadcast_to(np.arange(n_unknowns), around.shape)
-    rows = [np.arange(n_unknowns), row_of[coupled]]
-    cols = [np.arange(n_unknowns), around_variable[coupled]]
+    diagonal = np.arange(n_unknowns, dtype=np.int32)
+    rows = [diagonal, np.broadcast_to(diagonal, around.shape)[coupled]]
+    cols = [diagonal, around_variable[coupled]]
     values = [total[unknowns].astype(dtype), -weights[coupled].astype(dtype)]
     rhs = np.einsum("kn,knc->nc", np.where(known, weights, 0.0), flat[safe])
     # Each removed square's eliminated interior couples its frame: the pairs
@@ -255,10 +265,24 @@ def _road_fill(image: np.ndarray, removed: np.ndarray, patch_size: int) -> None:
         options={"SymmetricMode": True},
     )
     flat[unknowns] = factor.solve(rhs.astype(dtype))
+    # The interiors from the noise-free frames, then the noise on every pixel.
+    filled = [(unknowns, flat[unknowns])]
     for frame, _, interior, extension, _ in groups:
-        n_squares, n_frame = frame.shape
+        n_frame = frame.shape[1]
         frame_values = flat[frame].transpose(1, 0, 2).reshape(n_frame, -1)
-        flat[interior.T.ravel()] = (extension @ frame_values).reshape(-1, n_channels)
+        values = (extension @ frame_values).reshape(-1, n_channels)
+        filled.append((interior.T.ravel(), values))
+    for pixels, values in filled:
+        if noise:
+            draws = rng.standard_normal(values.shape, dtype=_noise_dtype(dtype))
+            values += (draws * noise).astype(dtype, copy=False)
+        flat[pixels] = values
+
+
+def _noise_dtype(dtype: np.dtype) -> type:
+    """The float type the noise is drawn in (a Generator draws float32 or
+    float64 only)."""
+    return np.float64 if dtype == np.float64 else np.float32
 
 
 def token_pixel_mask(tokens: ArrayLike, grid_shape: tuple[int, int], patch_size: int):
@@ -397,12 +421,12 @@ def remove_tokens(
         )
     grid_shape = _check_removal(images, removed, patch_size)
     dtype = images.dtype if images.dtype.kind == "f" else np.dtype(np.float32)
-    pixels = token_pixel_mask(removed, grid_shape, patch_size)
     perturbed = images.astype(dtype, copy=True)
     if method == "black":
-        perturbed[pixels] = 0
+        perturbed[token_pixel_mask(removed, grid_shape, patch_size)] = 0
         return perturbed
     if method == "blur":
+        pixels = token_pixel_mask(removed, grid_shape, patch_size)
         for image, mask in zip(perturbed, pixels, strict=True):
             if mask.any():
                 blurred = gaussian_filter(
@@ -415,21 +439,17 @@ def remove_tokens(
     # times faster than a RandomState.
     rng = check_random_state(random_state)
     seeds = rng.randint(2**32, size=(len(images), 2), dtype=np.uint64)
-    noise_dtype = np.float64 if dtype == np.float64 else np.float32
     fill = np.broadcast_to(np.asarray(background, dtype=np.float64), (3,))
     n_channels = images.shape[3]
+    noise_dtype = _noise_dtype(dtype)
     for image, tokens, seed in zip(perturbed, removed, seeds, strict=True):
         n_removed = int(tokens.sum())
-        if n_removed == 0:
-            continue
-        if n_removed < tokens.size:
-            _road_fill(image, tokens, patch_size)
-        mask = token_pixel_mask(tokens[None], grid_shape, patch_size)[0]
-        if n_removed == tokens.size:
+        noise_rng = np.random.default_rng(seed)
+        if 0 < n_removed < tokens.size:
+            _road_fill(image, tokens, patch_size, noise, noise_rng)
+        elif n_removed == tokens.size:
             image[:] = fill[:n_channels]
-        if noise:
-            draws = np.random.default_rng(seed).standard_normal(
-                (mask.sum(), n_channels), dtype=noise_dtype
-            )
-            image[mask] += (draws * noise_dtype(noise)).astype(dtype, copy=False)
+            if noise:
+                draws = noise_rng.standard_normal(image.shape, dtype=noise_dtype)
+                image += (draws * noise).astype(dtype, copy=False)
     return perturbed
