@@ -15,6 +15,7 @@ from sklearn_arb.evaluation import (
     EvaluationSettings,
     _study,
     boxes_to_token_masks,
+    perturbation_curve,
     run_evaluation,
     selection_faithfulness,
     selection_scores,
@@ -184,6 +185,30 @@ def test_report_numbers_equal_the_library_functions_and_a_rerun_computes_nothing
     run_evaluation(folder, boxes, output, extractor=extractor, settings=settings)
     assert forward_passes == []
     assert (output / "summary.csv").read_text() == before
+
+
+def test_a_new_removal_revision_computes_the_stored_perturbations_again(
+    tiny_study, tmp_path, monkeypatch
+):
+    """Stored perturbation results are keyed on the removal's revision: after
+    the imputation's output changes they are computed again, never read back
+    as current."""
+    folder, boxes, extractor, settings = tiny_study
+    output = tmp_path / "out"
+    run_evaluation(folder, boxes, output, extractor=extractor, settings=settings)
+    calls = []
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return perturbation_curve(*args, **kwargs)
+
+    monkeypatch.setattr(_study, "perturbation_curve", counted)
+    run_evaluation(folder, boxes, output, extractor=extractor, settings=settings)
+    assert calls == []
+    revision = _study.REMOVAL_REVISIONS[settings.removal]
+    monkeypatch.setitem(_study.REMOVAL_REVISIONS, settings.removal, revision + 1)
+    run_evaluation(folder, boxes, output, extractor=extractor, settings=settings)
+    assert calls
 
 
 def test_faithfulness_every_leaves_the_other_images_unmeasured(tiny_study, tmp_path):

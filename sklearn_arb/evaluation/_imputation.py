@@ -44,6 +44,11 @@ __all__ = ["REMOVALS", "remove_tokens", "token_pixel_mask"]
 
 REMOVALS = ("road", "black", "blur")
 
+# The revision of what each removal returns for the same input and seed: bumped
+# whenever that changes, so that stored perturbation results (the evaluation
+# study's) from an earlier revision are computed again, not read as current.
+REMOVAL_REVISIONS = {"road": 2, "black": 1, "blur": 1}
+
 # ROAD's neighbour weights: (row offset, column offset) -> weight; they sum to 1.
 _NEIGHBOURS = (
     ((-1, 0), 1 / 6),

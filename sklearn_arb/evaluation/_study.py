@@ -51,6 +51,7 @@ from ..backbone import make_source
 from ._calibration import noise_calibration
 from ._classifier import ImageClassifier, as_classifier
 from ._faithfulness import curve_auc, perturbation_curve, selection_faithfulness
+from ._imputation import REMOVAL_REVISIONS
 from ._localisation import (
     localisation_auc,
     pointing_game,
@@ -566,6 +567,7 @@ def _source_faithfulness(
         classifier.mean,
         classifier.std,
         settings.removal,
+        REMOVAL_REVISIONS[settings.removal],
         settings.fractions,
         settings.seed,
     )
