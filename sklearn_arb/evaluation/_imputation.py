@@ -29,16 +29,19 @@ SuperLU's factorisation small.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
+from joblib import cpu_count
 from numpy.typing import ArrayLike
 from scipy.ndimage import gaussian_filter
 from scipy.sparse.linalg import splu
 from sklearn.utils import check_random_state
+from threadpoolctl import threadpool_limits
 
 __all__ = ["REMOVALS", "remove_tokens", "token_pixel_mask"]
 
@@ -447,9 +450,11 @@ def remove_tokens(
     fill = np.broadcast_to(np.asarray(background, dtype=np.float64), (3,))
     n_channels = images.shape[3]
     noise_dtype = _noise_dtype(dtype)
-    for image, tokens, seed in zip(perturbed, removed, seeds, strict=True):
+
+    def fill_image(index: int) -> None:
+        image, tokens = perturbed[index], removed[index]
         n_removed = int(tokens.sum())
-        noise_rng = np.random.default_rng(seed)
+        noise_rng = np.random.default_rng(seeds[index])
         if 0 < n_removed < tokens.size:
             _road_fill(image, tokens, patch_size, noise, noise_rng)
         elif n_removed == tokens.size:
@@ -457,4 +462,11 @@ def remove_tokens(
             if noise:
                 draws = noise_rng.standard_normal(image.shape, dtype=noise_dtype)
                 image += (draws * noise).astype(dtype, copy=False)
+
+    # Images are independent (each has its own seed) and the solver releases
+    # the GIL: one thread per core, each with single-threaded BLAS (threaded
+    # BLAS calls from several threads at once slow each other down).
+    n_threads = min(len(images), cpu_count())
+    with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(n_threads) as pool:
+        list(pool.map(fill_image, range(len(images))))
     return perturbed
