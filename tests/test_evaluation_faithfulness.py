@@ -165,6 +165,27 @@ def test_road_in_float32_is_the_float64_solution_to_float32_precision():
     assert np.abs(single - exact).max() < 2e-5
 
 
+@pytest.mark.parametrize("n_threads", [1, 4])
+def test_road_of_a_batch_is_each_image_alone_bit_for_bit(monkeypatch, n_threads):
+    """The images of a batch are filled in parallel: whatever the number of
+    threads, each image's fill (noise included) is what it gets alone, given
+    the seeds drawn in turn from the same random_state."""
+    from sklearn_arb.evaluation import _imputation
+
+    images = np.random.default_rng(0).random((5, 64, 64, 3)).astype(np.float32)
+    removed = np.zeros((5, 64), dtype=bool)
+    for i, fraction in enumerate([0.1, 0.5, 0.9, 1.0, 0.0]):
+        removed[i, _random_removal((8, 8), fraction, i)] = True
+    monkeypatch.setattr(_imputation, "cpu_count", lambda: n_threads)
+    batch = remove_tokens(images, removed, PATCH, random_state=np.random.RandomState(5))
+    alone_rng = np.random.RandomState(5)
+    alone = [
+        remove_tokens(image[None], mask[None], PATCH, random_state=alone_rng)[0]
+        for image, mask in zip(images, removed, strict=True)
+    ]
+    np.testing.assert_array_equal(batch, np.stack(alone))
+
+
 def test_road_of_every_token_is_the_background_and_input_is_untouched():
     image = np.random.default_rng(0).random((2, SIZE, SIZE, 3)).astype(np.float32)
     before = image.copy()

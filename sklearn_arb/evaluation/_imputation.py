@@ -278,13 +278,13 @@ def _road_fill(
     for frame, _, interior, extension, _ in groups:
         n_frame = frame.shape[1]
         frame_values = flat[frame].transpose(1, 0, 2).reshape(n_frame, -1)
-        values = (extension @ frame_values).reshape(-1, n_channels)
-        filled.append((interior.T.ravel(), values))
-    for pixels, values in filled:
+        interior_values = (extension @ frame_values).reshape(-1, n_channels)
+        filled.append((interior.T.ravel(), interior_values))
+    for pixels, pixel_values in filled:
         if noise:
-            draws = rng.standard_normal(values.shape, dtype=_noise_dtype(dtype))
-            values += (draws * noise).astype(dtype, copy=False)
-        flat[pixels] = values
+            draws = rng.standard_normal(pixel_values.shape, dtype=_noise_dtype(dtype))
+            pixel_values += (draws * noise).astype(dtype, copy=False)
+        flat[pixels] = pixel_values
 
 
 def _noise_dtype(dtype: np.dtype) -> type:
@@ -465,7 +465,8 @@ def remove_tokens(
 
     # Images are independent (each has its own seed) and the solver releases
     # the GIL: one thread per core, each with single-threaded BLAS (threaded
-    # BLAS calls from several threads at once slow each other down).
+    # BLAS calls from several threads at once slow each other down, and one
+    # BLAS thread makes an image's fill independent of the batch it is in).
     n_threads = min(len(images), cpu_count())
     with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(n_threads) as pool:
         list(pool.map(fill_image, range(len(images))))
