@@ -334,6 +334,29 @@ def test_maps_of_an_image_do_not_depend_on_the_others(make_tiny_vit, images, sou
     assert not np.allclose(null[0], null[1])
 
 
+@pytest.mark.parametrize("source", ["attention", "rollout"])
+def test_maps_of_deit_tiny_alone_and_in_a_batch_are_equal_on_one_thread(source):
+    # At DeiT-Tiny's width, one thread's batched attention product rounds
+    # otherwise for one image than for several: the logits are computed per
+    # image, so an image alone and in a batch get the same maps, bit for bit.
+    import timm
+
+    torch.manual_seed(0)
+    vit = timm.create_model("deit_tiny_patch16_224", img_size=64).eval()
+    images = np.random.default_rng(0).random((3, 64, 64, 3)).astype(np.float32)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        extractor = AttentionExtractor(
+            vit, image_size=64, n_bootstrap=0, source=source
+        ).fit()
+        together = extractor.transform(images)
+        alone = np.vstack([extractor.transform(image[None]) for image in images])
+    finally:
+        torch.set_num_threads(threads)
+    np.testing.assert_array_equal(alone, together)
+
+
 def test_a_stream_keeps_one_torch_thread_whatever_other_threads_set():
     # torch gives a thread the process-wide count the first time it runs an
     # operator unless its own was read before: a stream started while the

@@ -162,6 +162,14 @@ def _project_rows(
     return projected if bias is None else projected + bias
 
 
+def _image_products(queries: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+    """``queries @ keys`` ``(n, h, r, N)`` one image at a time: the batched
+    product over all ``n`` images rounds differently with ``n`` (on one thread
+    its kernel changes between one image and several), so an image's logits
+    would change in the last bits with the number of images in its batch."""
+    return torch.stack([query @ key for query, key in zip(queries, keys, strict=True)])
+
+
 def _fused_qk(
     attn: nn.Module, normed: torch.Tensor
 ) -> tuple[Callable[[slice], torch.Tensor], torch.Tensor]:
@@ -188,7 +196,7 @@ def _vit_logits(block: nn.Module, normed: torch.Tensor, inputs: dict) -> LogitRo
     attn = block.attn
     queries, keys = _fused_qk(attn, normed)
     keys = attn.k_norm(keys).transpose(-2, -1)
-    return lambda rows: (attn.q_norm(queries(rows)) * attn.scale) @ keys
+    return lambda rows: _image_products(attn.q_norm(queries(rows)) * attn.scale, keys)
 
 
 def _rotate(
@@ -233,7 +241,7 @@ def _eva_logits(block: nn.Module, normed: torch.Tensor, inputs: dict) -> LogitRo
 
     def logit_rows(rows: slice) -> torch.Tensor:
         query = _rotate(attn.q_norm(queries(rows)), rope, attn, rows.start)
-        return (query * attn.scale) @ keys
+        return _image_products(query * attn.scale, keys)
 
     return logit_rows
 
@@ -248,7 +256,7 @@ def _beit_logits(block: nn.Module, normed: torch.Tensor, inputs: dict) -> LogitR
     biases = [bias for bias in biases if bias is not None]
 
     def logit_rows(rows: slice) -> torch.Tensor:
-        logits = (queries(rows) * attn.scale) @ keys
+        logits = _image_products(queries(rows) * attn.scale, keys)
         for bias in biases:  # (1, heads, N, N): the rows' part
             logits = logits + bias[..., rows, :]
         return logits
