@@ -108,3 +108,20 @@ def test_bad_arguments_raise_one_clear_error(extractor, images, make_tiny_vit):
         noise_maps(extractor, np.zeros((2, 32, 32, 3)))
     with torch.inference_mode():  # the caller's mode does not matter
         assert noise_images(extractor, images[:2], random_state=0).shape[0] == 2
+
+
+def test_noise_maps_of_a_list_target_explain_each_images_class(make_tiny_vit):
+    # CDAM with a list target: each noise image's maps explain its image's
+    # class (what the extractor gives that image), not the predicted one.
+    vit = make_tiny_vit(num_classes=5)
+    params = dict(image_size=32, source="cdam", random_state=0)
+    classes = [3, 0, 4]
+    listed = AttentionExtractor(vit, target=classes, **params).fit()
+    pixels = np.random.default_rng(0).random((3, 32, 32, 3))
+    noise = noise_images(listed, pixels, random_state=0)
+    maps = noise_maps(listed, noise)
+    for i, target in enumerate(classes):
+        alone = AttentionExtractor(vit, target=target, **params).fit()
+        np.testing.assert_allclose(maps[i], noise_maps(alone, noise[i : i + 1])[0])
+    predicted = AttentionExtractor(vit, **params).fit()
+    assert not np.allclose(maps, noise_maps(predicted, noise))

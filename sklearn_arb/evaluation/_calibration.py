@@ -141,7 +141,9 @@ def noise_maps(extractor: AttentionExtractor, noise: np.ndarray) -> TokenMaps:
             "noise_images(extractor, images)."
         )
     maps = np.empty((len(noise), (1 + extractor.n_bootstrap) * extractor.n_tokens_))
-    for chunk, chunk_maps in extractor._iter_maps(noise):
+    # A list target (CDAM) gives each noise image the class of its image.
+    classes = extractor._classes_of(len(noise))
+    for chunk, chunk_maps in extractor._iter_maps(noise, **classes):
         maps[chunk] = chunk_maps
     return with_layout(maps, MapLayout(extractor.n_tokens_, extractor.n_bootstrap))
 
