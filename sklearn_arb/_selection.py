@@ -35,8 +35,38 @@ __all__ = [
     "TopFraction",
     "cumulative_mass_mask",
     "mean_threshold_mask",
+    "order_with_random_ties",
     "top_fraction_mask",
 ]
+
+
+def order_with_random_ties(keys: np.ndarray, random_state=None) -> np.ndarray:
+    """The indices that sort each row of ``keys`` in increasing order, tied
+    keys in a uniformly random order (a seeded random key per entry breaks the
+    ties), never in their order in the row.
+
+    Parameters
+    ----------
+    keys : ndarray of shape (n_images, n_tokens)
+    random_state : int, RandomState instance or None, default=None
+        Draws the tie-breaking keys.
+
+    Returns
+    -------
+    order : ndarray of int, shape (n_images, n_tokens)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_arb._selection import order_with_random_ties
+    >>> order = order_with_random_ties(np.zeros((1000, 3)), random_state=0)
+    >>> bool((np.sort(order, axis=1) == [0, 1, 2]).all())
+    True
+    >>> bool(np.bincount(order[:, 0], minlength=3).min() > 250)
+    True
+    """
+    ties = check_random_state(random_state).random_sample(keys.shape)
+    return np.lexsort((ties, keys), axis=-1)
 
 
 def top_fraction_mask(
@@ -72,9 +102,8 @@ def top_fraction_mask(
     """
     n_tokens = scores.shape[1]
     n_keep = max(1, int(np.floor(fraction * n_tokens + 0.5)))
-    tie_breaker = check_random_state(random_state).random_sample(scores.shape)
-    # Descending score, then the random key: the first n_keep positions.
-    order = np.lexsort((tie_breaker, -scores), axis=-1)
+    # Descending score, ties in a random order: the first n_keep positions.
+    order = order_with_random_ties(-scores, random_state)
     keep = np.zeros(scores.shape, dtype=bool)
     np.put_along_axis(keep, order[:, :n_keep], True, axis=1)
     return keep & (scores > 0)

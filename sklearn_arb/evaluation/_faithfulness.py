@@ -22,6 +22,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 from sklearn.utils import check_random_state
 
+from .._selection import order_with_random_ties
 from ._classifier import ImageClassifier, as_classifier
 from ._imputation import REMOVALS, remove_tokens
 
@@ -76,9 +77,7 @@ def token_order(
     if order not in _ORDERS:
         raise ValueError(f"order must be one of {_ORDERS}; got {order!r}.")
     maps = _check_maps(maps)
-    ties = check_random_state(random_state).random_sample(maps.shape)
-    key = -maps if order == "morf" else maps
-    return np.lexsort((ties, key), axis=1)
+    return order_with_random_ties(-maps if order == "morf" else maps, random_state)
 
 
 def curve_auc(fractions: ArrayLike, curves: ArrayLike) -> np.ndarray:
