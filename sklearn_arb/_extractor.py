@@ -183,6 +183,11 @@ class AttentionExtractor(TransformerMixin, BaseEstimator):
         line's and Ray's results: the model name with the checkpoint file's
         content digest (or ``hub``), else a digest of the loaded module's
         architecture and weights.
+    maps_id_ : str
+        The maps' identity: a digest of ``weights_id_``, the image size, the
+        device type and the parameters that change maps, as they are now
+        (``batch_size``, ``memory`` or ``verbose`` leave it unchanged). It
+        keys the ``memory`` cache and the evaluation study's stored maps.
 
     See Also
     --------
@@ -500,8 +505,14 @@ class AttentionExtractor(TransformerMixin, BaseEstimator):
 
         return self._map_cache().maps(image_keys, compute)
 
-    def _map_cache(self) -> MapCache:
-        """The cache of maps made with the parameters as they are now."""
+    @property
+    def maps_id_(self) -> str:
+        """The identity of the maps this extractor computes with its parameters
+        as they are now: a digest of the weights' identity, the image size, the
+        device type, the source's settings and every parameter that changes
+        maps (not those that change only how fast or where they are computed).
+        Equal identities, equal maps; it keys the ``memory`` cache."""
+        check_is_fitted(self, "model_")
         settings = {
             "weights": self.weights_id_,
             "layer": block_index(self.model_, self.layer),
@@ -510,7 +521,11 @@ class AttentionExtractor(TransformerMixin, BaseEstimator):
             **{name: getattr(self, name) for name in _MAP_PARAMETERS},
         }
         settings.update(self._map_source().cache_settings())
-        return MapCache(self.memory_, settings_digest(settings))
+        return settings_digest(settings)
+
+    def _map_cache(self) -> MapCache:
+        """The cache of maps made with the parameters as they are now."""
+        return MapCache(self.memory_, self.maps_id_)
 
     def _image_keys(self, X: Any) -> tuple[list[str], np.ndarray | None, Any]:
         """The cache key of each image; the loaded images where they had to be

@@ -309,6 +309,30 @@ def test_weights_identity_sees_the_head_count(make_tiny_vit, tmp_path):
     assert ids[0] != ids[1] and ids[0] == ids[2]
 
 
+def test_maps_id_changes_with_what_changes_maps_only(make_tiny_vit, tmp_path):
+    vit = make_tiny_vit(num_classes=5)
+    extractor = AttentionExtractor(vit, image_size=32, random_state=0).fit()
+    maps_id = extractor.maps_id_
+    # how fast or where the maps are computed and cached: the same maps
+    for params in ({"batch_size": 1}, {"memory": str(tmp_path)}, {"verbose": 1}):
+        assert clone(extractor).set_params(**params).fit().maps_id_ == maps_id
+    # what the maps are: another identity, at once after set_params
+    for params in (
+        {"n_bootstrap": 2},
+        {"random_state": 1},
+        {"source": "rollout"},
+        {"source": "cdam", "target": 2},
+        {"head": 0},
+        {"bootstrap_width": 2},
+    ):
+        assert clone(extractor).set_params(**params).fit().maps_id_ != maps_id
+        assert clone(extractor).fit().set_params(**params).maps_id_ != maps_id
+    cdam = clone(extractor).set_params(source="cdam", target=2).fit()
+    assert cdam.set_params(target=3).maps_id_ != cdam.set_params(target=2).maps_id_
+    with pytest.raises(NotFittedError):
+        AttentionExtractor(vit).maps_id_
+
+
 @pytest.mark.parametrize("source", ["attention", "rollout", "cdam"])
 def test_maps_of_an_image_do_not_depend_on_the_others(make_tiny_vit, images, source):
     # Bit for bit: whatever the other images, their order, the batch size and

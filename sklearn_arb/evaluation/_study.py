@@ -77,23 +77,6 @@ METHODS: dict[str, str] = {
 # The methods that need ARB p's selection (its mean size, or its size per image).
 _NEED_ARB_P = ("top_fraction", "cumulative_mass_matched", "random")
 SOURCES = ("attention", "rollout", "cdam")
-# Extractor parameters that change the maps (with the weights).
-_MAP_PARAMETERS = (
-    "image_size_",
-    "n_bootstrap",
-    "bootstrap",
-    "bootstrap_width",
-    "bootstrap_moments",
-    "source",
-    "head",
-    "layer",
-    "discard_ratio",
-    "target",
-    "precision",
-    "random_state",
-)
-# Extractor parameters that change how fast or where, not what, maps are computed.
-_RUNTIME = ("memory", "verbose", "batch_size", "device")
 
 
 @dataclass(frozen=True)
@@ -520,11 +503,7 @@ def _stored_maps(
     when it was written for these files, weights and settings, else computed
     (per image resumable through the extractor's ``memory``) and written."""
     file = output / f"maps_{source}.npz"
-    request = _digest(
-        extractor.weights_id_,
-        {name: repr(getattr(extractor, name)) for name in _MAP_PARAMETERS},
-        [file_digest(path) for path in paths],
-    )
+    request = _digest(extractor.maps_id_, [file_digest(path) for path in paths])
     layout = MapLayout(extractor.n_tokens_, extractor.n_bootstrap)
     try:
         with np.load(file) as stored:
@@ -701,12 +680,7 @@ def _calibration(
 ) -> Bunch:
     """:func:`noise_calibration` of one source, stored in the output folder."""
     file = output / f".calibration_{source}.json"
-    request = _digest(
-        extractor.weights_id_,
-        {k: repr(v) for k, v in extractor.get_params().items() if k not in _RUNTIME},
-        [str(path) for path in paths],
-        settings.seed,
-    )
+    request = _digest(extractor.maps_id_, [str(path) for path in paths], settings.seed)
     try:
         stored = json.loads(file.read_text())
         if stored["request"] == request:
