@@ -33,7 +33,7 @@ from .backbone._loading import (
     resolve_device,
 )
 from .backbone._rollout import HEAD_FUSIONS
-from .backbone._sources import SOURCES, MapSource, make_source
+from .backbone._sources import SOURCES, MapSource, source_of
 from .backbone._weights import module_weights_identity, named_weights_identity
 
 __all__ = ["AttentionExtractor"]
@@ -362,13 +362,7 @@ class AttentionExtractor(TransformerMixin, BaseEstimator):
 
     def _map_source(self) -> MapSource:
         """The source of the maps, with its settings as they are now."""
-        return make_source(
-            self.source,
-            layer=self.layer,
-            head=self.head,
-            discard_ratio=self.discard_ratio,
-            target=self.target,
-        )
+        return source_of(self)
 
     def _load_model(
         self, size: tuple[int, int] | None, device: torch.device, keep_head: bool

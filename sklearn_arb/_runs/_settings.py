@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..backbone import MapSource, file_digest, make_source, weights_file_digest
+from ..backbone import MapSource, file_digest, source_of, weights_file_digest
 
 DEFAULT_MODEL = "deit_tiny_patch16_224"
 # Images per batch: each call of the model pays a fixed cost (its streams fill and
@@ -115,13 +115,7 @@ class RunSettings:
     @property
     def map_source(self) -> MapSource:
         """The map source with its settings."""
-        return make_source(
-            self.source,
-            layer=self.layer,
-            head=self.head,
-            discard_ratio=self.discard_ratio,
-            target=self.target,
-        )
+        return source_of(self)
 
     @property
     def z_scale(self) -> str:

@@ -19,7 +19,7 @@ from ._attention import (
 from ._blocks import run_blocks
 from ._bootstrap import BOOTSTRAP_KINDS, draw_bootstrap
 from ._loading import load_checkpoint, load_vit, resolve_device, validate_vit
-from ._sources import SOURCES, MapSource, make_source
+from ._sources import SOURCES, MapSource, make_source, source_of
 from ._weights import file_digest, weights_file_digest
 
 __all__ = [
@@ -37,6 +37,7 @@ __all__ = [
     "reference_cls_attention",
     "resolve_device",
     "run_blocks",
+    "source_of",
     "validate_vit",
     "weights_file_digest",
 ]

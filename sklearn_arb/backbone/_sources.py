@@ -30,7 +30,7 @@ from ._attention import cls_attention
 from ._cdam import cdam, check_cdam_target, target_classes
 from ._rollout import HEAD_FUSIONS, rollout
 
-__all__ = ["SOURCES", "MapSource", "make_source"]
+__all__ = ["SOURCES", "MapSource", "make_source", "source_of"]
 
 # The settings a source may not use, with the value that means "not used".
 _OPTIONAL_SETTINGS = ("discard_ratio", "target")
@@ -269,3 +269,35 @@ def make_source(name: str = "attention", **settings: Any) -> MapSource:
     'rollout, max, L-1'
     """
     return SOURCES[name](**settings)
+
+
+# The settings of a source, as an extractor and a run's settings hold them.
+_SOURCE_SETTINGS = ("layer", "head", "discard_ratio", "target")
+
+
+def source_of(owner: Any) -> MapSource:
+    """The source ``owner.source`` with ``owner``'s ``layer``, ``head``,
+    ``discard_ratio`` and ``target``: the source an extractor or a run's
+    settings name.
+
+    Parameters
+    ----------
+    owner : object
+        Anything with the attributes ``source``, ``layer``, ``head``,
+        ``discard_ratio`` and ``target``.
+
+    Returns
+    -------
+    source : MapSource
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> from sklearn_arb.backbone import source_of
+    >>> settings = SimpleNamespace(source="rollout", layer=-1, head="max",
+    ...                            discard_ratio=0.0, target="predicted")
+    >>> source_of(settings).label
+    'rollout, max, L-1'
+    """
+    settings = {name: getattr(owner, name) for name in _SOURCE_SETTINGS}
+    return make_source(owner.source, **settings)
