@@ -21,7 +21,7 @@ from torch import nn
 from tqdm import tqdm
 
 from ._images import load_images, size_pair
-from ._layout import MapLayout, with_layout
+from ._layout import MapLayout, TokenMaps, with_layout
 from .backbone import block_index
 from .backbone._batching import PRECISIONS, ForwardPass, default_batch_size
 from .backbone._bootstrap import BOOTSTRAP_KINDS, draw_bootstrap, image_seeds
@@ -394,16 +394,21 @@ class AttentionExtractor(TransformerMixin, BaseEstimator):
         """
         check_is_fitted(self, "model_")
         if not self._caches_maps():
-            images = self._load_images(X)
-            maps = np.empty((len(images), (1 + self.n_bootstrap) * self.n_tokens_))
-            chunks = self._progress(
-                self._iter_maps(images, **self._classes_of(len(images))),
-                len(images),
-            )
-            for chunk, chunk_maps in chunks:
-                maps[chunk] = chunk_maps
-        else:
-            maps = self._cached_transform(X)
+            return self._pixel_maps(self._load_images(X))
+        maps = self._cached_transform(X)
+        return with_layout(maps, MapLayout(self.n_tokens_, self.n_bootstrap))
+
+    def _pixel_maps(self, images: np.ndarray, progress: bool = True) -> TokenMaps:
+        """The ``[observed | bootstrap]`` maps of ``(n, H, W, 3)`` float32 pixels
+        at the model's size, neither read from files nor cached; a list target
+        gives each image its class. Counted on the progress bar when verbose
+        and ``progress``."""
+        maps = np.empty((len(images), (1 + self.n_bootstrap) * self.n_tokens_))
+        chunks = self._iter_maps(images, **self._classes_of(len(images)))
+        if progress:
+            chunks = self._progress(chunks, len(images))
+        for chunk, chunk_maps in chunks:
+            maps[chunk] = chunk_maps
         return with_layout(maps, MapLayout(self.n_tokens_, self.n_bootstrap))
 
     def transform_observed(self, X: Any) -> np.ndarray:

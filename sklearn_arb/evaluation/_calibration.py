@@ -24,7 +24,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from .._extractor import AttentionExtractor
 from .._images import load_images
-from .._layout import MapLayout, TokenMaps, with_layout
+from .._layout import TokenMaps, with_layout
 from .._regularizer import BootstrapAttentionRegularizer
 from ..backbone._bootstrap import draw_bootstrap
 from ._intervals import mean_interval
@@ -140,12 +140,9 @@ def noise_maps(extractor: AttentionExtractor, noise: np.ndarray) -> TokenMaps:
             f"the extractor's image size; got {noise.shape}. Draw them with "
             "noise_images(extractor, images)."
         )
-    maps = np.empty((len(noise), (1 + extractor.n_bootstrap) * extractor.n_tokens_))
-    # A list target (CDAM) gives each noise image the class of its image.
-    classes = extractor._classes_of(len(noise))
-    for chunk, chunk_maps in extractor._iter_maps(noise, **classes):
-        maps[chunk] = chunk_maps
-    return with_layout(maps, MapLayout(extractor.n_tokens_, extractor.n_bootstrap))
+    # What transform computes of pixels (a list target gives each noise image
+    # the class of its image), without its reading of files.
+    return extractor._pixel_maps(noise, progress=False)
 
 
 def attainable_level(alpha: float, n_null: int) -> float:
