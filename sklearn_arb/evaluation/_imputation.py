@@ -281,16 +281,17 @@ def _road_fill(
         interior_values = (extension @ frame_values).reshape(-1, n_channels)
         filled.append((interior.T.ravel(), interior_values))
     for pixels, pixel_values in filled:
-        if noise:
-            draws = rng.standard_normal(pixel_values.shape, dtype=_noise_dtype(dtype))
-            pixel_values += (draws * noise).astype(dtype, copy=False)
+        _add_noise(pixel_values, noise, rng)
         flat[pixels] = pixel_values
 
 
-def _noise_dtype(dtype: np.dtype) -> type:
-    """The float type the noise is drawn in (a Generator draws float32 or
-    float64 only)."""
-    return np.float64 if dtype == np.float64 else np.float32
+def _add_noise(values: np.ndarray, noise: float, rng: np.random.Generator) -> None:
+    """Add Gaussian noise of std ``noise`` to ``values`` in place, drawn in
+    float32 unless ``values`` are float64 (a Generator draws those two only)."""
+    if noise:
+        dtype = np.float64 if values.dtype == np.float64 else np.float32
+        draws = rng.standard_normal(values.shape, dtype=dtype)
+        values += (draws * noise).astype(values.dtype, copy=False)
 
 
 def token_pixel_mask(tokens: ArrayLike, grid_shape: tuple[int, int], patch_size: int):
@@ -449,7 +450,6 @@ def remove_tokens(
     seeds = rng.randint(2**32, size=(len(images), 2), dtype=np.uint64)
     fill = np.broadcast_to(np.asarray(background, dtype=np.float64), (3,))
     n_channels = images.shape[3]
-    noise_dtype = _noise_dtype(dtype)
 
     def fill_image(index: int) -> None:
         image, tokens = perturbed[index], removed[index]
@@ -459,9 +459,7 @@ def remove_tokens(
             _road_fill(image, tokens, patch_size, noise, noise_rng)
         elif n_removed == tokens.size:
             image[:] = fill[:n_channels]
-            if noise:
-                draws = noise_rng.standard_normal(image.shape, dtype=noise_dtype)
-                image += (draws * noise).astype(dtype, copy=False)
+            _add_noise(image, noise, noise_rng)
 
     # Images are independent (each has its own seed) and the solver releases
     # the GIL: one thread per core, each with single-threaded BLAS (threaded
