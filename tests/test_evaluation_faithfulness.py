@@ -123,6 +123,9 @@ def _random_removal(shape, fraction, seed):
         ((48, 80), PATCH, _random_removal((6, 10), 0.7, 2)),  # not square
         ((24, 24), 2, _random_removal((12, 12), 0.8, 3)),  # 1-pixel interiors
         ((12, 12), 1, _random_removal((12, 12), 0.6, 4)),  # no interiors
+        # Grids narrower than the largest square: 3 x 3 and 2 x 8 tokens.
+        ((24, 24), PATCH, [0, 1, 3, 4, 8]),
+        ((16, 64), PATCH, _random_removal((2, 8), 0.7, 5)),
     ],
 )  # fmt: skip
 def test_road_solves_the_neighbour_mean_equations(shape, patch, tokens):

@@ -162,6 +162,8 @@ def _cover_with_squares(tokens: np.ndarray) -> list[tuple[int, np.ndarray]]:
         if k == 1:  # every token left is a square of its own
             squares.append((k, np.argwhere(free)))
             break
+        if k > min(free.shape):  # a grid narrower than the square has none
+            continue
         windows = np.lib.stride_tricks.sliding_window_view(free, (k, k))
         corners = []
         for r, c in np.argwhere(windows.all(axis=(2, 3))):
