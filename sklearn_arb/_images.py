@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal, TypeAlias
 
@@ -74,11 +75,13 @@ def size_pair(image_size: int | Sequence[int]) -> tuple[int, int]:
     return pair
 
 
-def _read_file(path: Path) -> np.ndarray:
-    """One image file as an RGB uint8 array (grey and RGBA converted)."""
+@contextmanager
+def _opened(path: Path) -> Iterator[Image.Image]:
+    """The image file opened by PIL (pixels not yet decoded), with a missing or
+    unreadable file said in one line."""
     try:
         with Image.open(path) as image:
-            return _pil_to_array(image)
+            yield image
     except FileNotFoundError:
         raise FileNotFoundError(f"Image file {str(path)!r} does not exist.") from None
     except (UnidentifiedImageError, OSError, SyntaxError) as exc:
@@ -86,6 +89,42 @@ def _read_file(path: Path) -> np.ndarray:
             f"Could not read {str(path)!r} as an image ({exc}); pass image files "
             f"PIL can open ({', '.join(IMAGE_SUFFIXES)})."
         ) from None
+
+
+def _read_file(path: Path) -> np.ndarray:
+    """One image file as an RGB uint8 array (grey and RGBA converted)."""
+    with _opened(path) as image:
+        return _pil_to_array(image)
+
+
+def file_image_size(path: str | os.PathLike) -> tuple[int, int]:
+    """The (height, width) of an image file, read from its header.
+
+    Parameters
+    ----------
+    path : str or path-like
+        An image file PIL can open.
+
+    Returns
+    -------
+    size : (int, int)
+        Its height and width in pixels, as :func:`load_images` reads it.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> import numpy as np
+    >>> from PIL import Image
+    >>> from sklearn_arb._images import file_image_size
+    >>> path = Path(tempfile.mkdtemp()) / "wide.png"
+    >>> Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(path)
+    >>> file_image_size(path)
+    (20, 30)
+    """
+    with _opened(Path(path)) as image:
+        width, height = image.size
+    return height, width
 
 
 def _pil_to_array(image: Image.Image) -> np.ndarray:

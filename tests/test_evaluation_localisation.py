@@ -5,6 +5,7 @@ from itertools import permutations
 import numpy as np
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
+from PIL import Image
 from sklearn.metrics import roc_auc_score
 
 from sklearn_arb import CumulativeMass
@@ -13,6 +14,7 @@ from sklearn_arb.evaluation import (
     boxes_to_token_masks,
     localisation_auc,
     make_localisation_scorer,
+    model_boxes_of_files,
     pointing_game,
     read_boxes,
     relevance_mass,
@@ -204,7 +206,10 @@ def test_read_boxes_and_match_files(tmp_path):
     boxes = read_boxes(csv_path)
     assert boxes.files == ["a/1.JPEG", "b/2.JPEG"]
     assert_array_equal(boxes.class_index, [0, 3, 0])
-    files = ["b/2.JPEG", tmp_path / "data" / "a" / "1.JPEG"]
+    files = [tmp_path / "b" / "2.JPEG", tmp_path / "data" / "a" / "1.JPEG"]
+    for file in files:
+        file.parent.mkdir(parents=True)
+        Image.fromarray(np.zeros((224, 224, 3), np.uint8)).save(file)
     masks = token_masks_for_files(files, boxes, image_size=32, patch_size=16)
     assert_array_equal(masks, [[0, 0, 0, 1], [1, 1, 1, 0]])
     found = boxes_of_files(files, boxes)
@@ -212,6 +217,28 @@ def test_read_boxes_and_match_files(tmp_path):
     assert_array_equal(found.boxes[1], boxes.boxes[[0, 2]])
     with pytest.raises(ValueError, match=r"1 file\(s\) have no box.*c/3.JPEG"):
         token_masks_for_files(["c/3.JPEG"], boxes, image_size=32, patch_size=16)
+
+
+def test_boxes_are_scaled_from_each_file_s_own_size_x_and_y_apart(tmp_path):
+    # A wide file, a tall file and a square one, each with the box of its right
+    # half (in its own pixels), to a square model image and to a wide one.
+    sizes = {"wide.png": (224, 448), "tall.png": (300, 100), "square.png": (64, 64)}
+    rows = []
+    for name, (height, width) in sizes.items():
+        Image.fromarray(np.zeros((height, width, 3), np.uint8)).save(tmp_path / name)
+        rows.append(f"{name},0,{width},{height},{width / 2},0,{width},{height}\n")
+    (tmp_path / "boxes.csv").write_text(HEADER + "".join(rows))
+    boxes = read_boxes(tmp_path / "boxes.csv")
+    files = [tmp_path / name for name in sizes]
+    right_half = np.tile([False, True], 2)  # 2 x 2 grid
+    masks = token_masks_for_files(files, boxes, image_size=32, patch_size=16)
+    assert_array_equal(masks, np.tile(right_half, (3, 1)))
+    wide = token_masks_for_files(files, boxes, image_size=(32, 64), patch_size=16)
+    assert_array_equal(wide, np.tile([0, 0, 1, 1], (3, 2)))  # 2 x 4 grid
+    assert_array_equal(
+        model_boxes_of_files(files[:2], boxes, (32, 64)),
+        [[[32.0, 0.0, 64.0, 32.0]]] * 2,
+    )
 
 
 def test_read_boxes_rejects_bad_files(tmp_path):

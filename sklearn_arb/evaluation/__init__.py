@@ -39,6 +39,7 @@ from ._localisation import (
 from ._masks import (
     boxes_of_files,
     boxes_to_token_masks,
+    model_boxes_of_files,
     read_boxes,
     token_masks_for_files,
 )
@@ -74,6 +75,7 @@ __all__ = [
     "localisation_auc",
     "make_faithfulness_scorer",
     "make_localisation_scorer",
+    "model_boxes_of_files",
     "noise_calibration",
     "noise_images",
     "perturbation_curve",

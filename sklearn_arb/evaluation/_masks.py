@@ -11,11 +11,13 @@ import numpy as np
 from numpy.typing import ArrayLike
 from sklearn.utils import Bunch
 
+from .._images import file_image_size, size_pair
 from ..datasets import pixel_to_token_masks
 
 __all__ = [
     "boxes_of_files",
     "boxes_to_token_masks",
+    "model_boxes_of_files",
     "read_boxes",
     "token_masks_for_files",
 ]
@@ -32,23 +34,20 @@ BOX_COLUMNS = (
 )
 
 
-def read_boxes(path: str | os.PathLike, *, image_size: int = 224) -> Bunch:
+def read_boxes(path: str | os.PathLike) -> Bunch:
     """Read bounding boxes from a CSV file, one row per box.
 
     The columns are ``file`` (the image's path relative to the image folder, with
     ``/`` separators), ``class_index`` (the ImageNet-1k class of the box),
     ``original_width`` and ``original_height`` (the size of the image the boxes
     were drawn on), and ``x0, y0, x1, y1``: the box's left, top, right and bottom
-    edges in the pixels of the file, a square image of side ``image_size`` (x to
-    the right, y down, from the image's top-left corner). An image can have
-    several boxes.
+    edges in the pixels of the file itself, whatever its size (x to the right,
+    y down, from the image's top-left corner). An image can have several boxes.
 
     Parameters
     ----------
     path : str or path-like
         The CSV file.
-    image_size : int, default=224
-        Side of the square images the coordinates are in.
 
     Returns
     -------
@@ -56,7 +55,7 @@ def read_boxes(path: str | os.PathLike, *, image_size: int = 224) -> Bunch:
         ``file`` (n_boxes,) str, ``class_index`` (n_boxes,) int,
         ``original_size`` (n_boxes, 2) int (width, height), ``boxes``
         (n_boxes, 4) float ``x0, y0, x1, y1``; ``files``, the distinct files in
-        the order they first appear; ``image_size``.
+        the order they first appear.
 
     Examples
     --------
@@ -114,22 +113,22 @@ def read_boxes(path: str | os.PathLike, *, image_size: int = 224) -> Bunch:
         original_size=original_size,
         boxes=boxes,
         files=list(dict.fromkeys(files)),
-        image_size=int(image_size),
     )
 
 
-def _box_pixel_mask(boxes: np.ndarray, image_size: int) -> np.ndarray:
-    """The union of ``boxes`` (n_boxes, 4) as a boolean (image_size, image_size)
-    pixel mask: a pixel is inside when its centre lies in a box, edges included."""
-    centres = np.arange(image_size) + 0.5
-    inside_x = (centres >= boxes[:, :1]) & (centres <= boxes[:, 2:3])
-    inside_y = (centres >= boxes[:, 1:2]) & (centres <= boxes[:, 3:4])
+def _box_pixel_mask(boxes: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """The union of ``boxes`` (n_boxes, 4) as a boolean (height, width) pixel
+    mask: a pixel is inside when its centre lies in a box, edges included."""
+    x_centres = np.arange(size[1]) + 0.5
+    y_centres = np.arange(size[0]) + 0.5
+    inside_x = (x_centres >= boxes[:, :1]) & (x_centres <= boxes[:, 2:3])
+    inside_y = (y_centres >= boxes[:, 1:2]) & (y_centres <= boxes[:, 3:4])
     return (inside_y[:, :, np.newaxis] & inside_x[:, np.newaxis, :]).any(axis=0)
 
 
 def boxes_to_token_masks(
     boxes: Sequence[ArrayLike],
-    image_size: int,
+    image_size: int | tuple[int, int],
     patch_size: int,
     min_fraction: float = 0.5,
 ) -> np.ndarray:
@@ -146,10 +145,10 @@ def boxes_to_token_masks(
     Parameters
     ----------
     boxes : sequence of array-like of shape (n_boxes_i, 4)
-        For each image, its boxes ``x0, y0, x1, y1`` in the pixels of the square
-        image of side ``image_size`` the model sees; an image may have no box.
-    image_size : int
-        Side of the square images, a multiple of ``patch_size``.
+        For each image, its boxes ``x0, y0, x1, y1`` in the pixels of the image
+        of ``image_size`` the model sees; an image may have no box.
+    image_size : int or (int, int)
+        The model's image side, or (height, width); multiples of ``patch_size``.
     patch_size : int
         Side of the model's square patches, in pixels.
     min_fraction : float in (0, 1], default=0.5
@@ -159,7 +158,7 @@ def boxes_to_token_masks(
     Returns
     -------
     token_masks : ndarray of shape (n_images, n_tokens), bool
-        ``n_tokens = (image_size // patch_size) ** 2``.
+        ``n_tokens = (height // patch_size) * (width // patch_size)``.
 
     Examples
     --------
@@ -173,7 +172,8 @@ def boxes_to_token_masks(
     """
     if not 0 < min_fraction <= 1:
         raise ValueError(f"min_fraction must be in (0, 1]; got {min_fraction}.")
-    pixel_masks = np.empty((len(boxes), image_size, image_size), dtype=bool)
+    size = size_pair(image_size)
+    pixel_masks = np.empty((len(boxes), *size), dtype=bool)
     for index, image_boxes in enumerate(boxes):
         image_boxes = np.asarray(image_boxes, dtype=np.float64)
         if image_boxes.size and (image_boxes.ndim != 2 or image_boxes.shape[1] != 4):
@@ -181,7 +181,7 @@ def boxes_to_token_masks(
                 f"The boxes of image {index} have shape {image_boxes.shape}; give "
                 "each image an array of shape (n_boxes, 4) of x0, y0, x1, y1."
             )
-        pixel_masks[index] = _box_pixel_mask(image_boxes.reshape(-1, 4), image_size)
+        pixel_masks[index] = _box_pixel_mask(image_boxes.reshape(-1, 4), size)
     return pixel_to_token_masks(pixel_masks, patch_size, min_fraction=min_fraction)
 
 
@@ -213,8 +213,8 @@ def boxes_of_files(files: Sequence[str | os.PathLike], boxes: Bunch) -> Bunch:
     Returns
     -------
     file_boxes : Bunch
-        ``boxes``, a list of one (n_boxes_i, 4) array per file, in the pixels of
-        the boxes' ``image_size``; ``class_index`` (n_files,), the class of the
+        ``boxes``, a list of one (n_boxes_i, 4) array per file, in the file's
+        pixels; ``class_index`` (n_files,), the class of the
         file's first box (an ImageNet image's boxes all have its class), e.g.
         the target of a faithfulness curve.
 
@@ -253,30 +253,84 @@ def boxes_of_files(files: Sequence[str | os.PathLike], boxes: Bunch) -> Bunch:
     )
 
 
+def model_boxes_of_files(
+    files: Sequence[str | os.PathLike],
+    boxes: Bunch,
+    image_size: int | tuple[int, int],
+) -> list[np.ndarray]:
+    """The boxes of ``files`` in the pixels of the image the model sees.
+
+    Each file's boxes, matched as :func:`boxes_of_files` does, are scaled from
+    the file's own size (read from its header) to ``image_size``, x and y apart:
+    the extractor resizes a file to ``image_size`` without cropping.
+
+    Parameters
+    ----------
+    files : sequence of str or path-like
+        Image files with boxes, e.g. those given to the extractor.
+    boxes : Bunch
+        :func:`read_boxes`' result.
+    image_size : int or (int, int)
+        The model's image side, or (height, width) (the extractor's
+        ``image_size_``).
+
+    Returns
+    -------
+    model_boxes : list of ndarray of shape (n_boxes_i, 4)
+        ``x0, y0, x1, y1`` of each file's boxes in the model's pixels.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> import numpy as np
+    >>> from PIL import Image
+    >>> from sklearn_arb.evaluation import model_boxes_of_files, read_boxes
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> Image.fromarray(np.zeros((100, 200, 3), np.uint8)).save(folder / "1.png")
+    >>> _ = (folder / "boxes.csv").write_text(
+    ...     "file,class_index,original_width,original_height,x0,y0,x1,y1\\n"
+    ...     "1.png,0,200,100,100,0,200,50\\n"
+    ... )
+    >>> boxes = read_boxes(folder / "boxes.csv")
+    >>> model_boxes_of_files([folder / "1.png"], boxes, 32)  # the top right
+    [array([[16.,  0., 32., 16.]])]
+    """
+    height, width = size_pair(image_size)
+    model_boxes = []
+    for file, file_boxes in zip(
+        files, boxes_of_files(files, boxes).boxes, strict=True
+    ):
+        file_height, file_width = file_image_size(file)
+        scale = np.array([width / file_width, height / file_height] * 2)
+        model_boxes.append(file_boxes * scale)
+    return model_boxes
+
+
 def token_masks_for_files(
     files: Sequence[str | os.PathLike],
     boxes: Bunch,
     *,
-    image_size: int,
+    image_size: int | tuple[int, int],
     patch_size: int,
     min_fraction: float = 0.5,
 ) -> np.ndarray:
     """Token masks of the boxes of ``files``, in the order of ``files``.
 
-    The files are matched as :func:`boxes_of_files` does; their box coordinates
-    are scaled from the boxes' ``image_size`` to the model's ``image_size`` (the
-    files are plain resizes), then turned into token masks by
-    :func:`boxes_to_token_masks`, whose overlap rule applies.
+    The boxes are brought to the model's pixels by
+    :func:`model_boxes_of_files` (each file's size is read from the file), then
+    turned into token masks by :func:`boxes_to_token_masks`, whose overlap rule
+    applies.
 
     Parameters
     ----------
     files : sequence of str or path-like
-        Image files, e.g. those given to the extractor.
+        Image files with boxes, e.g. those given to the extractor.
     boxes : Bunch
         :func:`read_boxes`' result.
-    image_size : int
-        Side of the square images the model sees (the extractor's
-        ``image_size``).
+    image_size : int or (int, int)
+        The model's image side, or (height, width) (the extractor's
+        ``image_size_``).
     patch_size : int
         The model's patch size.
     min_fraction : float in (0, 1], default=0.5
@@ -290,21 +344,24 @@ def token_masks_for_files(
     --------
     >>> import tempfile
     >>> from pathlib import Path
+    >>> import numpy as np
+    >>> from PIL import Image
     >>> from sklearn_arb.evaluation import read_boxes, token_masks_for_files
-    >>> csv_path = Path(tempfile.mkdtemp()) / "boxes.csv"
-    >>> _ = csv_path.write_text(
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> Image.fromarray(np.zeros((224, 224, 3), np.uint8)).save(folder / "1.png")
+    >>> _ = (folder / "boxes.csv").write_text(
     ...     "file,class_index,original_width,original_height,x0,y0,x1,y1\\n"
-    ...     "a/1.JPEG,0,500,375,0,0,112,224\\n"
+    ...     "1.png,0,500,375,0,0,112,224\\n"
     ... )
     >>> masks = token_masks_for_files(
-    ...     ["/data/a/1.JPEG"], read_boxes(csv_path), image_size=32, patch_size=16
+    ...     [folder / "1.png"], read_boxes(folder / "boxes.csv"),
+    ...     image_size=32, patch_size=16,
     ... )
     >>> masks  # the box is the left half: tokens 0 and 2 of the 2 x 2 grid
     array([[ True, False,  True, False]])
     """
-    scale = image_size / boxes.image_size
     return boxes_to_token_masks(
-        [image_boxes * scale for image_boxes in boxes_of_files(files, boxes).boxes],
+        model_boxes_of_files(files, boxes, image_size),
         image_size,
         patch_size,
         min_fraction,

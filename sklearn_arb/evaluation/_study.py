@@ -59,7 +59,12 @@ from ._localisation import (
     relevance_rank_accuracy,
     selection_scores,
 )
-from ._masks import _file_key, read_boxes, token_masks_for_files
+from ._masks import (
+    _file_key,
+    boxes_to_token_masks,
+    model_boxes_of_files,
+    read_boxes,
+)
 
 __all__ = ["METHODS", "SOURCES", "EvaluationSettings", "compute_evaluation"]
 
@@ -453,18 +458,18 @@ def compute_evaluation(
         if progress:
             source_extractor.set_params(verbose=1)
         maps = _stored_maps(source_extractor, source, paths, output)
-        token_masks = token_masks_for_files(
-            keys,
-            boxes,
-            image_size=source_extractor.image_size_[0],
-            patch_size=source_extractor.patch_size_,
-            min_fraction=settings.min_fraction,
+        results.boxes = model_boxes_of_files(
+            paths, boxes, source_extractor.image_size_
+        )
+        token_masks = boxes_to_token_masks(
+            results.boxes,
+            source_extractor.image_size_,
+            source_extractor.patch_size_,
+            settings.min_fraction,
         )
         results.token_masks = token_masks
         results.grid_shape = source_extractor.grid_shape_
         results.image_size = source_extractor.image_size_
-        scale = source_extractor.image_size_[0] / boxes.image_size
-        results.boxes = [boxes.boxes[boxes.file == key] * scale for key in keys]
         selections = select(maps, source, settings)
         per_source = Bunch(
             selections=selections,
