@@ -302,3 +302,19 @@ def test_cli_evaluate_bad_boxes_is_one_line(tmp_path, capsys, content, message):
     assert len(error.splitlines()) == 1
     assert error.startswith("sklearn-arb evaluate: error: --boxes:")
     assert message in error
+
+
+def test_one_image_with_calibration_fails_before_any_map(
+    two_real_images, deit_weights, tmp_path, capsys
+):
+    folder, boxes = two_real_images
+    second = sorted(folder.rglob("*.JPEG"))[1]
+    second.unlink()  # one image left: the calibration's pooled null needs two
+    output = tmp_path / "out"
+    argv = ["evaluate", str(folder), "--boxes", str(boxes), "--weights",
+            str(deit_weights), "--output", str(output), "--quiet"]  # fmt: skip
+    assert main(argv) != 0
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1
+    assert "at least 2 images" in error and "--no-calibration" in error
+    assert not list(output.glob("maps_*.npz"))  # failed before computing maps

@@ -296,15 +296,19 @@ def is_upper_set(observed: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 
 def localisation_scores(
-    observed: np.ndarray, masks: dict[str, np.ndarray], boxes: np.ndarray
+    observed: np.ndarray,
+    masks: dict[str, np.ndarray],
+    boxes: np.ndarray,
+    random_state: int = 0,
 ) -> dict[str, dict[str, np.ndarray]]:
     """Per method (and ``"map"``, the raw map), per-image localisation scores.
 
     The selected map of a method is the observed map where it keeps tokens
     (the random selection: a random positive map on its tokens, so that its
-    pointing game and mass are those of a blind guess), 0 elsewhere.
+    pointing game and mass are those of a blind guess, drawn from
+    ``random_state``), 0 elsewhere.
     """
-    rng = np.random.RandomState(0)
+    rng = np.random.RandomState(random_state)
     maps = {"map": observed}
     for method, mask in masks.items():
         values = observed if method != "random" else rng.random_sample(mask.shape)
@@ -448,6 +452,13 @@ def compute_evaluation(
     found = box_images(folder, boxes)
     paths = [path for path, _ in found]
     keys = [key for _, key in found]
+    if settings.calibration and len(paths) < 2:
+        # Checked before any map is computed: the pooled null of the calibration
+        # is fitted on the other images' noise, so it needs two.
+        raise ValueError(
+            f"The calibration needs at least 2 images; {folder} has {len(paths)} "
+            "with boxes. Pass more images, or calibration=False (--no-calibration)."
+        )
     output.mkdir(parents=True, exist_ok=True)
     results = Bunch(images=keys, paths=paths, settings=settings, sources={})
     classifier = None
@@ -474,7 +485,7 @@ def compute_evaluation(
         per_source = Bunch(
             selections=selections,
             localisation=localisation_scores(
-                selections.observed, selections.masks, token_masks
+                selections.observed, selections.masks, token_masks, settings.seed
             ),
             faithfulness=None,
             calibration=None,
@@ -685,7 +696,10 @@ def _calibration(
 ) -> Bunch:
     """:func:`noise_calibration` of one source, stored in the output folder."""
     file = output / f".calibration_{source}.json"
-    request = _digest(extractor.maps_id_, [str(path) for path in paths], settings.seed)
+    # The noise images are drawn from the files' pixels: key on their content.
+    request = _digest(
+        extractor.maps_id_, [file_digest(path) for path in paths], settings.seed
+    )
     try:
         stored = json.loads(file.read_text())
         if stored["request"] == request:
