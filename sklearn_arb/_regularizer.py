@@ -173,9 +173,11 @@ class BootstrapAttentionRegularizer(ObservedMapsMixin, TransformerMixin, BaseEst
         a score <= 0, else log. Everything after z is the same on both scales.
         With ``"log"``, maps that hold scores <= 0 get a UserWarning at fit
         (they are floored, step 1), naming ``"auto"``.
-        On a signed map the significant side is large positive z (evidence for
-        the target class); negative scores (evidence against it) are zeroed by
-        the z-step like any score the null explains.
+        On a signed map the significant side is large positive z. A score is
+        kept for lying significantly above its null, not for its sign: when
+        the null's mean is below 0, a negative score (evidence against the
+        target, but less than noise gives) can be kept. The heuristic rules
+        (:class:`TopFraction` and the others) keep positive scores only.
 
     Attributes
     ----------

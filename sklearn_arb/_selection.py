@@ -8,7 +8,9 @@ mean (:class:`MeanThreshold`, Chefer et al.'s rule). So a ``GridSearchCV`` over
 the Pipeline's ``"regularizer"`` step compares them with ARB on the same maps.
 
 Every rule reads the map's positive part: a score <= 0 (evidence against the
-target in a signed map such as CDAM's) is never kept, as ARB's z-step drops it.
+target in a signed map such as CDAM's) is never kept. ARB differs here: it keeps
+a score that lies significantly above its null, which on a signed map whose null
+mean is below 0 can be a negative one.
 """
 
 from numbers import Integral, Real

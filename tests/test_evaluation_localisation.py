@@ -85,7 +85,12 @@ def test_signed_maps_enter_by_their_positive_part():
     masks = np.array([[True, False, False, False]])
     signed = np.array([[0.5, -3.0, 0.5, 0.0]])
     assert_allclose(relevance_mass(signed, masks), [0.5])
-    assert_array_equal(selection_scores(signed, masks).size, [0.5])
+    # A selection is every kept (nonzero) token, whatever its sign: ARB can keep
+    # a negative score significantly above its null, and selection_faithfulness
+    # removes it with the others.
+    scores = selection_scores(signed, masks)
+    assert_array_equal(scores.size, [0.75])
+    assert_array_equal(scores.precision, [1 / 3])
     assert_allclose(
         localisation_auc(signed, masks), [roc_auc_score(masks[0], [0.5, 0, 0.5, 0])]
     )

@@ -17,7 +17,7 @@ from numpy.typing import ArrayLike
 from scipy.stats import rankdata
 from sklearn.utils import Bunch
 
-from ..metrics._validation import check_evidence, check_roi_masks
+from ..metrics._validation import check_evidence, check_maps, check_roi_masks
 
 __all__ = [
     "localisation_auc",
@@ -185,10 +185,13 @@ def localisation_auc(maps: ArrayLike, masks: ArrayLike) -> np.ndarray:
 
 
 def selection_scores(maps: ArrayLike, masks: ArrayLike) -> Bunch:
-    """How a selection (the positive tokens of a map) matches the mask.
+    """How a selection (the nonzero tokens of a map) matches the mask.
 
     For a regularized map (ARB, or a selection rule such as
-    :class:`~sklearn_arb.CumulativeMass`) the selection is the tokens it kept.
+    :class:`~sklearn_arb.CumulativeMass`) the selection is the tokens it kept,
+    whatever their sign: ARB on a signed map can keep a negative score that
+    lies significantly above its null, and such a token counts as selected, as
+    it does in :func:`selection_faithfulness`.
 
     Parameters
     ----------
@@ -219,8 +222,9 @@ def selection_scores(maps: ArrayLike, masks: ArrayLike) -> Bunch:
     >>> scores.precision, scores.recall, scores.iou, scores.size, scores.chance
     (array([0.5]), array([0.5]), array([0.33333333]), array([0.5]), array([0.5]))
     """
-    evidence, masks = _evidence_and_masks(maps, masks)
-    selected = evidence > 0
+    maps = check_maps(maps)
+    selected = maps != 0
+    masks = check_roi_masks(masks, maps.shape, "masks")
     n_selected, n_inside = selected.sum(axis=1), masks.sum(axis=1)
     n_both = (selected & masks).sum(axis=1)
     n_tokens = masks.shape[1]

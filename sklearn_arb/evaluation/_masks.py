@@ -298,9 +298,7 @@ def model_boxes_of_files(
     """
     height, width = size_pair(image_size)
     model_boxes = []
-    for file, file_boxes in zip(
-        files, boxes_of_files(files, boxes).boxes, strict=True
-    ):
+    for file, file_boxes in zip(files, boxes_of_files(files, boxes).boxes, strict=True):
         file_height, file_width = file_image_size(file)
         scale = np.array([width / file_width, height / file_height] * 2)
         model_boxes.append(file_boxes * scale)

@@ -306,7 +306,8 @@ def localisation_scores(
     The selected map of a method is the observed map where it keeps tokens
     (the random selection: a random positive map on its tokens, so that its
     pointing game and mass are those of a blind guess, drawn from
-    ``random_state``), 0 elsewhere.
+    ``random_state``), 0 elsewhere; map scores read its positive part, the
+    selection scores every kept token whatever its sign.
     """
     rng = np.random.RandomState(random_state)
     maps = {"map": observed}
@@ -325,7 +326,9 @@ def localisation_scores(
             scores[method].update(
                 {
                     key: value
-                    for key, value in selection_scores(selected, boxes).items()
+                    for key, value in selection_scores(
+                        masks[method].astype(np.float64), boxes
+                    ).items()
                     if key != "chance"
                 }
             )
@@ -469,9 +472,7 @@ def compute_evaluation(
         if progress:
             source_extractor.set_params(verbose=1)
         maps = _stored_maps(source_extractor, source, paths, output)
-        results.boxes = model_boxes_of_files(
-            paths, boxes, source_extractor.image_size_
-        )
+        results.boxes = model_boxes_of_files(paths, boxes, source_extractor.image_size_)
         token_masks = boxes_to_token_masks(
             results.boxes,
             source_extractor.image_size_,

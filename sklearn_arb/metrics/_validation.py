@@ -39,7 +39,7 @@ def check_roi_masks(roi_masks, shape: tuple[int, ...], name: str = "roi_masks"):
         raise TypeError(
             f"{name} must be boolean (True in the region of interest); got dtype "
             f"{roi_masks.dtype}. Use the masks from make_noise_simulation or "
-            "compare yours with 0."
+            "token_masks_for_files, or compare yours with 0."
         )
     if roi_masks.ndim < 2 or roi_masks.reshape(roi_masks.shape[0], -1).shape != shape:
         raise ValueError(
