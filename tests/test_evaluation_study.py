@@ -168,6 +168,16 @@ def test_report_numbers_equal_the_library_functions_and_a_rerun_computes_nothing
     assert float(rows["attention", "arb_p", "precision"]["chance"]) == pytest.approx(
         masks.mean(), rel=1e-5
     )
+    # Faithfulness has a chance level only at the random selection's sizes
+    # (ARB p's, per image); MeanThreshold keeps other sizes: none.
+    random_row = rows["attention", "random", "comprehensiveness"]
+    assert rows["attention", "arb_p", "comprehensiveness"]["chance"] == random_row[
+        "mean"
+    ]
+    assert rows["attention", "mean_threshold", "size"]["mean"] != rows[
+        "attention", "arb_p", "size"
+    ]["mean"]
+    assert np.isnan(float(rows["attention", "mean_threshold", "sufficiency"]["chance"]))
     per_image = [
         row for row in _read_rows(output / "per_image.csv") if row["method"] == "arb_p"
     ]

@@ -77,7 +77,9 @@ def per_image_rows(results: Bunch) -> list[dict[str, Any]]:
 
 def _chance(metric: str, method: str, scores: dict, random_scores: dict | None):
     """The chance level of ``metric`` for ``method``'s per-image scores: what a
-    selection (or map) blind to the image gets."""
+    selection (or map) blind to the image gets. For comprehensiveness and
+    sufficiency that is the random selection's, measured only at ARB p's size
+    in each image: a method of other sizes has no chance level here."""
     box_share = scores["chance"]
     if metric in ("pointing_game", "relevance_mass", "rank_accuracy", "precision"):
         return box_share
@@ -91,7 +93,11 @@ def _chance(metric: str, method: str, scores: dict, random_scores: dict | None):
         return np.divide(
             size * box_share, union, out=np.full(len(size), np.nan), where=union > 0
         )
-    if metric in FAITHFULNESS_METRICS and random_scores is not None:
+    if (
+        metric in FAITHFULNESS_METRICS
+        and random_scores is not None
+        and np.array_equal(scores.get("size"), random_scores["size"])
+    ):
         return random_scores[metric]
     return None
 
@@ -128,7 +134,10 @@ def summarize(
         faithfulness = per_source.faithfulness
         random_scores = None
         if faithfulness is not None and "random" in faithfulness.scores:
-            random_scores = faithfulness.scores["random"]
+            random_scores = {
+                **faithfulness.scores["random"],
+                "size": per_source.localisation["random"]["size"],
+            }
         per_method = {}
         for method, scores in per_source.localisation.items():
             values = dict(scores)
