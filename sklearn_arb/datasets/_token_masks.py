@@ -63,7 +63,7 @@ def pixel_to_token_masks(
         raise ValueError(
             f"Image size {height}x{width} is not a multiple of patch_size="
             f"{patch_size}; resize the images to the model's input size (e.g. "
-            "load_images(..., image_size=224)) before simulating noise."
+            "load_images(..., image_size=224)) before making masks of them."
         )
     rows, cols = height // patch_size, width // patch_size
     patch_fraction = pixel_masks.reshape(
