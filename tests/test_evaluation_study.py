@@ -7,6 +7,7 @@ import shutil
 import numpy as np
 import pytest
 from PIL import Image
+from sklearn.base import clone
 
 from sklearn_arb import AttentionExtractor, BootstrapAttentionRegularizer, MapLayout
 from sklearn_arb._layout import with_layout
@@ -114,7 +115,7 @@ def tiny_study(tmp_path, make_tiny_vit):
     lines = [BOX_HEADER]
     for index in range(4):
         name = f"im{index}.png"
-        # Files of 224 px, the boxes file's convention; the model sees 32 px.
+        # Files of 224 px; the model sees 32 px.
         pixels = rng.integers(0, 256, (224, 224, 3), dtype=np.uint8)
         Image.fromarray(pixels).save(folder / name)
         x0 = 56 * (index % 2)
@@ -328,3 +329,53 @@ def test_one_image_with_calibration_fails_before_any_map(
     assert len(error.splitlines()) == 1
     assert "at least 2 images" in error and "--no-calibration" in error
     assert not list(output.glob("maps_*.npz"))  # failed before computing maps
+
+
+def test_target_label_makes_cdam_and_the_perturbations_follow_the_labels(
+    tiny_study, tmp_path
+):
+    folder, boxes, extractor, _ = tiny_study
+    labels = [1, 3, 0, 4]
+    rows = boxes.read_text().splitlines(keepends=True)
+    boxes.write_text(
+        rows[0]
+        + "".join(
+            row.replace(",0,224,224,", f",{label},224,224,", 1)
+            for row, label in zip(rows[1:], labels, strict=True)
+        )
+    )
+    paths = sorted(folder.glob("*.png"))
+    found = {}
+    for target in ("predicted", "label"):
+        output = tmp_path / target
+        run_evaluation(
+            folder,
+            boxes,
+            output,
+            extractor=extractor,
+            settings=EvaluationSettings(
+                sources=("cdam",),
+                fractions=(0, 1),
+                removal="black",
+                calibration=False,
+                target=target,
+            ),
+        )
+        assert f"target {target} class" in (output / "summary.txt").read_text()
+        records = [np.load(output / "faithfulness" / "cdam" / f"{p.name}.npz")
+                   for p in paths]  # fmt: skip
+        found[target] = [int(record["target"][0]) for record in records]
+        stored = np.load(output / "maps_cdam.npz")["maps"]
+        direct = (
+            clone(extractor)
+            .set_params(source="cdam", target=labels if target == "label" else target,
+                        random_state=0)
+            .fit()
+            .transform(paths)
+        )  # fmt: skip
+        np.testing.assert_array_equal(stored, np.asarray(direct))
+    classifier = as_classifier(AttentionExtractor(extractor.model, image_size=32).fit())
+    predictions = classifier.probabilities(classifier.load(paths)).argmax(axis=1)
+    assert found["label"] == labels
+    assert found["predicted"] == predictions.tolist()
+    assert found["predicted"] != labels  # the two runs did follow different classes

@@ -89,6 +89,14 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "(pixel value 0) or a blur (default: %(default)s)",
     )
     group.add_argument(
+        "--target",
+        choices=("predicted", "label"),
+        default="predicted",
+        help="the class CDAM's maps and the perturbation scores follow: the "
+        "prediction on the intact image, or the boxes' class_index (with "
+        "'label', CDAM's p-values are calibrated on noise) (default: %(default)s)",
+    )
+    group.add_argument(
         "--no-faithfulness",
         action="store_true",
         help="localisation only (no perturbation: no forward pass beyond the maps)",
@@ -143,6 +151,7 @@ def evaluate(args: argparse.Namespace) -> int:
             removal=args.removal,
             calibration=not args.no_calibration,
             seed=args.seed,
+            target=args.target,
             faithfulness_every=args.faithfulness_every,
         )
     except ValueError as exc:

@@ -61,6 +61,7 @@ from ._localisation import (
 )
 from ._masks import (
     _file_key,
+    boxes_of_files,
     boxes_to_token_masks,
     model_boxes_of_files,
     read_boxes,
@@ -112,6 +113,12 @@ class EvaluationSettings:
     seed : int
         Seeds the bootstrap, ROAD's noise, the random selection and the
         intervals.
+    target : {"predicted", "label"}
+        The class the maps and the perturbation scores follow: the model's
+        prediction on the intact image, or the image's label (the boxes'
+        ``class_index``). Only CDAM's maps depend on it; with ``"label"``,
+        CDAM's p-values are calibrated on noise, where the predicted class
+        makes them liberal (see the user guide's evaluation page).
     faithfulness_every : int
         Perturbation scores for every n-th image only (in the order of the
         boxes' keys), to bound the cost; the others get NaN, left out of the
@@ -134,6 +141,7 @@ class EvaluationSettings:
     min_fraction: float = 0.5
     calibration: bool = True
     seed: int = 0
+    target: str = "predicted"
     faithfulness_every: int = 1
 
     def __post_init__(self) -> None:
@@ -164,6 +172,10 @@ class EvaluationSettings:
                 f"{self.fractions!r}."
             )
         object.__setattr__(self, "fractions", fractions)
+        if self.target not in ("predicted", "label"):
+            raise ValueError(
+                f"target must be 'predicted' or 'label'; got {self.target!r}."
+            )
         if int(self.faithfulness_every) < 1:
             raise ValueError(
                 f"faithfulness_every must be >= 1; got {self.faithfulness_every}."
@@ -189,16 +201,22 @@ def box_images(folder: Path, boxes: Bunch) -> list[tuple[Path, str]]:
 
 
 def _source_extractor(
-    extractor: AttentionExtractor, source: str, cache: Path, seed: int
+    extractor: AttentionExtractor,
+    source: str,
+    cache: Path,
+    seed: int,
+    labels: list[int] | None,
 ) -> AttentionExtractor:
     """The extractor for one source: the given one's model and bootstrap, the
-    source's defaults, maps cached per image in ``cache``."""
+    source's defaults, maps cached per image in ``cache``; a source that has a
+    target follows ``labels`` (one class per image) when given."""
+    uses_target = "target" in make_source(source).uses
     params = {
         "source": source,
         "head": "mean",
         "layer": -1,
         "discard_ratio": 0.0,
-        "target": "predicted",
+        "target": labels if labels is not None and uses_target else "predicted",
         "memory": str(cache),
         "random_state": seed,
         "verbose": 0,
@@ -356,10 +374,12 @@ def image_faithfulness(
     random_mask: np.ndarray | None,
     settings: EvaluationSettings,
     seed: int,
+    label: int | None = None,
 ) -> dict[str, np.ndarray]:
     """One image's perturbation results: the deletion and insertion curves of
     its raw map's order at the settings' fractions and at each size in
-    ``sizes`` (tokens), and the random selection's scores.
+    ``sizes`` (tokens), and the random selection's scores; the probability
+    followed is ``label``'s, or the prediction's on the intact image.
 
     Returns
     -------
@@ -384,6 +404,7 @@ def image_faithfulness(
             kind=kind,
             fractions=fractions,
             removal=settings.removal,
+            target="predicted" if label is None else [label],
             random_state=seed + index,
         )
         for index, kind in enumerate(("deletion", "insertion"))
@@ -464,10 +485,13 @@ def compute_evaluation(
         )
     output.mkdir(parents=True, exist_ok=True)
     results = Bunch(images=keys, paths=paths, settings=settings, sources={})
+    labels = None
+    if settings.target == "label":
+        labels = boxes_of_files(paths, boxes).class_index.tolist()
     classifier = None
     for source in settings.sources:
         source_extractor = _source_extractor(
-            extractor, source, output / ".cache", settings.seed
+            extractor, source, output / ".cache", settings.seed, labels
         )
         if progress:
             source_extractor.set_params(verbose=1)
@@ -501,6 +525,7 @@ def compute_evaluation(
                 selections,
                 paths,
                 keys,
+                labels,
                 output,
                 settings,
                 progress,
@@ -542,12 +567,14 @@ def _source_faithfulness(
     selections: Bunch,
     paths: list[Path],
     keys: list[str],
+    labels: list[int] | None,
     output: Path,
     settings: EvaluationSettings,
     progress: bool,
 ) -> Bunch:
     """Per image, the perturbation results (stored, or computed and stored),
-    read into comprehensiveness and sufficiency per method and the curves."""
+    read into comprehensiveness and sufficiency per method and the curves;
+    the probability followed is the image's label's when ``labels`` is given."""
     observed = selections.observed
     n_images, n_tokens = observed.shape
     methods = [m for m in settings.methods if m != "random"]
@@ -589,6 +616,8 @@ def _source_faithfulness(
                 None
                 if random_masks is None
                 else np.flatnonzero(random_masks[index]).tolist(),
+                # Results stored before targets could be labels stay valid.
+                *([] if labels is None else [labels[index]]),
             )
             record = _read_record(file, request)
             if record is None:
@@ -601,6 +630,7 @@ def _source_faithfulness(
                     None if random_masks is None else random_masks[index],
                     settings,
                     _image_seed(settings.seed, key, source),
+                    None if labels is None else labels[index],
                 )
                 file.parent.mkdir(parents=True, exist_ok=True)
                 arrays = {"request": np.asarray(request), **record}

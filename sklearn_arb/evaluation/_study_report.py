@@ -393,7 +393,7 @@ def run_evaluation(
         f"{model} (weights {extractor.checkpoint_path or 'as given'}), image size "
         f"{results.image_size[0]}, B = {extractor.n_bootstrap} {extractor.bootstrap} "
         f"bootstrap, sources {', '.join(settings.sources)}, removal "
-        f"{settings.removal}, curve fractions {list(settings.fractions)}, seed "
-        f"{settings.seed}"
+        f"{settings.removal}, target {settings.target} class, curve fractions "
+        f"{list(settings.fractions)}, seed {settings.seed}"
     )
     return write_report(results, Path(output), header)
