@@ -645,7 +645,13 @@ class BootstrapAttentionRegularizer(ObservedMapsMixin, TransformerMixin, BaseEst
                 self.lfdr_null,
                 None if sorted_null is None else sorted_null.signed,
             )
-        stats.keep_mask = significance_mask(
+        stats.keep_mask, stats.regularized = self._thresholded(stats)
+        return stats
+
+    def _thresholded(self, stats: Bunch) -> tuple[np.ndarray, np.ndarray]:
+        """The keep mask and regularized maps of ``stats`` at this estimator's
+        method and thresholds."""
+        keep_mask = significance_mask(
             stats.z,
             method=self.method,
             pvalues=stats.get("pvalues"),
@@ -657,10 +663,56 @@ class BootstrapAttentionRegularizer(ObservedMapsMixin, TransformerMixin, BaseEst
             threshold_kind=self.threshold_kind,
             pixels_per_token=self.pi0_pixels_per_token,
         )
-        stats.regularized = regularize_scores(
-            stats.scores, stats.keep_mask, lfdr=stats.lfdr if self.soft else None
+        regularized = regularize_scores(
+            stats.scores, keep_mask, lfdr=stats.get("lfdr") if self.soft else None
         )
-        return stats
+        return keep_mask, regularized
+
+    def regularize_statistics(self, statistics: Bunch) -> np.ndarray:
+        """Regularized maps from statistics already computed, at the current
+        method and thresholds.
+
+        The statistics do not depend on ``method``, ``alpha``, ``gamma``,
+        ``z_threshold``, ``threshold_kind`` or ``soft``, so a sweep over any of
+        them computes :meth:`compute_statistics` once and calls this for each
+        setting: the result equals :meth:`transform`'s at that setting.
+
+        Parameters
+        ----------
+        statistics : Bunch
+            :meth:`compute_statistics`' output, from this estimator as fitted.
+
+        Returns
+        -------
+        regularized : ndarray of shape (n_images, n_tokens)
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from sklearn_arb import BootstrapAttentionRegularizer
+        >>> X = np.random.default_rng(0).lognormal(size=(3, 2 * 49))
+        >>> arb = BootstrapAttentionRegularizer(null="per_image").fit(X)
+        >>> stats = arb.compute_statistics(X)
+        >>> sweep = []
+        >>> for alpha in (0.1, 0.3, 0.5):
+        ...     _ = arb.set_params(alpha=alpha)
+        ...     sweep.append(arb.regularize_statistics(stats))
+        >>> bool(np.array_equal(sweep[-1], arb.transform(X)))
+        True
+        """
+        check_is_fitted(self)
+        _check_parameters(self)
+        missing = [
+            name
+            for name in ("scores", "z", "pvalues", "lfdr", "pi0")
+            if name not in statistics
+        ]
+        if missing:
+            raise ValueError(
+                f"statistics lack {', '.join(missing)}; pass the output of "
+                "compute_statistics."
+            )
+        return self._thresholded(statistics)[1]
 
     def _decided_by_critical_values(self, needs: set[str]) -> bool:
         """Whether the maps need no statistic beyond whether ``p <= alpha``:

@@ -227,7 +227,12 @@ def _all_in_memory(paths, extractor, settings):
     functions: the reference the streamed computation must reproduce."""
     from sklearn_arb import BootstrapAttentionRegularizer, MapLayout, load_images
     from sklearn_arb._study._compute import SWEEP
-    from sklearn_arb.metrics import mean_in_roi, mean_percentile_in_roi, sensitivity
+    from sklearn_arb.metrics import (
+        mean_in_roi,
+        mean_percentile_in_roi,
+        sensitivity,
+        specificity,
+    )
 
     noisy, pixel_masks = make_noise_simulation(
         load_images(paths, image_size=32), random_state=settings.seed
@@ -245,10 +250,13 @@ def _all_in_memory(paths, extractor, settings):
     for method in ("p", "lfdr", "pi0"):
         after = pixels(reg.set_params(method=method).transform(X))
         reference[f"sensitivity_{method}"] = sensitivity(before, after, pixel_masks)
-    sweep = [pixels(reg.set_params(method="p", alpha=a).transform(X)) for a in SWEEP]
-    reference["curve_p"] = np.stack(
-        [sensitivity(before, after, pixel_masks) for after in sweep], axis=1
-    )
+    for method, name in (("p", "alpha"), ("lfdr", "gamma")):
+        reg.set_params(method=method, alpha=0.3, gamma=0.3)
+        sweep = [pixels(reg.set_params(**{name: v}).transform(X)) for v in SWEEP]
+        for curve, metric in enumerate((sensitivity, specificity)):
+            reference[f"curve_{method}_{curve}"] = np.stack(
+                [metric(before, after, pixel_masks) for after in sweep], axis=1
+            )
     return reference
 
 
@@ -274,9 +282,14 @@ def test_streamed_study_equals_the_all_in_memory_computation(
             np.testing.assert_allclose(
                 result.metrics[key], reference[key], rtol=1e-5, atol=1e-5
             )
-        np.testing.assert_allclose(
-            result.curves["p"][0], reference["curve_p"], rtol=1e-5, atol=1e-5
-        )
+        for method in ("p", "lfdr"):  # sensitivity and specificity curves
+            for curve in (0, 1):
+                np.testing.assert_allclose(
+                    result.curves[method][curve],
+                    reference[f"curve_{method}_{curve}"],
+                    rtol=1e-5,
+                    atol=1e-5,
+                )
     for key, values in whole.metrics.items():
         np.testing.assert_allclose(streamed.metrics[key], values, rtol=1e-5, atol=1e-5)
         assert streamed.metrics[key].dtype == values.dtype

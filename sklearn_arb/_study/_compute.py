@@ -180,19 +180,39 @@ def chunk_metrics(
         metrics[f"sensitivity_{method}"] = sensitivity(before, after, pixel_masks)
         metrics[f"specificity_{method}"] = specificity(before, after, pixel_masks)
         if method in SWEPT:
-            curves[method] = _sweep(regularizer, X, before, pixel_masks, extractor)
+            curves[method] = _sweep(regularizer, X, pixel_masks, extractor)
     return Bunch(metrics=metrics, curves=curves)
 
 
-def _sweep(regularizer, X, before, pixel_masks, extractor) -> tuple[np.ndarray, ...]:
+def _sweep(regularizer, X, pixel_masks, extractor) -> tuple[np.ndarray, ...]:
     """Sensitivity and specificity ``(n_images, len(SWEEP))`` over the sweep of the
-    regularizer's threshold."""
+    regularizer's threshold.
+
+    The statistics are computed once (the threshold does not change them), and
+    the metrics are taken on tokens: a token map upsampled by repetition sums
+    over a pixel region as the token scores weighted by each token's pixels in
+    the region, so a token map times those counts has the pixel map's sums.
+    """
+    patch = extractor.patch_size_
+    rows, cols = extractor.grid_shape_
+    roi_pixels = (
+        pixel_masks.reshape(len(X), rows, patch, cols, patch)
+        .sum(axis=(2, 4), dtype=np.float64)
+        .reshape(len(X), rows * cols)
+    )
+    rest_pixels = patch * patch - roi_pixels
+    observed = MapLayout(extractor.n_tokens_, extractor.n_bootstrap).observed(X)
+    statistics = regularizer.compute_statistics(X)
     sens, spec = [], []
     for value in SWEEP:
         regularizer.set_params(**{SWEPT[regularizer.method]: value})
-        after = _to_pixels(regularizer.transform(X), extractor)
-        sens.append(sensitivity(before, after, pixel_masks))
-        spec.append(specificity(before, after, pixel_masks))
+        after = regularizer.regularize_statistics(statistics)
+        sens.append(
+            sensitivity(observed * roi_pixels, after * roi_pixels, roi_pixels > 0)
+        )
+        spec.append(
+            specificity(observed * rest_pixels, after * rest_pixels, rest_pixels == 0)
+        )
     return np.array(sens).T, np.array(spec).T
 
 
