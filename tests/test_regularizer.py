@@ -7,6 +7,7 @@ import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
+from sklearn.utils import Bunch
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from sklearn_arb import BootstrapAttentionRegularizer, MapLayout
@@ -604,3 +605,29 @@ def test_transform_p_decided_by_critical_values_equals_the_pvalues(null, pvalue)
         expected = (stats.z >= 0) & (stats.pvalues <= alpha)
         assert_array_equal(arb.transform(X) > 0, expected)
         assert_array_equal(arb.transform(X), stats.regularized)
+
+
+@pytest.mark.parametrize("null", ["per_image", "pooled"])
+def test_regularize_statistics_equals_transform_at_every_setting(null):
+    """One compute_statistics serves every method and threshold: the maps equal
+    transform's (which computes the statistics each time, the p rule by its
+    critical values)."""
+    X = np.random.default_rng(0).lognormal(size=(6, 2 * 49))
+    arb = BootstrapAttentionRegularizer(null=null).fit(X)
+    statistics = arb.compute_statistics(X)
+    settings = [
+        {"method": "p", "alpha": 0.01},
+        {"method": "p", "alpha": 0.5},
+        {"method": "lfdr", "gamma": 0.1},
+        {"method": "lfdr", "gamma": 0.9, "soft": True},
+        {"method": "pi0", "soft": False},
+        {"method": "z", "z_threshold": 1.0},
+        {"method": "p", "alpha": 0.4, "threshold_kind": "quantile", "z_threshold": 0},
+    ]
+    for setting in settings:
+        arb.set_params(**setting)
+        np.testing.assert_array_equal(
+            arb.regularize_statistics(statistics), arb.transform(X), err_msg=setting
+        )
+    with pytest.raises(ValueError, match="lack pvalues"):
+        arb.regularize_statistics(Bunch(scores=X[:, :49], z=statistics.z))
