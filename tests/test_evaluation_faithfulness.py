@@ -298,6 +298,31 @@ def test_black_curves_of_the_patch_linear_model_are_known(kind, order):
         assert curves.auc[0] < curve_auc(curves.fractions, lerf)
 
 
+@pytest.mark.parametrize("kind", ["deletion", "insertion"])
+def test_blur_curves_are_remove_tokens_then_the_model(kind):
+    """The curve blurs each image once for all its steps: the same
+    probabilities as remove_tokens' blur at each step, then the model."""
+    rng = np.random.default_rng(0)
+    images = rng.random((2, SIZE, SIZE, 3)).astype(np.float32)
+    maps = rng.random((2, N_TOKENS))
+    classifier = _classifier(WEIGHTS)
+    curves = perturbation_curve(
+        classifier, images, maps, kind=kind, removal="blur", blur_sigma=2.0,
+        target=1, batch_size=3,
+    )  # fmt: skip
+    order = np.argsort(-maps, axis=1)
+    for step, n in enumerate(curves.n_tokens):
+        removed = np.zeros((2, N_TOKENS), dtype=bool)
+        first = order[:, :n]
+        np.put_along_axis(removed, first, True, axis=1)
+        if kind == "insertion":
+            removed = ~removed
+        perturbed = remove_tokens(images, removed, PATCH, method="blur",
+                                  blur_sigma=2.0)  # fmt: skip
+        expected = classifier.probabilities(perturbed)[:, 1]
+        np.testing.assert_array_equal(curves.probabilities[:, step], expected)
+
+
 def test_road_deletion_of_a_constant_image_keeps_the_probability():
     """ROAD fills from the kept pixels, so a constant image stays constant until
     every token is removed (then the normalisation mean, here 0)."""

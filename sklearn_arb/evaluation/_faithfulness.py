@@ -24,7 +24,14 @@ from sklearn.utils import check_random_state
 
 from .._selection import order_with_random_ties
 from ._classifier import ImageClassifier, as_classifier
-from ._imputation import REMOVALS, remove_tokens
+from ._imputation import (
+    REMOVALS,
+    blurred,
+    fill_from_blurred,
+    remove_tokens,
+    token_pixel_mask,
+    working_dtype,
+)
 
 __all__ = [
     "PerturbationCurves",
@@ -269,18 +276,39 @@ class _Removal:
         todo = np.argwhere(settings.any(axis=2) | (np.arange(n_settings + 1) == 0))
         probabilities = None
         batch_size = self.classifier.batch_size
+        # Every setting of an image blurs the same image: blur it once.
+        blurred_images: dict[int, np.ndarray] = {}
+
+        def blurred_of(index: int) -> np.ndarray:
+            if index not in blurred_images:
+                image = pixels[index].astype(working_dtype(pixels), copy=False)
+                blurred_images[index] = blurred(image, self.blur_sigma)
+            return blurred_images[index]
+
         for start in range(0, len(todo), batch_size):
             image, setting = todo[start : start + batch_size].T
-            perturbed = remove_tokens(
-                pixels[image],
-                settings[image, setting],
-                self.classifier.patch_size,
-                method=self.method,
-                noise=self.noise,
-                background=self.classifier.mean,
-                blur_sigma=self.blur_sigma,
-                random_state=rng,
-            )
+            if self.method == "blur":
+                perturbed = pixels[image].astype(working_dtype(pixels), copy=True)
+                fill_from_blurred(
+                    perturbed,
+                    token_pixel_mask(
+                        settings[image, setting],
+                        self.classifier.grid_shape,
+                        self.classifier.patch_size,
+                    ),
+                    lambda row, image=image: blurred_of(int(image[row])),
+                )
+            else:
+                perturbed = remove_tokens(
+                    pixels[image],
+                    settings[image, setting],
+                    self.classifier.patch_size,
+                    method=self.method,
+                    noise=self.noise,
+                    background=self.classifier.mean,
+                    blur_sigma=self.blur_sigma,
+                    random_state=rng,
+                )
             batch = self.classifier.batch_probabilities(perturbed)
             if probabilities is None:  # the number of classes is known now
                 target = _check_target(target, n_images, batch.shape[1])

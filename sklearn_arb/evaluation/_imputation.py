@@ -29,6 +29,7 @@ SuperLU's factorisation small.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from numbers import Integral, Real
@@ -355,6 +356,30 @@ def _check_removal(
     return grid_shape
 
 
+def working_dtype(images: np.ndarray) -> np.dtype:
+    """The dtype removed tokens are filled in: the images' own float, else
+    float32."""
+    return images.dtype if images.dtype.kind == "f" else np.dtype(np.float32)
+
+
+def blurred(image: np.ndarray, sigma: float) -> np.ndarray:
+    """One (H, W, C) image blurred by a Gaussian of std ``sigma`` pixels, per
+    channel, reflected at the border: the ``"blur"`` removal's fill."""
+    return gaussian_filter(image, sigma=(sigma, sigma, 0), mode="reflect")
+
+
+def fill_from_blurred(
+    images: np.ndarray,
+    pixel_masks: np.ndarray,
+    blurred_of: Callable[[int], np.ndarray],
+) -> None:
+    """Write, in place, each image's masked pixels from its blurred copy
+    ``blurred_of(index)``, asked for only where the mask holds a pixel."""
+    for index, mask in enumerate(pixel_masks):
+        if mask.any():
+            images[index][mask] = blurred_of(index)[mask]
+
+
 def remove_tokens(
     images: ArrayLike,
     removed: ArrayLike,
@@ -431,19 +456,16 @@ def remove_tokens(
             f"removed must be boolean token masks; got dtype {removed.dtype}."
         )
     grid_shape = _check_removal(images, removed, patch_size)
-    dtype = images.dtype if images.dtype.kind == "f" else np.dtype(np.float32)
-    perturbed = images.astype(dtype, copy=True)
+    perturbed = images.astype(working_dtype(images), copy=True)
     if method == "black":
         perturbed[token_pixel_mask(removed, grid_shape, patch_size)] = 0
         return perturbed
     if method == "blur":
-        pixels = token_pixel_mask(removed, grid_shape, patch_size)
-        for image, mask in zip(perturbed, pixels, strict=True):
-            if mask.any():
-                blurred = gaussian_filter(
-                    image, sigma=(blur_sigma, blur_sigma, 0), mode="reflect"
-                )
-                image[mask] = blurred[mask]
+        fill_from_blurred(
+            perturbed,
+            token_pixel_mask(removed, grid_shape, patch_size),
+            lambda index: blurred(perturbed[index], blur_sigma),
+        )
         return perturbed
     # One seed per image drawn from random_state (so the noise does not depend
     # on how images are batched): a Generator draws float32 normals several
