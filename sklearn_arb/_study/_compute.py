@@ -16,6 +16,7 @@ from .._layout import MapLayout
 from .._maps import tokens_to_grid, upsample_map
 from .._regularizer import BootstrapAttentionRegularizer
 from ..datasets import make_noise_simulation
+from ..datasets._token_masks import token_pixel_counts
 from ..metrics import (
     mean_in_roi,
     mean_percentile_in_roi,
@@ -193,14 +194,8 @@ def _sweep(regularizer, X, pixel_masks, extractor) -> tuple[np.ndarray, ...]:
     over a pixel region as the token scores weighted by each token's pixels in
     the region, so a token map times those counts has the pixel map's sums.
     """
-    patch = extractor.patch_size_
-    rows, cols = extractor.grid_shape_
-    roi_pixels = (
-        pixel_masks.reshape(len(X), rows, patch, cols, patch)
-        .sum(axis=(2, 4), dtype=np.float64)
-        .reshape(len(X), rows * cols)
-    )
-    rest_pixels = patch * patch - roi_pixels
+    roi_pixels = token_pixel_counts(pixel_masks, extractor.patch_size_)
+    rest_pixels = extractor.patch_size_**2 - roi_pixels
     observed = MapLayout(extractor.n_tokens_, extractor.n_bootstrap).observed(X)
     statistics = regularizer.compute_statistics(X)
     sens, spec = [], []

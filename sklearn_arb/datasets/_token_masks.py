@@ -58,15 +58,25 @@ def pixel_to_token_masks(
             f"got shape {pixel_masks.shape} and dtype {pixel_masks.dtype}. Pass the "
             "masks returned by make_noise_simulation, or compare your masks with 0."
         )
-    n_images, height, width = pixel_masks.shape
+    height, width = pixel_masks.shape[1:]
     if height % patch_size or width % patch_size:
         raise ValueError(
             f"Image size {height}x{width} is not a multiple of patch_size="
             f"{patch_size}; resize the images to the model's input size (e.g. "
             "load_images(..., image_size=224)) before making masks of them."
         )
+    patch_fraction = token_pixel_counts(pixel_masks, patch_size) / patch_size**2
+    return patch_fraction >= min_fraction
+
+
+def token_pixel_counts(pixel_masks: np.ndarray, patch_size: int) -> np.ndarray:
+    """How many of each token's pixels the masks hold: (n_images, n_tokens)
+    float64, tokens in row-major order of the patch grid. ``pixel_masks`` is a
+    boolean (n_images, height, width) array, sides multiples of ``patch_size``."""
+    n_images, height, width = pixel_masks.shape
     rows, cols = height // patch_size, width // patch_size
-    patch_fraction = pixel_masks.reshape(
-        n_images, rows, patch_size, cols, patch_size
-    ).mean(axis=(2, 4))
-    return (patch_fraction >= min_fraction).reshape(n_images, rows * cols)
+    return (
+        pixel_masks.reshape(n_images, rows, patch_size, cols, patch_size)
+        .sum(axis=(2, 4), dtype=np.float64)
+        .reshape(n_images, rows * cols)
+    )
