@@ -496,16 +496,17 @@ def compute_evaluation(
         if progress:
             source_extractor.set_params(verbose=1)
         maps = _stored_maps(source_extractor, source, paths, output)
-        results.boxes = model_boxes_of_files(paths, boxes, source_extractor.image_size_)
-        token_masks = boxes_to_token_masks(
-            results.boxes,
-            source_extractor.image_size_,
-            source_extractor.patch_size_,
-            settings.min_fraction,
-        )
-        results.token_masks = token_masks
-        results.grid_shape = source_extractor.grid_shape_
-        results.image_size = source_extractor.image_size_
+        if "token_masks" not in results:  # every source has the model's geometry
+            results.image_size = source_extractor.image_size_
+            results.grid_shape = source_extractor.grid_shape_
+            results.boxes = model_boxes_of_files(paths, boxes, results.image_size)
+            results.token_masks = boxes_to_token_masks(
+                results.boxes,
+                results.image_size,
+                source_extractor.patch_size_,
+                settings.min_fraction,
+            )
+        token_masks = results.token_masks
         selections = select(maps, source, settings)
         per_source = Bunch(
             selections=selections,
